@@ -1,0 +1,62 @@
+# nimbus: `make run` sets everything up and runs the stack; `make test` runs the suite.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROTOS := $(shell find protos -name '*.proto')
+
+.PHONY: run test test-fast protos protos-check lint bench system-deps venv clean
+
+# Debian packages nimbus needs: libvirt-python builds against libvirt-dev;
+# qemu-img makes the image cache and overlays; genisoimage builds config drives.
+APT_PACKAGES := libvirt-dev pkg-config qemu-utils genisoimage
+
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(STAMP): requirements.txt pyproject.toml | system-deps
+	@command -v $(PYTHON) >/dev/null || { echo "nimbus needs Python 3.11 (Ceph's rbd/rados modules are cpython-3.11 builds)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+venv: system-deps $(STAMP)
+
+run: venv
+	$(PY) -m nimbus.devstack
+
+test: venv
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+protos: venv
+	$(VENV)/bin/buf lint
+	$(VENV)/bin/buf format -w
+	rm -rf build/gen && mkdir -p build/gen
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=build/gen --grpc_python_out=build/gen --pyi_out=build/gen $(PROTOS)
+	for d in $$(cd build/gen && find nimbus -type d); do \
+	  mkdir -p pkg/$$d; touch pkg/$$d/__init__.py; \
+	  rm -f pkg/$$d/*_pb2.py pkg/$$d/*_pb2.pyi pkg/$$d/*_pb2_grpc.py; \
+	  find build/gen/$$d -maxdepth 1 -type f -exec cp {} pkg/$$d/ \; ; done
+
+# Fails when the committed generated code is not what `make protos` makes.
+protos-check: protos
+	git diff --exit-code -- pkg/nimbus || { echo "generated code is stale: run make protos and commit"; exit 1; }
+	test -z "$$(git status --porcelain -- pkg/nimbus)" || { git status --porcelain -- pkg/nimbus; echo "generated files not committed"; exit 1; }
+
+lint: venv
+	$(VENV)/bin/buf lint
+	$(VENV)/bin/buf format -d --exit-code
+
+bench: venv
+	$(PY) bench/boot_storm.py $(BENCH_ARGS)
+
+clean:
+	rm -rf build .nimbus

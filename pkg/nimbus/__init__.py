@@ -1,0 +1,1 @@
+"""nimbus: a compact cloud control plane (Nova- and Trove-style flows over gRPC and etcd)."""

@@ -1,0 +1,407 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class VmState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VM_STATE_UNSPECIFIED: _ClassVar[VmState]
+    VM_STATE_BUILDING: _ClassVar[VmState]
+    VM_STATE_ACTIVE: _ClassVar[VmState]
+    VM_STATE_STOPPED: _ClassVar[VmState]
+    VM_STATE_PAUSED: _ClassVar[VmState]
+    VM_STATE_SUSPENDED: _ClassVar[VmState]
+    VM_STATE_RESIZED: _ClassVar[VmState]
+    VM_STATE_ERROR: _ClassVar[VmState]
+    VM_STATE_DELETED: _ClassVar[VmState]
+
+class TaskState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TASK_STATE_UNSPECIFIED: _ClassVar[TaskState]
+    TASK_STATE_SCHEDULING: _ClassVar[TaskState]
+    TASK_STATE_NETWORKING: _ClassVar[TaskState]
+    TASK_STATE_BLOCK_DEVICE_MAPPING: _ClassVar[TaskState]
+    TASK_STATE_SPAWNING: _ClassVar[TaskState]
+    TASK_STATE_DELETING: _ClassVar[TaskState]
+    TASK_STATE_RESIZE_PREP: _ClassVar[TaskState]
+    TASK_STATE_RESIZE_MIGRATING: _ClassVar[TaskState]
+    TASK_STATE_RESIZE_MIGRATED: _ClassVar[TaskState]
+    TASK_STATE_RESIZE_FINISH: _ClassVar[TaskState]
+    TASK_STATE_RESIZE_REVERTING: _ClassVar[TaskState]
+    TASK_STATE_RESIZE_CONFIRMING: _ClassVar[TaskState]
+    TASK_STATE_POWERING_OFF: _ClassVar[TaskState]
+    TASK_STATE_POWERING_ON: _ClassVar[TaskState]
+    TASK_STATE_REBOOTING: _ClassVar[TaskState]
+
+class PowerState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    POWER_STATE_UNSPECIFIED: _ClassVar[PowerState]
+    POWER_STATE_RUNNING: _ClassVar[PowerState]
+    POWER_STATE_PAUSED: _ClassVar[PowerState]
+    POWER_STATE_SHUTDOWN: _ClassVar[PowerState]
+    POWER_STATE_CRASHED: _ClassVar[PowerState]
+    POWER_STATE_SUSPENDED: _ClassVar[PowerState]
+
+class ImageStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    IMAGE_STATUS_UNSPECIFIED: _ClassVar[ImageStatus]
+    IMAGE_STATUS_QUEUED: _ClassVar[ImageStatus]
+    IMAGE_STATUS_SAVING: _ClassVar[ImageStatus]
+    IMAGE_STATUS_ACTIVE: _ClassVar[ImageStatus]
+    IMAGE_STATUS_KILLED: _ClassVar[ImageStatus]
+VM_STATE_UNSPECIFIED: VmState
+VM_STATE_BUILDING: VmState
+VM_STATE_ACTIVE: VmState
+VM_STATE_STOPPED: VmState
+VM_STATE_PAUSED: VmState
+VM_STATE_SUSPENDED: VmState
+VM_STATE_RESIZED: VmState
+VM_STATE_ERROR: VmState
+VM_STATE_DELETED: VmState
+TASK_STATE_UNSPECIFIED: TaskState
+TASK_STATE_SCHEDULING: TaskState
+TASK_STATE_NETWORKING: TaskState
+TASK_STATE_BLOCK_DEVICE_MAPPING: TaskState
+TASK_STATE_SPAWNING: TaskState
+TASK_STATE_DELETING: TaskState
+TASK_STATE_RESIZE_PREP: TaskState
+TASK_STATE_RESIZE_MIGRATING: TaskState
+TASK_STATE_RESIZE_MIGRATED: TaskState
+TASK_STATE_RESIZE_FINISH: TaskState
+TASK_STATE_RESIZE_REVERTING: TaskState
+TASK_STATE_RESIZE_CONFIRMING: TaskState
+TASK_STATE_POWERING_OFF: TaskState
+TASK_STATE_POWERING_ON: TaskState
+TASK_STATE_REBOOTING: TaskState
+POWER_STATE_UNSPECIFIED: PowerState
+POWER_STATE_RUNNING: PowerState
+POWER_STATE_PAUSED: PowerState
+POWER_STATE_SHUTDOWN: PowerState
+POWER_STATE_CRASHED: PowerState
+POWER_STATE_SUSPENDED: PowerState
+IMAGE_STATUS_UNSPECIFIED: ImageStatus
+IMAGE_STATUS_QUEUED: ImageStatus
+IMAGE_STATUS_SAVING: ImageStatus
+IMAGE_STATUS_ACTIVE: ImageStatus
+IMAGE_STATUS_KILLED: ImageStatus
+
+class Fault(_message.Message):
+    __slots__ = ("code", "message", "details", "created_at")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    details: str
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., details: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Flavor(_message.Message):
+    __slots__ = ("id", "name", "vcpus", "ram_mb", "disk_gb", "ephemeral_gb", "swap_mb", "is_public", "extra_specs")
+    class ExtraSpecsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VCPUS_FIELD_NUMBER: _ClassVar[int]
+    RAM_MB_FIELD_NUMBER: _ClassVar[int]
+    DISK_GB_FIELD_NUMBER: _ClassVar[int]
+    EPHEMERAL_GB_FIELD_NUMBER: _ClassVar[int]
+    SWAP_MB_FIELD_NUMBER: _ClassVar[int]
+    IS_PUBLIC_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_SPECS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    vcpus: int
+    ram_mb: int
+    disk_gb: int
+    ephemeral_gb: int
+    swap_mb: int
+    is_public: bool
+    extra_specs: _containers.ScalarMap[str, str]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., vcpus: _Optional[int] = ..., ram_mb: _Optional[int] = ..., disk_gb: _Optional[int] = ..., ephemeral_gb: _Optional[int] = ..., swap_mb: _Optional[int] = ..., is_public: _Optional[bool] = ..., extra_specs: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class Server(_message.Message):
+    __slots__ = ("id", "name", "project_id", "user_id", "vm_state", "task_state", "power_state", "host", "flavor_ref", "image_ref", "flavor", "fault", "reservation_id", "launch_index", "created_at", "updated_at", "launched_at", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    VM_STATE_FIELD_NUMBER: _ClassVar[int]
+    TASK_STATE_FIELD_NUMBER: _ClassVar[int]
+    POWER_STATE_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    FLAVOR_REF_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_REF_FIELD_NUMBER: _ClassVar[int]
+    FLAVOR_FIELD_NUMBER: _ClassVar[int]
+    FAULT_FIELD_NUMBER: _ClassVar[int]
+    RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    LAUNCH_INDEX_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    LAUNCHED_AT_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    project_id: str
+    user_id: str
+    vm_state: VmState
+    task_state: TaskState
+    power_state: PowerState
+    host: str
+    flavor_ref: str
+    image_ref: str
+    flavor: Flavor
+    fault: Fault
+    reservation_id: str
+    launch_index: int
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    launched_at: _timestamp_pb2.Timestamp
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., vm_state: _Optional[_Union[VmState, str]] = ..., task_state: _Optional[_Union[TaskState, str]] = ..., power_state: _Optional[_Union[PowerState, str]] = ..., host: _Optional[str] = ..., flavor_ref: _Optional[str] = ..., image_ref: _Optional[str] = ..., flavor: _Optional[_Union[Flavor, _Mapping]] = ..., fault: _Optional[_Union[Fault, _Mapping]] = ..., reservation_id: _Optional[str] = ..., launch_index: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., launched_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class CreateServerRequest(_message.Message):
+    __slots__ = ("name", "image_ref", "flavor_ref", "min_count", "max_count", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_REF_FIELD_NUMBER: _ClassVar[int]
+    FLAVOR_REF_FIELD_NUMBER: _ClassVar[int]
+    MIN_COUNT_FIELD_NUMBER: _ClassVar[int]
+    MAX_COUNT_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    image_ref: str
+    flavor_ref: str
+    min_count: int
+    max_count: int
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., image_ref: _Optional[str] = ..., flavor_ref: _Optional[str] = ..., min_count: _Optional[int] = ..., max_count: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class CreateServerResponse(_message.Message):
+    __slots__ = ("servers", "reservation_id")
+    SERVERS_FIELD_NUMBER: _ClassVar[int]
+    RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    servers: _containers.RepeatedCompositeFieldContainer[Server]
+    reservation_id: str
+    def __init__(self, servers: _Optional[_Iterable[_Union[Server, _Mapping]]] = ..., reservation_id: _Optional[str] = ...) -> None: ...
+
+class GetServerRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class GetServerResponse(_message.Message):
+    __slots__ = ("server",)
+    SERVER_FIELD_NUMBER: _ClassVar[int]
+    server: Server
+    def __init__(self, server: _Optional[_Union[Server, _Mapping]] = ...) -> None: ...
+
+class ListServersRequest(_message.Message):
+    __slots__ = ("page_size", "page_token", "all_projects", "name", "vm_state", "host", "reservation_id")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ALL_PROJECTS_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VM_STATE_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    all_projects: bool
+    name: str
+    vm_state: VmState
+    host: str
+    reservation_id: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., all_projects: _Optional[bool] = ..., name: _Optional[str] = ..., vm_state: _Optional[_Union[VmState, str]] = ..., host: _Optional[str] = ..., reservation_id: _Optional[str] = ...) -> None: ...
+
+class ListServersResponse(_message.Message):
+    __slots__ = ("servers", "next_page_token")
+    SERVERS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    servers: _containers.RepeatedCompositeFieldContainer[Server]
+    next_page_token: str
+    def __init__(self, servers: _Optional[_Iterable[_Union[Server, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class DeleteServerRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class DeleteServerResponse(_message.Message):
+    __slots__ = ("server",)
+    SERVER_FIELD_NUMBER: _ClassVar[int]
+    server: Server
+    def __init__(self, server: _Optional[_Union[Server, _Mapping]] = ...) -> None: ...
+
+class WatchServersRequest(_message.Message):
+    __slots__ = ("id", "all_projects")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ALL_PROJECTS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    all_projects: bool
+    def __init__(self, id: _Optional[str] = ..., all_projects: _Optional[bool] = ...) -> None: ...
+
+class WatchServersResponse(_message.Message):
+    __slots__ = ("type", "server")
+    class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        EVENT_TYPE_UNSPECIFIED: _ClassVar[WatchServersResponse.EventType]
+        EVENT_TYPE_UPSERT: _ClassVar[WatchServersResponse.EventType]
+        EVENT_TYPE_DELETED: _ClassVar[WatchServersResponse.EventType]
+        EVENT_TYPE_SYNCED: _ClassVar[WatchServersResponse.EventType]
+    EVENT_TYPE_UNSPECIFIED: WatchServersResponse.EventType
+    EVENT_TYPE_UPSERT: WatchServersResponse.EventType
+    EVENT_TYPE_DELETED: WatchServersResponse.EventType
+    EVENT_TYPE_SYNCED: WatchServersResponse.EventType
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    SERVER_FIELD_NUMBER: _ClassVar[int]
+    type: WatchServersResponse.EventType
+    server: Server
+    def __init__(self, type: _Optional[_Union[WatchServersResponse.EventType, str]] = ..., server: _Optional[_Union[Server, _Mapping]] = ...) -> None: ...
+
+class ListFlavorsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListFlavorsResponse(_message.Message):
+    __slots__ = ("flavors",)
+    FLAVORS_FIELD_NUMBER: _ClassVar[int]
+    flavors: _containers.RepeatedCompositeFieldContainer[Flavor]
+    def __init__(self, flavors: _Optional[_Iterable[_Union[Flavor, _Mapping]]] = ...) -> None: ...
+
+class GetFlavorRequest(_message.Message):
+    __slots__ = ("ref",)
+    REF_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    def __init__(self, ref: _Optional[str] = ...) -> None: ...
+
+class GetFlavorResponse(_message.Message):
+    __slots__ = ("flavor",)
+    FLAVOR_FIELD_NUMBER: _ClassVar[int]
+    flavor: Flavor
+    def __init__(self, flavor: _Optional[_Union[Flavor, _Mapping]] = ...) -> None: ...
+
+class CreateFlavorRequest(_message.Message):
+    __slots__ = ("flavor",)
+    FLAVOR_FIELD_NUMBER: _ClassVar[int]
+    flavor: Flavor
+    def __init__(self, flavor: _Optional[_Union[Flavor, _Mapping]] = ...) -> None: ...
+
+class CreateFlavorResponse(_message.Message):
+    __slots__ = ("flavor",)
+    FLAVOR_FIELD_NUMBER: _ClassVar[int]
+    flavor: Flavor
+    def __init__(self, flavor: _Optional[_Union[Flavor, _Mapping]] = ...) -> None: ...
+
+class Image(_message.Message):
+    __slots__ = ("id", "name", "status", "disk_format", "container_format", "size", "checksum", "min_ram_mb", "min_disk_gb", "visibility", "owner", "properties", "created_at")
+    class PropertiesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    DISK_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_FIELD_NUMBER: _ClassVar[int]
+    MIN_RAM_MB_FIELD_NUMBER: _ClassVar[int]
+    MIN_DISK_GB_FIELD_NUMBER: _ClassVar[int]
+    VISIBILITY_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    status: ImageStatus
+    disk_format: str
+    container_format: str
+    size: int
+    checksum: str
+    min_ram_mb: int
+    min_disk_gb: int
+    visibility: str
+    owner: str
+    properties: _containers.ScalarMap[str, str]
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[_Union[ImageStatus, str]] = ..., disk_format: _Optional[str] = ..., container_format: _Optional[str] = ..., size: _Optional[int] = ..., checksum: _Optional[str] = ..., min_ram_mb: _Optional[int] = ..., min_disk_gb: _Optional[int] = ..., visibility: _Optional[str] = ..., owner: _Optional[str] = ..., properties: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListImagesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListImagesResponse(_message.Message):
+    __slots__ = ("images",)
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    images: _containers.RepeatedCompositeFieldContainer[Image]
+    def __init__(self, images: _Optional[_Iterable[_Union[Image, _Mapping]]] = ...) -> None: ...
+
+class GetImageRequest(_message.Message):
+    __slots__ = ("ref",)
+    REF_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    def __init__(self, ref: _Optional[str] = ...) -> None: ...
+
+class GetImageResponse(_message.Message):
+    __slots__ = ("image",)
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    image: Image
+    def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ...) -> None: ...
+
+class CreateImageRequest(_message.Message):
+    __slots__ = ("image", "chunk")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    image: Image
+    chunk: bytes
+    def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+
+class CreateImageResponse(_message.Message):
+    __slots__ = ("image",)
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    image: Image
+    def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ...) -> None: ...
+
+class DownloadImageRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class DownloadImageResponse(_message.Message):
+    __slots__ = ("chunk",)
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    chunk: bytes
+    def __init__(self, chunk: _Optional[bytes] = ...) -> None: ...

@@ -1,0 +1,99 @@
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
+from nimbus.compute.v1 import compute_pb2 as _compute_pb2
+from nimbus.state.v1 import records_pb2 as _records_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ReportNodeRequest(_message.Message):
+    __slots__ = ("node", "lease_id")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    node: _records_pb2.NodeRecord
+    lease_id: int
+    def __init__(self, node: _Optional[_Union[_records_pb2.NodeRecord, _Mapping]] = ..., lease_id: _Optional[int] = ...) -> None: ...
+
+class ReportNodeResponse(_message.Message):
+    __slots__ = ("lease_id", "ttl_seconds")
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    lease_id: int
+    ttl_seconds: int
+    def __init__(self, lease_id: _Optional[int] = ..., ttl_seconds: _Optional[int] = ...) -> None: ...
+
+class StreamAssignmentsRequest(_message.Message):
+    __slots__ = ("host",)
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    host: str
+    def __init__(self, host: _Optional[str] = ...) -> None: ...
+
+class StreamAssignmentsResponse(_message.Message):
+    __slots__ = ("type", "server")
+    class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        EVENT_TYPE_UNSPECIFIED: _ClassVar[StreamAssignmentsResponse.EventType]
+        EVENT_TYPE_UPSERT: _ClassVar[StreamAssignmentsResponse.EventType]
+        EVENT_TYPE_DELETED: _ClassVar[StreamAssignmentsResponse.EventType]
+        EVENT_TYPE_SYNCED: _ClassVar[StreamAssignmentsResponse.EventType]
+    EVENT_TYPE_UNSPECIFIED: StreamAssignmentsResponse.EventType
+    EVENT_TYPE_UPSERT: StreamAssignmentsResponse.EventType
+    EVENT_TYPE_DELETED: StreamAssignmentsResponse.EventType
+    EVENT_TYPE_SYNCED: StreamAssignmentsResponse.EventType
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    SERVER_FIELD_NUMBER: _ClassVar[int]
+    type: StreamAssignmentsResponse.EventType
+    server: _compute_pb2.Server
+    def __init__(self, type: _Optional[_Union[StreamAssignmentsResponse.EventType, str]] = ..., server: _Optional[_Union[_compute_pb2.Server, _Mapping]] = ...) -> None: ...
+
+class UpdateInstanceRequest(_message.Message):
+    __slots__ = ("host", "server", "update_mask", "expected_task_states")
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    SERVER_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_TASK_STATES_FIELD_NUMBER: _ClassVar[int]
+    host: str
+    server: _compute_pb2.Server
+    update_mask: _field_mask_pb2.FieldMask
+    expected_task_states: _containers.RepeatedScalarFieldContainer[_compute_pb2.TaskState]
+    def __init__(self, host: _Optional[str] = ..., server: _Optional[_Union[_compute_pb2.Server, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ..., expected_task_states: _Optional[_Iterable[_Union[_compute_pb2.TaskState, str]]] = ...) -> None: ...
+
+class UpdateInstanceResponse(_message.Message):
+    __slots__ = ("server",)
+    SERVER_FIELD_NUMBER: _ClassVar[int]
+    server: _compute_pb2.Server
+    def __init__(self, server: _Optional[_Union[_compute_pb2.Server, _Mapping]] = ...) -> None: ...
+
+class RescheduleInstanceRequest(_message.Message):
+    __slots__ = ("host", "instance_id", "fault", "expected_task_states")
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    FAULT_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_TASK_STATES_FIELD_NUMBER: _ClassVar[int]
+    host: str
+    instance_id: str
+    fault: _compute_pb2.Fault
+    expected_task_states: _containers.RepeatedScalarFieldContainer[_compute_pb2.TaskState]
+    def __init__(self, host: _Optional[str] = ..., instance_id: _Optional[str] = ..., fault: _Optional[_Union[_compute_pb2.Fault, _Mapping]] = ..., expected_task_states: _Optional[_Iterable[_Union[_compute_pb2.TaskState, str]]] = ...) -> None: ...
+
+class RescheduleInstanceResponse(_message.Message):
+    __slots__ = ("server",)
+    SERVER_FIELD_NUMBER: _ClassVar[int]
+    server: _compute_pb2.Server
+    def __init__(self, server: _Optional[_Union[_compute_pb2.Server, _Mapping]] = ...) -> None: ...
+
+class FinishDeleteInstanceRequest(_message.Message):
+    __slots__ = ("host", "instance_id")
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    host: str
+    instance_id: str
+    def __init__(self, host: _Optional[str] = ..., instance_id: _Optional[str] = ...) -> None: ...
+
+class FinishDeleteInstanceResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -1,0 +1,75 @@
+"""Settings for every nimbus process: command-line flags, each defaulting to
+an environment variable NIMBUS_<FLAG> (Kubernetes sets those), then to the
+development defaults `make run` uses."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+
+DEFAULT_API_ADDRESS = "127.0.0.1:8774"
+DEFAULT_CONDUCTOR_ADDRESS = "127.0.0.1:8775"
+DEFAULT_SCHEDULER_ADDRESS = "127.0.0.1:8776"
+
+
+@dataclasses.dataclass
+class Config:
+    etcd_endpoint: str = "127.0.0.1:2379"
+    etcd_prefix: str = "/nimbus/"
+    listen: str = ""
+    api_address: str = DEFAULT_API_ADDRESS
+    conductor_address: str = DEFAULT_CONDUCTOR_ADDRESS
+    scheduler_address: str = DEFAULT_SCHEDULER_ADDRESS
+    # The shared secret internal callers present; never logged.
+    service_token: str = dataclasses.field(default="", repr=False)
+    # Development auth: 'Bearer <user>:<project>' is believed as is.
+    noauth: bool = False
+    state_dir: str = ".nimbus"
+    # Agent settings.
+    host: str = ""
+    libvirt_uri: str = "test:///default"
+    virt_type: str = "test"
+    simulate: int = 0
+    vcpus: int = 32
+    memory_mb: int = 65536
+    disk_gb: int = 1000
+    cpu_allocation_ratio: float = 4.0
+    ram_allocation_ratio: float = 1.0
+    disk_allocation_ratio: float = 1.0
+    reserved_host_memory_mb: int = 512
+    # Conductor settings.
+    max_attempts: int = 3
+    node_ttl: int = 10
+
+    @property
+    def image_dir(self) -> str:
+        return os.path.join(self.state_dir, "images")
+
+    @property
+    def instances_path(self) -> str:
+        return os.path.join(self.state_dir, "instances")
+
+
+def _env(name: str, default):
+    raw = os.environ.get("NIMBUS_" + name.upper())
+    if raw is None:
+        return default
+    if isinstance(default, bool):
+        return raw.lower() in ("1", "true", "yes", "on")
+    return type(default)(raw)
+
+
+def parse(argv: list[str] | None, description: str, default_listen: str = "") -> Config:
+    """Flags named like the fields (--etcd-endpoint, --service-token, …)."""
+    base = Config(listen=default_listen)
+    parser = argparse.ArgumentParser(description=description)
+    for field in dataclasses.fields(Config):
+        default = _env(field.name, getattr(base, field.name))
+        flag = "--" + field.name.replace("_", "-")
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+        else:
+            parser.add_argument(flag, type=type(default), default=default,
+                                help=None if field.repr else "read from the environment preferably")
+    return Config(**vars(parser.parse_args(argv)))

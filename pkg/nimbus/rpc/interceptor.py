@@ -1,0 +1,138 @@
+"""One server interceptor for every nimbus service.
+
+Per call it: takes or makes a request id, authenticates the caller (or
+answers UNAUTHENTICATED), binds both for logs, maps NimbusError to its
+status with rich details (never INTERNAL for input), and writes one access
+log line. It is a single wrapper, not a chain, because it runs on every call
+of the hot paths (agents report every state change through it).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+import uuid
+
+import aetcd.exceptions
+import grpc
+import structlog
+from google.protobuf import any_pb2
+from google.rpc import status_pb2
+
+from nimbus import errors, log
+from nimbus.rpc import auth
+
+_log = log.get("nimbus.rpc")
+_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("nimbus_request_id")
+
+
+def request_id() -> str:
+    """The current call's request id (the client's x-request-id, or ours)."""
+    return _request_id.get()
+_PUBLIC_METHODS = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+def _status_trailer(exc: errors.NimbusError) -> tuple:
+    status = status_pb2.Status(code=exc.code.value[0], message=exc.message)
+    for detail in exc.details():
+        packed = any_pb2.Any()
+        packed.Pack(detail)
+        status.details.append(packed)
+    return (("grpc-status-details-bin", status.SerializeToString()),)
+
+
+def _as_nimbus_error(exc: BaseException) -> errors.NimbusError | None:
+    if isinstance(exc, errors.NimbusError):
+        return exc
+    if isinstance(exc, (aetcd.exceptions.ConnectionFailedError,
+                        aetcd.exceptions.ConnectionTimeoutError)):
+        return errors.Unavailable("the state store (etcd) is unavailable; retry later")
+    if isinstance(exc, grpc.aio.AioRpcError) and exc.code() in (
+            grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        # etcd or another nimbus service did not answer: the caller may retry.
+        return errors.Unavailable(f"a backend is unavailable ({exc.code().name}); retry later")
+    return None
+
+
+class ServerInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, authenticator: auth.Authenticator, service: str):
+        self._auth = authenticator
+        self._service = service
+
+    async def intercept_service(self, continuation, details):
+        handler = await continuation(details)
+        if handler is None or details.method.startswith(_PUBLIC_METHODS):
+            return handler
+        method = details.method
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                self._wrap_unary(method, handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                self._wrap_unary(method, handler.stream_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                self._wrap_stream(method, handler.unary_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
+        return grpc.stream_stream_rpc_method_handler(
+            self._wrap_stream(method, handler.stream_stream),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer)
+
+    def _begin(self, context) -> str:
+        metadata = context.invocation_metadata()
+        request_id = None
+        for key, value in metadata or ():
+            if key == "x-request-id":
+                request_id = value[:64]
+                break
+        request_id = request_id or f"req-{uuid.uuid4()}"
+        _request_id.set(request_id)
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        context.set_trailing_metadata((("x-request-id", request_id),))
+        auth.current.set(self._auth.authenticate(metadata))
+        return request_id
+
+    async def _fail(self, context, method: str, exc: BaseException, started: float):
+        mapped = _as_nimbus_error(exc)
+        elapsed = round((time.perf_counter() - started) * 1000, 2)
+        if mapped is None:
+            _log.error("rpc", method=method, code="INTERNAL", ms=elapsed, exc_info=exc)
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the service log")
+        _log.info("rpc", method=method, code=mapped.code.name, ms=elapsed, error=mapped.message)
+        await context.abort(mapped.code, mapped.message, trailing_metadata=_status_trailer(mapped))
+
+    def _wrap_unary(self, method, behaviour):
+        async def wrapper(request, context):
+            started = time.perf_counter()
+            try:
+                self._begin(context)
+                response = await behaviour(request, context)
+            except (grpc.aio.AbortError, GeneratorExit):
+                raise
+            except Exception as exc:  # noqa: BLE001 - mapped or reported as INTERNAL
+                await self._fail(context, method, exc, started)
+            _log.info("rpc", method=method, code="OK",
+                      ms=round((time.perf_counter() - started) * 1000, 2))
+            return response
+        return wrapper
+
+    def _wrap_stream(self, method, behaviour):
+        async def wrapper(request, context):
+            started = time.perf_counter()
+            try:
+                self._begin(context)
+                async for response in behaviour(request, context):
+                    yield response
+            except (grpc.aio.AbortError, GeneratorExit):
+                raise
+            except Exception as exc:  # noqa: BLE001
+                await self._fail(context, method, exc, started)
+            _log.info("rpc", method=method, code="OK",
+                      ms=round((time.perf_counter() - started) * 1000, 2))
+        return wrapper

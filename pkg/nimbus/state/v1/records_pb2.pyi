@@ -1,0 +1,121 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from nimbus.compute.v1 import compute_pb2 as _compute_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Resources(_message.Message):
+    __slots__ = ("vcpus", "memory_mb", "disk_gb")
+    VCPUS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
+    DISK_GB_FIELD_NUMBER: _ClassVar[int]
+    vcpus: int
+    memory_mb: int
+    disk_gb: int
+    def __init__(self, vcpus: _Optional[int] = ..., memory_mb: _Optional[int] = ..., disk_gb: _Optional[int] = ...) -> None: ...
+
+class InstanceRecord(_message.Message):
+    __slots__ = ("server", "alternates", "tried_hosts", "request_id", "task_changed_at")
+    SERVER_FIELD_NUMBER: _ClassVar[int]
+    ALTERNATES_FIELD_NUMBER: _ClassVar[int]
+    TRIED_HOSTS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_CHANGED_AT_FIELD_NUMBER: _ClassVar[int]
+    server: _compute_pb2.Server
+    alternates: _containers.RepeatedScalarFieldContainer[str]
+    tried_hosts: _containers.RepeatedScalarFieldContainer[str]
+    request_id: str
+    task_changed_at: _timestamp_pb2.Timestamp
+    def __init__(self, server: _Optional[_Union[_compute_pb2.Server, _Mapping]] = ..., alternates: _Optional[_Iterable[str]] = ..., tried_hosts: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ..., task_changed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class NodeRecord(_message.Message):
+    __slots__ = ("host", "hypervisor_type", "total", "reserved", "cpu_allocation_ratio", "ram_allocation_ratio", "disk_allocation_ratio", "disabled", "started_at")
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    HYPERVISOR_TYPE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    RESERVED_FIELD_NUMBER: _ClassVar[int]
+    CPU_ALLOCATION_RATIO_FIELD_NUMBER: _ClassVar[int]
+    RAM_ALLOCATION_RATIO_FIELD_NUMBER: _ClassVar[int]
+    DISK_ALLOCATION_RATIO_FIELD_NUMBER: _ClassVar[int]
+    DISABLED_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    host: str
+    hypervisor_type: str
+    total: Resources
+    reserved: Resources
+    cpu_allocation_ratio: float
+    ram_allocation_ratio: float
+    disk_allocation_ratio: float
+    disabled: bool
+    started_at: _timestamp_pb2.Timestamp
+    def __init__(self, host: _Optional[str] = ..., hypervisor_type: _Optional[str] = ..., total: _Optional[_Union[Resources, _Mapping]] = ..., reserved: _Optional[_Union[Resources, _Mapping]] = ..., cpu_allocation_ratio: _Optional[float] = ..., ram_allocation_ratio: _Optional[float] = ..., disk_allocation_ratio: _Optional[float] = ..., disabled: _Optional[bool] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ProviderUsage(_message.Message):
+    __slots__ = ("host", "used", "consumers")
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    USED_FIELD_NUMBER: _ClassVar[int]
+    CONSUMERS_FIELD_NUMBER: _ClassVar[int]
+    host: str
+    used: Resources
+    consumers: int
+    def __init__(self, host: _Optional[str] = ..., used: _Optional[_Union[Resources, _Mapping]] = ..., consumers: _Optional[int] = ...) -> None: ...
+
+class Allocation(_message.Message):
+    __slots__ = ("consumer_id", "host", "project_id", "resources")
+    CONSUMER_ID_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    consumer_id: str
+    host: str
+    project_id: str
+    resources: Resources
+    def __init__(self, consumer_id: _Optional[str] = ..., host: _Optional[str] = ..., project_id: _Optional[str] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ...) -> None: ...
+
+class InstanceActionEvent(_message.Message):
+    __slots__ = ("event", "start_time", "finish_time", "result", "host")
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    FINISH_TIME_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    event: str
+    start_time: _timestamp_pb2.Timestamp
+    finish_time: _timestamp_pb2.Timestamp
+    result: str
+    host: str
+    def __init__(self, event: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., result: _Optional[str] = ..., host: _Optional[str] = ...) -> None: ...
+
+class InstanceAction(_message.Message):
+    __slots__ = ("request_id", "instance_id", "action", "project_id", "user_id", "start_time", "message", "events")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    instance_id: str
+    action: str
+    project_id: str
+    user_id: str
+    start_time: _timestamp_pb2.Timestamp
+    message: str
+    events: _containers.RepeatedCompositeFieldContainer[InstanceActionEvent]
+    def __init__(self, request_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., action: _Optional[str] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ..., events: _Optional[_Iterable[_Union[InstanceActionEvent, _Mapping]]] = ...) -> None: ...
+
+class ImageRecord(_message.Message):
+    __slots__ = ("image", "location")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
+    image: _compute_pb2.Image
+    location: str
+    def __init__(self, image: _Optional[_Union[_compute_pb2.Image, _Mapping]] = ..., location: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,1 @@
+from nimbus.store.store import Store, Versioned  # noqa: F401

@@ -1,0 +1,129 @@
+"""List + watch: an in-memory mirror of one etcd prefix.
+
+`run()` lists the prefix, then watches from the list's revision + 1; when the
+watch breaks (etcd restarted, revision compacted) it lists again and emits
+the difference, so listeners are level-triggered and never miss a state.
+Listeners are plain functions called in the event loop thread, in order;
+`subscribe` gives a queue that starts with a snapshot (for streams).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Callable
+
+from nimbus import log
+from nimbus.store.store import Compacted, Store, Versioned
+
+UPSERT = "upsert"
+DELETED = "deleted"
+SYNCED = "synced"
+
+_log = log.get("nimbus.informer")
+
+Listener = Callable[[str, str, Versioned | None, Versioned | None], None]
+
+
+class Subscription:
+    def __init__(self, informer: "Informer", predicate):
+        self._informer = informer
+        self.predicate = predicate
+        self.queue: asyncio.Queue = asyncio.Queue()
+
+    def close(self) -> None:
+        self._informer._subscriptions.discard(self)
+
+
+class Informer:
+    def __init__(self, store: Store, prefix: str, cls, name: str | None = None):
+        self.store = store
+        self.prefix = prefix
+        self.cls = cls
+        self.name = name or prefix.rstrip("/")
+        self.items: dict[str, Versioned] = {}   # key suffix -> record
+        self.revision = 0
+        self.synced = asyncio.Event()
+        self._listeners: list[Listener] = []
+        self._subscriptions: set[Subscription] = set()
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        self._listeners.remove(listener)
+
+    def subscribe(self, predicate=lambda rec: True) -> Subscription:
+        """A queue holding (UPSERT, rec) for every matching record now, then
+        (SYNCED, None), then every matching change. Atomic: nothing happens
+        between the snapshot and the registration (one event loop thread)."""
+        sub = Subscription(self, predicate)
+        for versioned in self.items.values():
+            if predicate(versioned.msg):
+                sub.queue.put_nowait((UPSERT, versioned))
+        sub.queue.put_nowait((SYNCED, None))
+        self._subscriptions.add(sub)
+        return sub
+
+    def _emit(self, kind: str, key: str, new: Versioned | None, old: Versioned | None) -> None:
+        for listener in self._listeners:
+            try:
+                listener(kind, key, new, old)
+            except Exception:  # noqa: BLE001 - one listener must not stop the mirror
+                _log.exception("listener failed", informer=self.name, key=key)
+        # A subscriber also hears of a record that stops matching (an
+        # instance moved to another host), so it can forget it.
+        for sub in self._subscriptions:
+            if ((new is not None and sub.predicate(new.msg))
+                    or (old is not None and sub.predicate(old.msg))):
+                sub.queue.put_nowait((kind, new if kind == UPSERT else old))
+
+    async def _relist(self) -> None:
+        items, revision = await self.store.list(self.prefix, self.cls)
+        fresh = dict(items)
+        for key, old in list(self.items.items()):
+            if key not in fresh:
+                del self.items[key]
+                self._emit(DELETED, key, None, old)
+        for key, new in fresh.items():
+            old = self.items.get(key)
+            if old is None or old.mod_revision != new.mod_revision:
+                self.items[key] = new
+                self._emit(UPSERT, key, new, old)
+        self.revision = revision
+
+    def _apply(self, events) -> None:
+        cls = self.cls
+        for ev in events:
+            key = self.store.suffix(ev.kv.key)
+            old = self.items.get(key)
+            if ev.type == 0:  # PUT
+                new = Versioned(cls.FromString(ev.kv.value), ev.kv.mod_revision)
+                self.items[key] = new
+                self._emit(UPSERT, key, new, old)
+            else:
+                self.items.pop(key, None)
+                if old is None and ev.prev_kv.key:
+                    old = Versioned(cls.FromString(ev.prev_kv.value), ev.prev_kv.mod_revision)
+                if old is not None:
+                    self._emit(DELETED, key, None, old)
+            self.revision = ev.kv.mod_revision
+
+    async def run(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                await self._relist()
+                if not self.synced.is_set():
+                    self.synced.set()
+                backoff = 0.1
+                async for events in self.store.watch(self.prefix, self.revision + 1):
+                    self._apply(events)
+            except asyncio.CancelledError:
+                raise
+            except Compacted:
+                _log.info("watch compacted, listing again", informer=self.name)
+            except Exception as exc:  # noqa: BLE001 - etcd away: retry with backoff
+                _log.warning("watch broken, retrying", informer=self.name, error=str(exc),
+                             retry_in=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)

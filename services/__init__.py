@@ -1,0 +1,1 @@
+"""nimbus services: one package each (handlers + main)."""

@@ -1,0 +1,3 @@
+from nimbus.services.agent.main import main
+
+main()

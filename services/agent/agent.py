@@ -1,0 +1,255 @@
+"""The compute agent: one per hypervisor host (nova-compute).
+
+It registers its node through the conductor (a lease it keeps alive), holds
+the conductor's assignment stream for its host, and acts on each server's
+task_state, level-triggered: whatever state a server is in when the agent
+(re)connects says what to do. Every state change goes back through the
+conductor with the expected task states, so a concurrent delete wins
+cleanly: the build's next update is refused and the build cleans up.
+
+The build follows nova-compute: BUILDING with expected (SCHEDULING, none),
+claim on the node, NETWORKING, BLOCK_DEVICE_MAPPING, SPAWNING (image into
+the backend, domain XML, define, start, wait for RUNNING), then ACTIVE. A
+failure cleans up and gives the server back for rescheduling."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import grpc
+from google.protobuf import field_mask_pb2
+
+from nimbus import log
+from nimbus.compute.v1 import compute_pb2, compute_pb2_grpc
+from nimbus.conductor.v1 import conductor_pb2, conductor_pb2_grpc
+from nimbus.imagebackend.local import ImageError, LocalBackend
+from nimbus.services.agent.tracker import ResourceTracker
+from nimbus.state.v1 import records_pb2
+from nimbus.store.store import now
+from nimbus.virt.driver import LibvirtDriver, SpawnError
+
+C = compute_pb2
+Event = conductor_pb2.StreamAssignmentsResponse
+BUILDING_TASKS = (C.TASK_STATE_NETWORKING, C.TASK_STATE_BLOCK_DEVICE_MAPPING, C.TASK_STATE_SPAWNING)
+
+
+class Lost(Exception):
+    """Another actor changed the server (deleted it, most often): stop."""
+
+
+class ComputeAgent:
+    def __init__(self, host: str, driver: LibvirtDriver, backend: LocalBackend,
+                 tracker: ResourceTracker, conductor: conductor_pb2_grpc.ConductorServiceStub,
+                 api: compute_pb2_grpc.ComputeServiceStub, metadata, node: records_pb2.NodeRecord):
+        self.host = host
+        self.driver = driver
+        self.backend = backend
+        self.tracker = tracker
+        self.conductor = conductor
+        self.api = api
+        self.metadata = metadata
+        self.node = node
+        self.servers: dict[str, C.Server] = {}
+        self.synced = asyncio.Event()
+        self._work: dict[str, asyncio.Task] = {}
+        self._images: dict[str, C.Image] = {}
+        self.log = log.get("nimbus.agent").bind(host=host)
+
+    # ---- connection loops ------------------------------------------------
+
+    async def run(self) -> None:
+        await asyncio.gather(self._report_forever(), self._stream_forever())
+
+    async def _report_forever(self) -> None:
+        lease = 0
+        while True:
+            try:
+                resp = await self.conductor.ReportNode(
+                    conductor_pb2.ReportNodeRequest(node=self.node, lease_id=lease),
+                    metadata=self.metadata, timeout=10)
+                lease = resp.lease_id
+                await asyncio.sleep(max(0.5, resp.ttl_seconds / 3))
+            except grpc.aio.AioRpcError as exc:
+                self.log.warning("node report failed", code=exc.code().name)
+                await asyncio.sleep(1)
+
+    async def _stream_forever(self) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                call = self.conductor.StreamAssignments(
+                    conductor_pb2.StreamAssignmentsRequest(host=self.host), metadata=self.metadata)
+                seen: set[str] = set()
+                first = True
+                async for event in call:
+                    backoff = 0.2
+                    if event.type == Event.EVENT_TYPE_SYNCED:
+                        # Anything we knew that the fresh list lacks is gone.
+                        for gone in set(self.servers) - seen:
+                            self.servers.pop(gone, None)
+                        if first:
+                            first = False
+                            await self._reconcile_domains()
+                            self.synced.set()
+                        seen = set()
+                    elif event.type == Event.EVENT_TYPE_DELETED:
+                        self.servers.pop(event.server.id, None)
+                    else:
+                        seen.add(event.server.id)
+                        self._on_server(event.server)
+            except grpc.aio.AioRpcError as exc:
+                self.log.warning("assignment stream broken, reconnecting", code=exc.code().name)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    async def _reconcile_domains(self) -> None:
+        """Domains without a server on this host are leftovers (the server
+        was deleted while this host was down): remove them."""
+        for instance_id in await self.driver.instance_ids() - set(self.servers):
+            self.log.info("removing orphan domain", instance_id=instance_id)
+            await self.driver.destroy(instance_id)
+        for name in os.listdir(self.driver.instances_path) if os.path.isdir(
+                self.driver.instances_path) else ():
+            if name != "_base" and name not in self.servers and len(name) == 36:
+                await self.driver.destroy(name)
+
+    # ---- dispatch ---------------------------------------------------------
+
+    def _on_server(self, server: C.Server) -> None:
+        if server.host != self.host:
+            self.servers.pop(server.id, None)   # rescheduled elsewhere
+            return
+        self.servers[server.id] = server
+        if server.vm_state != C.VM_STATE_BUILDING:
+            self.tracker.claim(server, force=True)   # runs here: count it
+        running = self._work.get(server.id)
+        if server.task_state == C.TASK_STATE_DELETING:
+            if running is None or running.get_name() != "delete":
+                self._start(server.id, "delete", self._delete(server, running))
+        elif running is not None:
+            return
+        elif server.vm_state == C.VM_STATE_BUILDING and server.task_state == C.TASK_STATE_SCHEDULING:
+            self._start(server.id, "build", self._build(server))
+        elif server.vm_state == C.VM_STATE_BUILDING and server.task_state in BUILDING_TASKS:
+            # We restarted in the middle of this build: clean up, give it back.
+            self._start(server.id, "recover", self._recover(server))
+
+    def _start(self, instance_id: str, name: str, coro) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._work[instance_id] = task
+        task.add_done_callback(lambda t: self._done(instance_id, t))
+
+    def _done(self, instance_id: str, task: asyncio.Task) -> None:
+        if self._work.get(instance_id) is task:
+            del self._work[instance_id]
+        if not task.cancelled() and task.exception() is not None:
+            self.log.error("task failed", instance_id=instance_id, task=task.get_name(),
+                           exc_info=task.exception())
+
+    # ---- conductor calls ----------------------------------------------------
+
+    async def _update(self, server_id: str, expected: list[int], **fields) -> C.Server:
+        request = conductor_pb2.UpdateInstanceRequest(
+            host=self.host, server=C.Server(id=server_id, **fields),
+            update_mask=field_mask_pb2.FieldMask(paths=list(fields)),
+            expected_task_states=expected)
+        try:
+            resp = await self.conductor.UpdateInstance(request, metadata=self.metadata, timeout=30)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
+                raise Lost(exc.details()) from None
+            raise
+        return resp.server
+
+    async def _give_back(self, server: C.Server, message: str, expected: list[int]) -> None:
+        fault = C.Fault(code=500, message=message, created_at=now())
+        try:
+            await self.conductor.RescheduleInstance(conductor_pb2.RescheduleInstanceRequest(
+                host=self.host, instance_id=server.id, fault=fault, expected_task_states=expected),
+                metadata=self.metadata, timeout=30)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() not in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
+                raise
+
+    # ---- build ----------------------------------------------------------------
+
+    async def _image(self, image_id: str) -> C.Image:
+        if image_id not in self._images:   # images are immutable once active
+            resp = await self.api.GetImage(C.GetImageRequest(ref=image_id),
+                                           metadata=self.metadata, timeout=30)
+            self._images[image_id] = resp.image
+        return self._images[image_id]
+
+    def _download(self, image_id: str):
+        async def chunks():
+            async for part in self.api.DownloadImage(C.DownloadImageRequest(id=image_id),
+                                                     metadata=self.metadata):
+                yield part.chunk
+        return chunks
+
+    async def _build(self, server: C.Server) -> None:
+        sid = server.id
+        if not self.tracker.claim(server):
+            self.log.info("claim failed on the node, rescheduling", instance_id=sid)
+            await self._give_back(server, f"Insufficient compute resources on {self.host}",
+                                  [C.TASK_STATE_SCHEDULING])
+            return
+        stage = C.TASK_STATE_SCHEDULING
+        try:
+            await self._update(sid, [C.TASK_STATE_SCHEDULING, C.TASK_STATE_UNSPECIFIED],
+                               vm_state=C.VM_STATE_BUILDING, task_state=C.TASK_STATE_NETWORKING)
+            stage = C.TASK_STATE_NETWORKING
+            # No networks yet in nimbus: nothing to allocate (issue 3 adds IPAM).
+            await self._update(sid, [stage], task_state=C.TASK_STATE_BLOCK_DEVICE_MAPPING)
+            stage = C.TASK_STATE_BLOCK_DEVICE_MAPPING
+            await self._update(sid, [stage], task_state=C.TASK_STATE_SPAWNING)
+            stage = C.TASK_STATE_SPAWNING
+            await self._spawn(server)
+            await self._update(sid, [stage], vm_state=C.VM_STATE_ACTIVE,
+                               task_state=C.TASK_STATE_UNSPECIFIED,
+                               power_state=C.POWER_STATE_RUNNING, launched_at=now())
+            self.log.info("server active", instance_id=sid)
+        except Lost as exc:
+            # Deleted (or otherwise taken) mid-build: undo; the delete path
+            # (if any) finishes the job.
+            self.log.info("build stopped", instance_id=sid, reason=str(exc))
+            await self._cleanup(sid)
+        except (SpawnError, ImageError, OSError, grpc.aio.AioRpcError) as exc:
+            message = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
+            self.log.warning("build failed, rescheduling", instance_id=sid, error=message)
+            await self._cleanup(sid)
+            await self._give_back(server, f"Build of instance {sid} failed: {message}", [stage])
+
+    async def _spawn(self, server: C.Server) -> None:
+        image = await self._image(server.image_ref)
+        base, info = await self.backend.fetch_base(image.id, self._download(image.id))
+
+        async def create_disk(path: str) -> None:
+            await self.backend.create_root_disk(base, info, path, server.flavor.disk_gb)
+        await self.driver.spawn(server, create_disk)
+
+    async def _cleanup(self, instance_id: str) -> None:
+        await self.driver.destroy(instance_id)
+        self.tracker.drop(instance_id)
+
+    async def _recover(self, server: C.Server) -> None:
+        self.log.info("build interrupted by a restart, rescheduling", instance_id=server.id)
+        await self._cleanup(server.id)
+        await self._give_back(server, f"compute host {self.host} restarted during the build",
+                              [server.task_state])
+
+    # ---- delete ----------------------------------------------------------------
+
+    async def _delete(self, server: C.Server, running: asyncio.Task | None) -> None:
+        if running is not None:
+            # A build in flight notices DELETING at its next update and cleans up.
+            await asyncio.gather(running, return_exceptions=True)
+        await self._cleanup(server.id)
+        try:
+            await self.conductor.FinishDeleteInstance(conductor_pb2.FinishDeleteInstanceRequest(
+                host=self.host, instance_id=server.id), metadata=self.metadata, timeout=30)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() not in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
+                raise
+        self.log.info("server deleted", instance_id=server.id)

@@ -1,0 +1,3 @@
+from nimbus.services.compute.main import main
+
+main()

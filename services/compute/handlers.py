@@ -1,0 +1,414 @@
+"""ComputeService: the public API. It validates and writes; the conductor
+and the agents do the rest (watching task_state). Every read is scoped to
+the caller's project; a server of another project is NOT_FOUND, not
+PERMISSION_DENIED, so ids of other projects are not confirmed.
+
+References that do not exist (flavor, image, server) are NOT_FOUND, with a
+ResourceInfo and the request field that named them."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import uuid
+
+from nimbus import errors, log
+from nimbus.compute.v1 import compute_pb2, compute_pb2_grpc
+from nimbus.rpc import auth, interceptor
+from nimbus.state.v1 import records_pb2
+from nimbus.store import keys
+from nimbus.store.informer import DELETED, SYNCED, Informer
+from nimbus.store.store import Store, now
+
+_log = log.get("nimbus.compute")
+C = compute_pb2
+MAX_NAME = 255
+MAX_COUNT = 64           # servers per CreateServer call: one etcd txn (128 ops)
+MAX_METADATA_ITEMS = 128
+MAX_PAGE = 1000
+DISK_FORMATS = ("qcow2", "raw", "iso")
+CHUNK = 1 << 20
+
+
+def _uuid_like(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+        return True
+    except ValueError:
+        return False
+
+
+def validate_name(name: str, field: str = "name") -> str:
+    stripped = name.strip()
+    if not stripped:
+        raise errors.InvalidArgument(field, "is required and must not be blank")
+    if len(stripped) > MAX_NAME:
+        raise errors.InvalidArgument(field, f"must be at most {MAX_NAME} characters")
+    if any(ord(ch) < 32 for ch in stripped):
+        raise errors.InvalidArgument(field, "must not contain control characters")
+    return stripped
+
+
+def validate_counts(min_count: int, max_count: int) -> tuple[int, int]:
+    min_count = min_count or 1
+    max_count = max_count or min_count
+    if min_count < 1:
+        raise errors.InvalidArgument("min_count", "must be at least 1")
+    if max_count < min_count:
+        raise errors.InvalidArgument("max_count", "must be greater than or equal to min_count")
+    if max_count > MAX_COUNT:
+        raise errors.InvalidArgument("max_count", f"must be at most {MAX_COUNT}")
+    return min_count, max_count
+
+
+def validate_metadata(metadata, field: str = "metadata") -> None:
+    if len(metadata) > MAX_METADATA_ITEMS:
+        raise errors.InvalidArgument(field, f"at most {MAX_METADATA_ITEMS} items")
+    for key, value in metadata.items():
+        if not key or len(key) > 255:
+            raise errors.InvalidArgument(f"{field}[{key!r}]", "keys must be 1 to 255 characters")
+        if len(value) > 255:
+            raise errors.InvalidArgument(f"{field}[{key!r}]", "values must be at most 255 characters")
+
+
+def visible(server: C.Server, who: auth.Identity, all_projects: bool = False) -> bool:
+    return server.project_id == who.project_id or (all_projects and who.is_admin) or who.is_service
+
+
+def check_all_projects(all_projects: bool, who: auth.Identity) -> None:
+    if all_projects and not who.is_admin:
+        raise errors.PermissionDenied("all_projects is restricted to admins")
+
+
+def public_view(server: C.Server, who: auth.Identity) -> C.Server:
+    """Fault details (hypervisor messages) are for admins only."""
+    if server.fault.details and not who.is_admin:
+        copy = C.Server()
+        copy.CopyFrom(server)
+        copy.fault.details = ""
+        return copy
+    return server
+
+
+class Catalog:
+    """Flavors and images by id or name, from informers, with a read through
+    etcd on a miss (so a flavor created a moment ago is found at once)."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.flavors = Informer(store, keys.FLAVORS, C.Flavor)
+        self.images = Informer(store, keys.IMAGES, records_pb2.ImageRecord)
+
+    async def _find(self, informer: Informer, ref: str, name_of) -> list:
+        for _ in range(2):
+            hit = informer.items.get(informer.prefix + ref)
+            if hit is not None:
+                return [hit.msg]
+            named = [v.msg for v in informer.items.values() if name_of(v.msg) == ref]
+            if named:
+                return named
+            # Miss: read through (the informer may lag behind a create).
+            items, _ = await self.store.list(informer.prefix, informer.cls)
+            for key, v in items:
+                informer.items.setdefault(key, v)
+        return []
+
+    async def flavor(self, ref: str, field: str) -> C.Flavor:
+        if not ref:
+            raise errors.InvalidArgument(field, "is required")
+        found = await self._find(self.flavors, ref, lambda f: f.name)
+        if not found:
+            raise errors.NotFound("flavor", ref)
+        return found[0]
+
+    async def image(self, ref: str, field: str, who: auth.Identity) -> records_pb2.ImageRecord:
+        if not ref:
+            raise errors.InvalidArgument(field, "is required")
+        found = [r for r in await self._find(self.images, ref, lambda r: r.image.name)
+                 if r.image.visibility == "public" or r.image.owner == who.project_id
+                 or who.is_admin]
+        if not found:
+            raise errors.NotFound("image", ref)
+        if len(found) > 1:
+            raise errors.InvalidArgument(field, f"{len(found)} images are named {ref!r}; use an id")
+        record = found[0]
+        if record.image.status != C.IMAGE_STATUS_ACTIVE:
+            # The informer may not have seen the upload finish yet: read through.
+            fresh = await self.store.get(keys.image(record.image.id), records_pb2.ImageRecord)
+            record = fresh.msg if fresh is not None else record
+        return record
+
+
+class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
+    def __init__(self, store: Store, catalog: Catalog, instances: Informer, image_dir: str):
+        self.store = store
+        self.catalog = catalog
+        self.instances = instances
+        self.image_dir = image_dir
+
+    # ---- servers ----------------------------------------------------------
+
+    async def CreateServer(self, request, context):
+        who = auth.identity()
+        name = validate_name(request.name)
+        min_count, max_count = validate_counts(request.min_count, request.max_count)
+        validate_metadata(request.metadata)
+        flavor = await self.catalog.flavor(request.flavor_ref, "flavor_ref")
+        image = (await self.catalog.image(request.image_ref, "image_ref", who)).image
+        if image.status != C.IMAGE_STATUS_ACTIVE:
+            raise errors.InvalidArgument("image_ref", f"image {image.id} is not active")
+        if image.min_ram_mb > flavor.ram_mb:
+            raise errors.InvalidArgument(
+                "flavor_ref", f"flavor's memory ({flavor.ram_mb} MB) is below the image's "
+                              f"min_ram ({image.min_ram_mb} MB)")
+        if flavor.disk_gb and image.min_disk_gb > flavor.disk_gb:
+            raise errors.InvalidArgument(
+                "flavor_ref", f"flavor's disk ({flavor.disk_gb} GB) is below the image's "
+                              f"min_disk ({image.min_disk_gb} GB)")
+        reservation_id = "r-" + uuid.uuid4().hex[:8]
+        request_id = interceptor.request_id()
+        created = now()
+        response = C.CreateServerResponse(reservation_id=reservation_id)
+        ops = []
+        for index in range(max_count):
+            server = response.servers.add(
+                id=str(uuid.uuid4()), name=f"{name}-{index + 1}" if max_count > 1 else name,
+                project_id=who.project_id, user_id=who.user_id, vm_state=C.VM_STATE_BUILDING,
+                task_state=C.TASK_STATE_SCHEDULING, flavor_ref=flavor.id, image_ref=image.id,
+                flavor=flavor, reservation_id=reservation_id, launch_index=index,
+                created_at=created, updated_at=created, metadata=request.metadata)
+            record = records_pb2.InstanceRecord(server=server, request_id=request_id,
+                                                task_changed_at=created)
+            action = records_pb2.InstanceAction(
+                request_id=request_id, instance_id=server.id, action="create",
+                project_id=who.project_id, user_id=who.user_id, start_time=created)
+            ops += [self.store.put(keys.instance(server.id), record),
+                    self.store.put(keys.action(server.id, request_id), action)]
+        # One transaction: the servers and their actions appear together or not at all.
+        await self.store.txn([], ops)
+        _log.info("servers created", count=max_count, reservation_id=reservation_id,
+                  flavor=flavor.name, image=image.id)
+        return response
+
+    async def _server(self, server_id: str, who: auth.Identity):
+        if not server_id:
+            raise errors.InvalidArgument("id", "is required")
+        if not _uuid_like(server_id):
+            raise errors.NotFound("server", server_id)
+        found = await self.store.get(keys.instance(server_id), records_pb2.InstanceRecord)
+        if found is None or not visible(found.msg.server, who, all_projects=True):
+            raise errors.NotFound("server", server_id)
+        return found
+
+    async def GetServer(self, request, context):
+        who = auth.identity()
+        found = await self._server(request.id, who)
+        return C.GetServerResponse(server=public_view(found.msg.server, who))
+
+    async def ListServers(self, request, context):
+        who = auth.identity()
+        check_all_projects(request.all_projects, who)
+        if request.page_size < 0:
+            raise errors.InvalidArgument("page_size", "must not be negative")
+        page_size = min(request.page_size or MAX_PAGE, MAX_PAGE)
+        items, _ = await self.store.list(keys.INSTANCES, records_pb2.InstanceRecord)
+        out = C.ListServersResponse()
+        for _, v in items:   # sorted by id (the key)
+            s = v.msg.server
+            if request.page_token and s.id <= request.page_token:
+                continue
+            if not visible(s, who, request.all_projects) or (
+                    request.name and s.name != request.name) or (
+                    request.vm_state and s.vm_state != request.vm_state) or (
+                    request.host and s.host != request.host) or (
+                    request.reservation_id and s.reservation_id != request.reservation_id):
+                continue
+            if len(out.servers) == page_size:
+                out.next_page_token = out.servers[-1].id
+                break
+            out.servers.append(public_view(s, who))
+        return out
+
+    async def DeleteServer(self, request, context):
+        who = auth.identity()
+        found = await self._server(request.id, who)
+        while True:
+            server = found.msg.server
+            ikey = keys.instance(server.id)
+            if server.task_state == C.TASK_STATE_DELETING:
+                return C.DeleteServerResponse(server=public_view(server, who))  # idempotent
+            if not server.host:
+                # Never placed (or failed before placement): nothing on any
+                # host to clean up, so delete here (Nova's local delete).
+                resp = await self.store.txn(
+                    [self.store.mod_is(ikey, found.mod_revision)],
+                    [self.store.delete(ikey), self.store.delete(keys.action(server.id, ""), True)])
+                if resp.succeeded:
+                    server.task_state = C.TASK_STATE_DELETING
+                    return C.DeleteServerResponse(server=public_view(server, who))
+            else:
+                def mutate(rec):
+                    rec.server.task_state = C.TASK_STATE_DELETING
+                    rec.server.updated_at.CopyFrom(now())
+                    rec.task_changed_at.CopyFrom(rec.server.updated_at)
+                try:
+                    updated = await self.store.update_instance(
+                        server.id, mutate, current=found,
+                        expected_task_states=[s for s in C.TaskState.values()
+                                              if s != C.TASK_STATE_DELETING])
+                    return C.DeleteServerResponse(server=public_view(updated.msg.server, who))
+                except errors.UnexpectedTaskState:
+                    pass  # became DELETING meanwhile: re-read answers idempotently
+            found = await self._server(request.id, who)
+
+    async def WatchServers(self, request, context):
+        who = auth.identity()
+        check_all_projects(request.all_projects, who)
+        await self.instances.synced.wait()
+        wanted = request.id
+
+        def match(rec):
+            s = rec.server
+            return (not wanted or s.id == wanted) and visible(s, who, request.all_projects)
+
+        sub = self.instances.subscribe(match)
+        Resp = C.WatchServersResponse
+        try:
+            while True:
+                kind, v = await sub.queue.get()
+                if kind == SYNCED:
+                    yield Resp(type=Resp.EVENT_TYPE_SYNCED)
+                else:
+                    yield Resp(type=Resp.EVENT_TYPE_DELETED if kind == DELETED
+                               else Resp.EVENT_TYPE_UPSERT,
+                               server=public_view(v.msg.server, who))
+        finally:
+            sub.close()
+
+    # ---- flavors ----------------------------------------------------------
+
+    async def ListFlavors(self, request, context):
+        auth.identity()
+        items, _ = await self.store.list(keys.FLAVORS, C.Flavor)
+        flavors = sorted((v.msg for _, v in items), key=lambda f: (f.ram_mb, f.vcpus, f.name))
+        return C.ListFlavorsResponse(flavors=flavors)
+
+    async def GetFlavor(self, request, context):
+        auth.identity()
+        return C.GetFlavorResponse(flavor=await self.catalog.flavor(request.ref, "ref"))
+
+    async def CreateFlavor(self, request, context):
+        auth.require_admin()
+        f = C.Flavor()
+        f.CopyFrom(request.flavor)
+        f.name = validate_name(f.name, "flavor.name")
+        f.id = f.id or str(uuid.uuid4())
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,255}", f.id):
+            raise errors.InvalidArgument("flavor.id", "letters, digits, '.', '_' and '-' only")
+        for field, low in (("vcpus", 1), ("ram_mb", 1), ("disk_gb", 0), ("ephemeral_gb", 0),
+                           ("swap_mb", 0)):
+            if getattr(f, field) < low:
+                raise errors.InvalidArgument(f"flavor.{field}", f"must be at least {low}")
+        validate_metadata(f.extra_specs, "flavor.extra_specs")
+        # Names are unique: the name index key joins the same transaction.
+        name_key = "flavor-names/" + f.name
+        resp = await self.store.txn(
+            [self.store.mod_is(keys.flavor(f.id), 0), self.store.mod_is(name_key, 0)],
+            [self.store.put(keys.flavor(f.id), f),
+             self.store.put(name_key, C.Flavor(id=f.id))])
+        if not resp.succeeded:
+            raise errors.AlreadyExists(f"a flavor with id {f.id!r} or name {f.name!r} exists")
+        return C.CreateFlavorResponse(flavor=f)
+
+    # ---- images -----------------------------------------------------------
+
+    async def ListImages(self, request, context):
+        who = auth.identity()
+        items, _ = await self.store.list(keys.IMAGES, records_pb2.ImageRecord)
+        return C.ListImagesResponse(images=[
+            v.msg.image for _, v in items
+            if v.msg.image.visibility == "public" or v.msg.image.owner == who.project_id
+            or who.is_admin])
+
+    async def GetImage(self, request, context):
+        who = auth.identity()
+        return C.GetImageResponse(image=(await self.catalog.image(request.ref, "ref", who)).image)
+
+    async def CreateImage(self, request_iterator, context):
+        who = auth.require_admin()
+        first = await anext(aiter(request_iterator), None)
+        if first is None or not first.HasField("image"):
+            raise errors.InvalidArgument("image", "the first message must carry the image metadata")
+        meta = C.Image()
+        meta.CopyFrom(first.image)
+        meta.name = validate_name(meta.name, "image.name")
+        if meta.disk_format not in DISK_FORMATS:
+            raise errors.InvalidArgument("image.disk_format", f"must be one of {', '.join(DISK_FORMATS)}")
+        if meta.visibility not in ("", "public", "private"):
+            raise errors.InvalidArgument("image.visibility", "must be public or private")
+        for field in ("min_ram_mb", "min_disk_gb"):
+            if getattr(meta, field) < 0:
+                raise errors.InvalidArgument(f"image.{field}", "must not be negative")
+        meta.id = str(uuid.uuid4())
+        meta.visibility = meta.visibility or "public"
+        meta.owner = who.project_id
+        meta.container_format = meta.container_format or "bare"
+        meta.status = C.IMAGE_STATUS_SAVING
+        meta.created_at.CopyFrom(now())
+        os.makedirs(self.image_dir, exist_ok=True)
+        location = meta.id
+        path = os.path.join(self.image_dir, location)
+        record = records_pb2.ImageRecord(image=meta, location=location)
+        await self.store.create(keys.image(meta.id), record)
+        digest, size = hashlib.sha256(), 0
+        try:
+            with open(path + ".part", "wb") as out:
+                async for message in request_iterator:
+                    digest.update(message.chunk)
+                    size += len(message.chunk)
+                    out.write(message.chunk)
+            if size == 0:
+                raise errors.InvalidArgument("chunk", "the image has no data")
+            await check_image_file(path + ".part", meta.disk_format)
+            os.rename(path + ".part", path)
+        except BaseException:
+            for leftover in (path + ".part", path):
+                if os.path.exists(leftover):
+                    os.unlink(leftover)
+            await self.store.txn([], [self.store.delete(keys.image(meta.id))])
+            raise
+        meta = record.image   # the constructor copied meta into the record
+        meta.size, meta.checksum, meta.status = size, digest.hexdigest(), C.IMAGE_STATUS_ACTIVE
+        await self.store.txn([], [self.store.put(keys.image(meta.id), record)])
+        _log.info("image stored", image_id=meta.id, size=size, disk_format=meta.disk_format)
+        return C.CreateImageResponse(image=meta)
+
+    async def DownloadImage(self, request, context):
+        who = auth.identity()
+        record = await self.catalog.image(request.id, "id", who)
+        if record.image.status != C.IMAGE_STATUS_ACTIVE:
+            raise errors.FailedPrecondition(f"image {record.image.id} is not active")
+        with open(os.path.join(self.image_dir, record.location), "rb") as f:
+            while chunk := f.read(CHUNK):
+                yield C.DownloadImageResponse(chunk=chunk)
+
+
+async def check_image_file(path: str, disk_format: str) -> None:
+    """The bytes must be what disk_format says, and never point at a backing
+    file (a qcow2 could otherwise read any file on a host)."""
+    from nimbus.imagebackend import qemu_img   # local: the API needs it only here
+    try:
+        info = await qemu_img.info(path)
+    except qemu_img.QemuImgError as exc:
+        raise errors.InvalidArgument("chunk", f"not a readable disk image: {exc}") from None
+    actual = info.get("format")
+    if disk_format == "qcow2" and actual != "qcow2":
+        raise errors.InvalidArgument("image.disk_format", f"is qcow2 but the data is {actual}")
+    if disk_format == "raw" and actual not in ("raw", "iso"):
+        raise errors.InvalidArgument("image.disk_format", f"is raw but the data is {actual}")
+    if info.get("backing-filename"):
+        raise errors.InvalidArgument("chunk", "images with a backing file are refused")
+
+
+

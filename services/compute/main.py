@@ -1,0 +1,66 @@
+"""nimbus-compute (the public API): `python -m nimbus.services.compute`."""
+
+from __future__ import annotations
+
+import asyncio
+
+from nimbus import config, log
+from nimbus.compute.v1 import compute_pb2, compute_pb2_grpc
+from nimbus.rpc import auth
+from nimbus.rpc.server import Server, wait_for_signal
+from nimbus.services.compute.handlers import Catalog, ComputeServicer
+from nimbus.state.v1 import records_pb2
+from nimbus.store import keys
+from nimbus.store.informer import Informer
+from nimbus.store.store import Store
+
+_log = log.get("nimbus.compute")
+
+
+class ComputeProcess:
+    def __init__(self, cfg: config.Config):
+        self.cfg = cfg
+        self.tasks: list[asyncio.Task] = []
+
+    async def start(self) -> "ComputeProcess":
+        cfg = self.cfg
+        if cfg.noauth:
+            _log.warning("noauth mode: 'Bearer <user>:<project>' tokens are trusted as they are; "
+                         "the user 'admin' is an admin. Development only.")
+        self.store = await Store.connect(cfg.etcd_endpoint, cfg.etcd_prefix)
+        self.catalog = Catalog(self.store)
+        self.instances = Informer(self.store, keys.INSTANCES, records_pb2.InstanceRecord)
+        informers = (self.catalog.flavors, self.catalog.images, self.instances)
+        self.tasks = [asyncio.create_task(i.run()) for i in informers]
+        self.server = Server("compute", cfg.listen or config.DEFAULT_API_ADDRESS,
+                             auth.Authenticator(noauth=cfg.noauth,
+                                                service_token=cfg.service_token or None))
+        self.server.add(compute_pb2_grpc.add_ComputeServiceServicer_to_server,
+                        ComputeServicer(self.store, self.catalog, self.instances, cfg.image_dir),
+                        compute_pb2.DESCRIPTOR.services_by_name["ComputeService"])
+        await self.server.start()
+        for informer in informers:
+            await informer.synced.wait()
+        await self.server.set_serving()
+        return self
+
+    async def stop(self) -> None:
+        await self.server.stop(0.5)
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.store.close()
+
+
+async def _run(cfg: config.Config) -> None:
+    proc = await ComputeProcess(cfg).start()
+    await wait_for_signal()
+    await proc.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    log.configure()
+    cfg = config.parse(argv, "nimbus compute API", config.DEFAULT_API_ADDRESS)
+    if not cfg.noauth and not cfg.service_token:
+        raise SystemExit("the API needs --noauth (development) or a service token")
+    asyncio.run(_run(cfg))

@@ -1,0 +1,3 @@
+from nimbus.services.conductor.main import main
+
+main()

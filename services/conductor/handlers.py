@@ -1,0 +1,199 @@
+"""ConductorService: the agents' door. Agents report nodes, receive their
+assignments as a stream, and send every state change back here, where it is
+applied with compare-and-swap on the expected task states."""
+
+from __future__ import annotations
+
+from nimbus import errors, log
+from nimbus.compute.v1 import compute_pb2
+from nimbus.conductor.v1 import conductor_pb2, conductor_pb2_grpc
+from nimbus.rpc import auth
+from nimbus.services.conductor.claims import Claims, InstanceChanged
+from nimbus.state.v1 import records_pb2
+from nimbus.store import keys
+from nimbus.store.informer import DELETED, SYNCED, Informer
+from nimbus.store.store import Store, Versioned, now
+
+_log = log.get("nimbus.conductor")
+
+TS = compute_pb2
+# Fields an agent may change on its servers; everything else is the API's.
+AGENT_FIELDS = frozenset({"vm_state", "task_state", "power_state", "fault", "launched_at"})
+Event = conductor_pb2.StreamAssignmentsResponse
+
+
+def max_retries_fault(instance_id: str, last: compute_pb2.Fault) -> compute_pb2.Fault:
+    return compute_pb2.Fault(
+        code=500, created_at=now(), details=last.details,
+        message=("Exceeded maximum number of retries. Exhausted all hosts available for "
+                 f"retrying build failures for instance {instance_id}. Last error: {last.message}"))
+
+
+class Conductor:
+    """State shared by the handlers and the leader's loops."""
+
+    def __init__(self, store: Store, max_attempts: int, node_ttl: int):
+        self.store = store
+        self.max_attempts = max_attempts
+        self.node_ttl = node_ttl
+        self.instances = Informer(store, keys.INSTANCES, records_pb2.InstanceRecord)
+        self.nodes = Informer(store, keys.NODES, records_pb2.NodeRecord)
+        self.providers = Informer(store, keys.PROVIDERS, records_pb2.ProviderUsage)
+        self.claims = Claims(store, self.providers)
+
+    def cached(self, instance_id: str) -> Versioned | None:
+        return self.instances.items.get(keys.instance(instance_id))
+
+    async def current(self, instance_id: str) -> Versioned | None:
+        return self.cached(instance_id) or await self.store.get(
+            keys.instance(instance_id), records_pb2.InstanceRecord)
+
+    async def give_back(self, instance_id: str, host: str, fault: compute_pb2.Fault,
+                        expected=None) -> compute_pb2.Server:
+        """Take a server off `host` after a failed build: drop the claim and
+        either hand it back to scheduling (alternates first) or, when the
+        attempts are used up, put it in ERROR with a fault."""
+        current = await self.current(instance_id)
+        while True:
+            if current is None:
+                raise errors.NotFound("server", instance_id)
+            server = current.msg.server
+            if server.host != host:
+                raise errors.FailedPrecondition(f"server {instance_id} is not on host {host}")
+            if expected and server.task_state not in expected:
+                raise errors.UnexpectedTaskState(
+                    instance_id, TS.TaskState.Name(server.task_state),
+                    [TS.TaskState.Name(s) for s in expected])
+            new = records_pb2.InstanceRecord()
+            new.CopyFrom(current.msg)
+            new.tried_hosts.append(host)
+            new.server.host = ""
+            new.server.updated_at.CopyFrom(now())
+            new.task_changed_at.CopyFrom(now())
+            if len(new.tried_hosts) >= self.max_attempts:
+                new.server.vm_state = TS.VM_STATE_ERROR
+                new.server.task_state = TS.TASK_STATE_UNSPECIFIED
+                new.server.fault.CopyFrom(max_retries_fault(instance_id, fault))
+            else:
+                new.server.vm_state = TS.VM_STATE_BUILDING
+                new.server.task_state = TS.TASK_STATE_SCHEDULING
+            ikey = keys.instance(instance_id)
+            try:
+                await self.claims.release_with(host, instance_id,
+                                               self.store.mod_is(ikey, current.mod_revision),
+                                               [self.store.put(ikey, new)])
+            except InstanceChanged:
+                current = await self.store.get(ikey, records_pb2.InstanceRecord)
+                continue
+            _log.info("build given back", instance_id=instance_id, host=host,
+                      reason=fault.message, next="error" if new.server.vm_state == TS.VM_STATE_ERROR
+                      else "reschedule")
+            return new.server
+
+    async def finish_delete(self, instance_id: str, host: str | None) -> None:
+        """Remove a DELETING server's records and its claim in one transaction.
+        Idempotent: a server already gone is fine."""
+        ikey = keys.instance(instance_id)
+        current = await self.current(instance_id)
+        while current is not None:
+            server = current.msg.server
+            if server.task_state != TS.TASK_STATE_DELETING:
+                raise errors.FailedPrecondition(f"server {instance_id} is not being deleted")
+            if host is not None and server.host != host:
+                raise errors.FailedPrecondition(f"server {instance_id} is not on host {host}")
+            ops = [self.store.delete(ikey), self.store.delete(keys.action(instance_id, ""),
+                                                               prefix=True)]
+            compare = self.store.mod_is(ikey, current.mod_revision)
+            try:
+                if server.host:
+                    await self.claims.release_with(server.host, instance_id, compare, ops)
+                elif not (await self.store.txn([compare], ops)).succeeded:
+                    raise InstanceChanged(instance_id)
+                return
+            except InstanceChanged:
+                current = await self.store.get(ikey, records_pb2.InstanceRecord)
+
+
+class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
+    def __init__(self, conductor: Conductor):
+        self.c = conductor
+        self.store = conductor.store
+
+    async def ReportNode(self, request, context):
+        auth.require_service()
+        node = request.node
+        if not node.host:
+            raise errors.InvalidArgument("node.host", "required")
+        ttl = await self.store.refresh(request.lease_id) if request.lease_id else 0
+        lease = request.lease_id
+        cached = self.c.nodes.items.get(keys.node(node.host))
+        if ttl <= 0:
+            lease = await self.store.grant(self.c.node_ttl)
+            ttl = self.c.node_ttl
+        elif cached is not None and cached.msg == node:
+            return conductor_pb2.ReportNodeResponse(lease_id=lease, ttl_seconds=ttl)
+        # The node record rides on the lease; the provider usage does not
+        # (claims outlive an agent restart).
+        pkey = keys.provider(node.host)
+        await self.store.txn([], [self.store.put(keys.node(node.host), node, lease=lease)])
+        await self.store.txn([self.store.mod_is(pkey, 0)],
+                             [self.store.put(pkey, records_pb2.ProviderUsage(host=node.host))])
+        if cached is None or request.lease_id != lease:
+            _log.info("node registered", host=node.host, lease_ttl=ttl)
+        return conductor_pb2.ReportNodeResponse(lease_id=lease, ttl_seconds=ttl)
+
+    async def StreamAssignments(self, request, context):
+        auth.require_service()
+        host = request.host
+        if not host:
+            raise errors.InvalidArgument("host", "required")
+        await self.c.instances.synced.wait()
+        sub = self.c.instances.subscribe(lambda rec: rec.server.host == host)
+        try:
+            while True:
+                kind, rec = await sub.queue.get()
+                if kind == SYNCED:
+                    yield Event(type=Event.EVENT_TYPE_SYNCED)
+                elif kind == DELETED:
+                    yield Event(type=Event.EVENT_TYPE_DELETED, server=rec.msg.server)
+                else:
+                    yield Event(type=Event.EVENT_TYPE_UPSERT, server=rec.msg.server)
+        finally:
+            sub.close()
+
+    async def UpdateInstance(self, request, context):
+        auth.require_service()
+        server_id = request.server.id
+        paths = set(request.update_mask.paths)
+        if not server_id:
+            raise errors.InvalidArgument("server.id", "required")
+        if not paths or not paths <= AGENT_FIELDS:
+            raise errors.InvalidArgument(
+                "update_mask", f"must name some of {', '.join(sorted(AGENT_FIELDS))}")
+        expected = list(request.expected_task_states) or None
+        host = request.host
+
+        def mutate(rec: records_pb2.InstanceRecord):
+            if rec.server.host != host:
+                raise errors.FailedPrecondition(f"server {server_id} is not on host {host}")
+            before = rec.server.task_state
+            request.update_mask.MergeMessage(request.server, rec.server, True, True)
+            stamp = now()
+            rec.server.updated_at.CopyFrom(stamp)
+            if rec.server.task_state != before:
+                rec.task_changed_at.CopyFrom(stamp)
+
+        updated = await self.store.update_instance(server_id, mutate, expected_task_states=expected,
+                                                   current=self.c.cached(server_id))
+        return conductor_pb2.UpdateInstanceResponse(server=updated.msg.server)
+
+    async def RescheduleInstance(self, request, context):
+        auth.require_service()
+        server = await self.c.give_back(request.instance_id, request.host, request.fault,
+                                        list(request.expected_task_states))
+        return conductor_pb2.RescheduleInstanceResponse(server=server)
+
+    async def FinishDeleteInstance(self, request, context):
+        auth.require_service()
+        await self.c.finish_delete(request.instance_id, request.host)
+        return conductor_pb2.FinishDeleteInstanceResponse()

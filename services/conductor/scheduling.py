@@ -1,0 +1,215 @@
+"""The leader's loops: schedule servers waiting in SCHEDULING, and sweep for
+servers whose host died, so no server waits in a task state forever.
+
+Level-triggered: on election the leader scans every instance, then reacts
+to the informer's changes; a server in SCHEDULING without a host is work,
+whoever put it there (the API, a reschedule, a restart)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+
+from nimbus import errors, log, resources
+from nimbus.compute.v1 import compute_pb2
+from nimbus.scheduler.v1 import scheduler_pb2
+from nimbus.services.conductor.claims import InstanceChanged
+from nimbus.services.conductor.handlers import Conductor
+from nimbus.store import keys
+from nimbus.store.informer import UPSERT
+from nimbus.store.store import Versioned, now
+
+_log = log.get("nimbus.conductor")
+TS = compute_pb2
+BUILD_TASKS = (TS.TASK_STATE_SCHEDULING, TS.TASK_STATE_NETWORKING,
+               TS.TASK_STATE_BLOCK_DEVICE_MAPPING, TS.TASK_STATE_SPAWNING)
+NO_VALID_HOST = "No valid host was found. "
+
+
+def needs_scheduling(server: compute_pb2.Server) -> bool:
+    return (server.vm_state == TS.VM_STATE_BUILDING and server.task_state == TS.TASK_STATE_SCHEDULING
+            and not server.host)
+
+
+class BuildScheduler:
+    def __init__(self, conductor: Conductor, scheduler_stub, metadata, num_alternates: int = 2,
+                 sweep_interval: float = 2.0):
+        self.c = conductor
+        self.scheduler = scheduler_stub
+        self.metadata = metadata
+        self.num_alternates = num_alternates
+        self.sweep_interval = sweep_interval
+        self.pending: set[str] = set()
+        self.wake = asyncio.Event()
+        # host -> when this leader first saw it without a live node record.
+        self._missing_since: dict[str, float] = {}
+
+    def _on_instance(self, kind, key, new, old) -> None:
+        if kind == UPSERT and needs_scheduling(new.msg.server):
+            self.pending.add(new.msg.server.id)
+            self.wake.set()
+
+    async def lead(self) -> None:
+        await self.c.instances.synced.wait()
+        await self.c.nodes.synced.wait()
+        self.c.instances.add_listener(self._on_instance)
+        sweeper = asyncio.create_task(self._sweep_forever())
+        try:
+            for versioned in list(self.c.instances.items.values()):
+                if needs_scheduling(versioned.msg.server):
+                    self.pending.add(versioned.msg.server.id)
+            self.wake.set()
+            while True:
+                await self.wake.wait()
+                self.wake.clear()
+                batch, self.pending = self.pending, set()
+                try:
+                    await self.schedule(batch)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - retry the batch, never drop it
+                    _log.warning("scheduling failed, retrying", error=str(exc), servers=len(batch))
+                    self.pending |= batch
+                    await asyncio.sleep(0.5)
+                    self.wake.set()
+        finally:
+            self.c.instances.remove_listener(self._on_instance)
+            sweeper.cancel()
+
+    # ---- scheduling -----------------------------------------------------
+
+    def _waiting(self, ids) -> list[Versioned]:
+        out = []
+        for instance_id in ids:
+            v = self.c.cached(instance_id)
+            if v is not None and needs_scheduling(v.msg.server):
+                out.append(v)
+        return out
+
+    async def schedule(self, ids: set[str]) -> None:
+        waiting = self._waiting(ids)
+        if not waiting:
+            return
+        # A rescheduled server tries its alternates first (no scheduler call).
+        fresh: list[Versioned] = []
+        results = await asyncio.gather(*(self._try_alternates(v) for v in waiting))
+        for v, placed in zip(waiting, results):
+            if not placed:
+                fresh.append(v)
+        if fresh:
+            await self._select_and_claim(fresh)
+
+    async def _try_alternates(self, v: Versioned) -> bool:
+        rec = v.msg
+        hosts = [h for h in rec.alternates if h not in rec.tried_hosts]
+        if not hosts:
+            return False
+        return await self._claim_first(v, hosts)
+
+    async def _select_and_claim(self, waiting: list[Versioned], rounds: int = 3) -> None:
+        ignore: dict[str, set[str]] = {v.msg.server.id: set() for v in waiting}
+        for attempt in range(rounds):
+            request = scheduler_pb2.SelectDestinationsRequest(num_alternates=self.num_alternates)
+            for v in waiting:
+                server = v.msg.server
+                request.specs.add(instance_id=server.id, project_id=server.project_id,
+                                  resources=resources.for_flavor(server.flavor),
+                                  ignore_hosts=[*v.msg.tried_hosts, *ignore[server.id]])
+            response = await self.scheduler.SelectDestinations(request, metadata=self.metadata,
+                                                               timeout=30)
+            by_id = {v.msg.server.id: v for v in waiting}
+            tasks, retry = [], []
+            for selection in response.selections:
+                v = by_id[selection.instance_id]
+                if not selection.hosts:
+                    tasks.append(self._no_valid_host(v, selection.reason))
+                else:
+                    tasks.append(self._claim_first(v, list(selection.hosts)))
+            results = await asyncio.gather(*tasks)
+            for selection, placed in zip(response.selections, results):
+                if selection.hosts and not placed:
+                    # The scheduler's view lagged behind the claims: ask again
+                    # without those hosts.
+                    ignore[selection.instance_id].update(selection.hosts)
+                    retry.append(by_id[selection.instance_id])
+            waiting = self._waiting(v.msg.server.id for v in retry)
+            if not waiting:
+                return
+        await asyncio.gather(*(self._no_valid_host(v, "There are not enough hosts available.")
+                               for v in waiting))
+
+    async def _claim_first(self, v: Versioned, hosts: list[str]) -> bool:
+        """Claim on the first host that fits; the rest become alternates."""
+        for i, host in enumerate(hosts):
+            node = self.c.nodes.items.get(keys.node(host))
+            if node is None or node.msg.disabled:
+                continue
+            try:
+                placed = await self.c.claims.claim(v, node.msg, hosts[i + 1:])
+            except InstanceChanged:
+                return True  # deleted or changed meanwhile: not ours to place any more
+            if placed is not None:
+                return True
+        return False
+
+    async def _no_valid_host(self, v: Versioned, reason: str) -> bool:
+        def mutate(rec):
+            if rec.server.host:
+                raise errors.FailedPrecondition("already placed")
+            rec.server.vm_state = TS.VM_STATE_ERROR
+            rec.server.task_state = TS.TASK_STATE_UNSPECIFIED
+            rec.server.updated_at.CopyFrom(now())
+            rec.task_changed_at.CopyFrom(now())
+            rec.server.fault.CopyFrom(compute_pb2.Fault(
+                code=500, message=NO_VALID_HOST + reason, created_at=now()))
+        try:
+            await self.c.store.update_instance(v.msg.server.id, mutate, current=v,
+                                               expected_task_states=[TS.TASK_STATE_SCHEDULING])
+            _log.info("no valid host", instance_id=v.msg.server.id, reason=reason)
+        except (errors.NotFound, errors.FailedPrecondition):
+            pass  # deleted or placed by someone else: nothing to do
+        return False
+
+    # ---- sweeping -------------------------------------------------------
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_interval)
+            try:
+                await self.sweep()
+            except asyncio.CancelledError:
+                raise
+            except (grpc.aio.AioRpcError, errors.NimbusError, OSError) as exc:
+                _log.warning("sweep failed", error=str(exc))
+
+    def _host_down(self, host: str, clock: float) -> bool:
+        """A host is down once its node record has been gone for two TTLs of
+        this leader's own observation (agents re-register after a conductor
+        restart within one TTL)."""
+        if keys.node(host) in self.c.nodes.items:
+            self._missing_since.pop(host, None)
+            return False
+        first = self._missing_since.setdefault(host, clock)
+        return clock - first >= 2 * self.c.node_ttl
+
+    async def sweep(self) -> None:
+        clock = time.monotonic()
+        for v in list(self.c.instances.items.values()):
+            server = v.msg.server
+            if server.task_state == TS.TASK_STATE_DELETING and not server.host:
+                await self.c.finish_delete(server.id, None)
+            elif not server.host or not self._host_down(server.host, clock):
+                continue
+            elif server.task_state == TS.TASK_STATE_DELETING:
+                # Nova's local delete: the host is gone, so is its domain.
+                _log.info("deleting server of a down host", instance_id=server.id, host=server.host)
+                await self.c.finish_delete(server.id, server.host)
+            elif server.vm_state == TS.VM_STATE_BUILDING and server.task_state in BUILD_TASKS:
+                fault = compute_pb2.Fault(code=500, created_at=now(),
+                                          message=f"compute host {server.host} went down during the build")
+                try:
+                    await self.c.give_back(server.id, server.host, fault)
+                except errors.NimbusError:
+                    pass  # changed meanwhile; the next sweep looks again

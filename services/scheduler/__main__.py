@@ -1,0 +1,3 @@
+from nimbus.services.scheduler.main import main
+
+main()

@@ -1,0 +1,78 @@
+"""Host filtering and weighing (nova-scheduler's filter scheduler, placement
+folded in): pure functions over HostState, so they unit-test without I/O."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from typing import Callable
+
+from nimbus import resources
+from nimbus.state.v1 import records_pb2
+
+
+@dataclasses.dataclass(slots=True)
+class HostState:
+    host: str
+    node: records_pb2.NodeRecord
+    used_vcpus: int = 0
+    used_memory_mb: int = 0
+    used_disk_gb: int = 0
+
+    @property
+    def free_vcpus(self) -> float:
+        return resources.capacity(self.node)[0] - self.used_vcpus
+
+    @property
+    def free_memory_mb(self) -> float:
+        return resources.capacity(self.node)[1] - self.used_memory_mb
+
+    @property
+    def free_disk_gb(self) -> float:
+        return resources.capacity(self.node)[2] - self.used_disk_gb
+
+    def consume(self, want: records_pb2.Resources) -> None:
+        """Count a selection at once so one batch does not pile onto one host."""
+        self.used_vcpus += want.vcpus
+        self.used_memory_mb += want.memory_mb
+        self.used_disk_gb += want.disk_gb
+
+
+def fits(free: float, want: int) -> bool:
+    return want <= free
+
+
+# Each filter: (name, predicate(host_state, request_spec) -> passes).
+Filter = tuple[str, Callable[[HostState, object], bool]]
+
+FILTERS: list[Filter] = [
+    ("ComputeFilter", lambda hs, spec: not hs.node.disabled),
+    ("IgnoreHostsFilter", lambda hs, spec: hs.host not in spec.ignore_hosts),
+    ("VCPUFilter", lambda hs, spec: fits(hs.free_vcpus, spec.resources.vcpus)),
+    ("RamFilter", lambda hs, spec: fits(hs.free_memory_mb, spec.resources.memory_mb)),
+    ("DiskFilter", lambda hs, spec: fits(hs.free_disk_gb, spec.resources.disk_gb)),
+]
+
+
+def filter_hosts(hosts: list[HostState], spec) -> tuple[list[HostState], str]:
+    """The hosts passing every filter, and the name of the filter that
+    removed the last ones ('' when some remain)."""
+    for name, passes in FILTERS:
+        hosts = [hs for hs in hosts if passes(hs, spec)]
+        if not hosts:
+            return [], name
+    return hosts, ""
+
+
+def ram_weight(hs: HostState) -> float:
+    """Nova's RAMWeigher with a positive multiplier: spread onto free memory.
+    Normalised by the host's size so big and small hosts fill evenly."""
+    total = hs.node.total.memory_mb or 1
+    return hs.free_memory_mb / total
+
+
+def weigh(hosts: list[HostState], rng: random.Random) -> list[HostState]:
+    """Best first; ties broken at random so equal hosts share the load."""
+    keyed = [(ram_weight(hs), rng.random(), hs) for hs in hosts]
+    keyed.sort(key=lambda t: (-t[0], t[1]))
+    return [hs for _, _, hs in keyed]

@@ -1,0 +1,124 @@
+"""A whole nimbus stack in this process, for tests and benchmarks: the API,
+scheduler, conductor and N simulated compute hosts on loopback gRPC with
+free ports, against a real etcd (each stack under its own key prefix)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import subprocess
+import uuid
+
+import grpc
+
+from nimbus import config
+from nimbus.compute.v1 import compute_pb2, compute_pb2_grpc
+from nimbus.etcd import free_port
+from nimbus.rpc.server import channel
+from nimbus.services.agent.main import AgentProcess
+from nimbus.services.compute.main import ComputeProcess
+from nimbus.services.conductor.main import ConductorProcess
+from nimbus.services.scheduler.main import SchedulerProcess
+
+C = compute_pb2
+ADMIN = (("authorization", "Bearer admin:admin"),)
+
+
+def user(name: str = "alice", project: str = "demo") -> tuple:
+    return (("authorization", f"Bearer {name}:{project}"),)
+
+
+def make_qcow2(path: str, size: str = "64M") -> str:
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", path, size], check=True)
+    return path
+
+
+class Stack:
+    def __init__(self, etcd_endpoint: str, state_dir: str, hosts: int = 2, vcpus: int = 8,
+                 memory_mb: int = 16384, disk_gb: int = 200, reserved_host_memory_mb: int = 0,
+                 node_ttl: int = 10, sweep_interval: float = 2.0):
+        self.cfg = config.Config(
+            etcd_endpoint=etcd_endpoint, etcd_prefix=f"/t-{uuid.uuid4().hex[:8]}/",
+            api_address=f"127.0.0.1:{free_port()}", conductor_address=f"127.0.0.1:{free_port()}",
+            scheduler_address=f"127.0.0.1:{free_port()}", service_token=secrets.token_hex(16),
+            noauth=True, state_dir=state_dir, host="sim", simulate=hosts, vcpus=vcpus,
+            memory_mb=memory_mb, disk_gb=disk_gb, reserved_host_memory_mb=reserved_host_memory_mb,
+            cpu_allocation_ratio=1.0, node_ttl=node_ttl)
+        self.sweep_interval = sweep_interval
+
+    def _for(self, address: str) -> config.Config:
+        cfg = config.Config(**vars(self.cfg))
+        cfg.listen = address
+        return cfg
+
+    async def start_conductor(self) -> ConductorProcess:
+        self.conductor = await ConductorProcess(self._for(self.cfg.conductor_address),
+                                                self.sweep_interval).start()
+        return self.conductor
+
+    async def __aenter__(self) -> "Stack":
+        self.scheduler = await SchedulerProcess(self._for(self.cfg.scheduler_address)).start()
+        await self.start_conductor()
+        self.compute = await ComputeProcess(self._for(self.cfg.api_address)).start()
+        self.agents = await AgentProcess(self.cfg).start()
+        self.channel = channel(self.cfg.api_address)
+        self.api = compute_pb2_grpc.ComputeServiceStub(self.channel)
+        await self.wait_hosts(self.cfg.simulate)
+        return self
+
+    async def wait_hosts(self, count: int, timeout: float = 20) -> None:
+        """Until `count` nodes are registered (the scheduler can see them)."""
+        async def ready():
+            while len(self.scheduler.hosts.states) < count or not all(
+                    a.synced.is_set() for a in self.agents.agents):
+                await asyncio.sleep(0.02)
+        await asyncio.wait_for(ready(), timeout)
+
+    async def __aexit__(self, *exc) -> None:
+        await self.channel.close()
+        for proc in (self.agents, self.compute, self.conductor, self.scheduler):
+            await proc.stop()
+
+    # ---- helpers ------------------------------------------------------------
+
+    async def flavor(self, name: str, vcpus: int = 1, ram_mb: int = 512, disk_gb: int = 1) -> C.Flavor:
+        resp = await self.api.CreateFlavor(C.CreateFlavorRequest(flavor=C.Flavor(
+            name=name, vcpus=vcpus, ram_mb=ram_mb, disk_gb=disk_gb)), metadata=ADMIN)
+        return resp.flavor
+
+    async def image(self, path: str, name: str = "cirros", disk_format: str = "qcow2") -> C.Image:
+        async def messages():
+            yield C.CreateImageRequest(image=C.Image(name=name, disk_format=disk_format))
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    yield C.CreateImageRequest(chunk=chunk)
+        return (await self.api.CreateImage(messages(), metadata=ADMIN)).image
+
+    async def wait_for(self, server_id: str, predicate, metadata=ADMIN, timeout: float = 30):
+        """Wait on WatchServers (never poll) until predicate(server) holds;
+        predicate(None) is asked when the server is deleted."""
+        call = self.api.WatchServers(C.WatchServersRequest(id=server_id, all_projects=True),
+                                     metadata=metadata)
+        try:
+            async with asyncio.timeout(timeout):
+                async for event in call:
+                    if event.type == C.WatchServersResponse.EVENT_TYPE_UPSERT and predicate(event.server):
+                        return event.server
+                    if event.type == C.WatchServersResponse.EVENT_TYPE_DELETED and predicate(None):
+                        return None
+        finally:
+            call.cancel()
+        raise AssertionError(f"server {server_id}: watch ended")
+
+    async def wait_settled(self, server_id: str, **kw) -> C.Server:
+        """Until the server is ACTIVE or ERROR with no task."""
+        return await self.wait_for(server_id, lambda s: s is not None and s.task_state == 0 and s.vm_state in (
+            C.VM_STATE_ACTIVE, C.VM_STATE_ERROR), **kw)
+
+
+def status_of(exc: grpc.aio.AioRpcError) -> grpc.StatusCode:
+    return exc.code()
+
+
+__all__ = ["Stack", "ADMIN", "user", "make_qcow2", "C", "os"]
