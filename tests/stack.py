@@ -100,13 +100,19 @@ class Stack:
         predicate(None) is asked when the server is deleted."""
         call = self.api.WatchServers(C.WatchServersRequest(id=server_id, all_projects=True),
                                      metadata=metadata)
+        W = C.WatchServersResponse
+        seen = False
         try:
             async with asyncio.timeout(timeout):
                 async for event in call:
-                    if event.type == C.WatchServersResponse.EVENT_TYPE_UPSERT and predicate(event.server):
-                        return event.server
-                    if event.type == C.WatchServersResponse.EVENT_TYPE_DELETED and predicate(None):
+                    if event.type == W.EVENT_TYPE_UPSERT:
+                        seen = True
+                        if predicate(event.server):
+                            return event.server
+                    elif event.type == W.EVENT_TYPE_DELETED and predicate(None):
                         return None
+                    elif event.type == W.EVENT_TYPE_SYNCED and not seen and predicate(None):
+                        return None   # already gone before we started watching
         finally:
             call.cancel()
         raise AssertionError(f"server {server_id}: watch ended")

@@ -34,6 +34,10 @@ Event = conductor_pb2.StreamAssignmentsResponse
 BUILDING_TASKS = (C.TASK_STATE_NETWORKING, C.TASK_STATE_BLOCK_DEVICE_MAPPING, C.TASK_STATE_SPAWNING)
 
 
+RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+RETRY_SECONDS = 20.0
+
+
 class Lost(Exception):
     """Another actor changed the server (deleted it, most often): stop."""
 
@@ -150,27 +154,50 @@ class ComputeAgent:
     # ---- conductor calls ----------------------------------------------------
 
     async def _update(self, server_id: str, expected: list[int], **fields) -> C.Server:
+        """Report a state change. While the conductor is unreachable (a
+        restart, a failover) retry for a while; a retry also accepts the
+        target task state, since the first try may have landed unanswered."""
         request = conductor_pb2.UpdateInstanceRequest(
             host=self.host, server=C.Server(id=server_id, **fields),
             update_mask=field_mask_pb2.FieldMask(paths=list(fields)),
             expected_task_states=expected)
-        try:
-            resp = await self.conductor.UpdateInstance(request, metadata=self.metadata, timeout=30)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
-                raise Lost(exc.details()) from None
-            raise
-        return resp.server
+        deadline = asyncio.get_running_loop().time() + RETRY_SECONDS
+        while True:
+            try:
+                resp = await self.conductor.UpdateInstance(request, metadata=self.metadata,
+                                                           timeout=10)
+                return resp.server
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
+                    raise Lost(exc.details()) from None
+                if (exc.code() not in RETRYABLE
+                        or asyncio.get_running_loop().time() > deadline):
+                    raise
+            if "task_state" in fields and fields["task_state"] not in request.expected_task_states:
+                request.expected_task_states.append(fields["task_state"])
+            await asyncio.sleep(0.2)
 
     async def _give_back(self, server: C.Server, message: str, expected: list[int]) -> None:
         fault = C.Fault(code=500, message=message, created_at=now())
-        try:
-            await self.conductor.RescheduleInstance(conductor_pb2.RescheduleInstanceRequest(
-                host=self.host, instance_id=server.id, fault=fault, expected_task_states=expected),
-                metadata=self.metadata, timeout=30)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() not in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
-                raise
+        await self._retrying(self.conductor.RescheduleInstance, conductor_pb2.RescheduleInstanceRequest(
+            host=self.host, instance_id=server.id, fault=fault, expected_task_states=expected))
+
+    async def _retrying(self, method, request) -> None:
+        """Call a conductor RPC whose refusal means 'already done or not
+        ours any more' (both fine), retrying while the conductor is away.
+        Giving up leaves the server as it is: the stream's replay after
+        the reconnect brings it back to us (level-triggered)."""
+        deadline = asyncio.get_running_loop().time() + RETRY_SECONDS
+        while True:
+            try:
+                await method(request, metadata=self.metadata, timeout=10)
+                return
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
+                    return
+                if exc.code() not in RETRYABLE or asyncio.get_running_loop().time() > deadline:
+                    raise
+            await asyncio.sleep(0.2)
 
     # ---- build ----------------------------------------------------------------
 
@@ -246,10 +273,7 @@ class ComputeAgent:
             # A build in flight notices DELETING at its next update and cleans up.
             await asyncio.gather(running, return_exceptions=True)
         await self._cleanup(server.id)
-        try:
-            await self.conductor.FinishDeleteInstance(conductor_pb2.FinishDeleteInstanceRequest(
-                host=self.host, instance_id=server.id), metadata=self.metadata, timeout=30)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() not in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
-                raise
+        await self._retrying(self.conductor.FinishDeleteInstance,
+                             conductor_pb2.FinishDeleteInstanceRequest(host=self.host,
+                                                                       instance_id=server.id))
         self.log.info("server deleted", instance_id=server.id)

@@ -1,9 +1,14 @@
+"""Boot, delete, scheduling failures and races through the public API, on a
+real etcd, the real libvirt test driver and real gRPC over loopback."""
+
 import asyncio
 import os
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2, status_pb2
 
+from nimbus.state.v1 import records_pb2
 from stack import ADMIN, C, Stack, user
 
 
@@ -15,12 +20,16 @@ async def stack(etcd, tmp_path, qcow2_image):
         yield s
 
 
+def boot(name="web-1", image="cirros", flavor="m1.tiny", **kw):
+    return C.CreateServerRequest(name=name, image_ref=image, flavor_ref=flavor, **kw)
+
+
 async def test_boot_reaches_active_and_delete_cleans_up(stack):
     me = user()
-    resp = await stack.api.CreateServer(C.CreateServerRequest(
-        name="web-1", image_ref="cirros", flavor_ref="m1.tiny"), metadata=me)
+    resp = await stack.api.CreateServer(boot(), metadata=me)
     server = resp.servers[0]
     assert (server.vm_state, server.task_state) == (C.VM_STATE_BUILDING, C.TASK_STATE_SCHEDULING)
+    assert resp.reservation_id.startswith("r-")
     active = await stack.wait_settled(server.id)
     assert active.vm_state == C.VM_STATE_ACTIVE, active.fault
     assert active.power_state == C.POWER_STATE_RUNNING and active.host
@@ -30,15 +39,201 @@ async def test_boot_reaches_active_and_delete_cleans_up(stack):
     agent = next(a for a in stack.agents.agents if a.host == active.host)
     inst_dir = agent.driver.instance_dir(server.id)
     assert os.path.exists(os.path.join(inst_dir, "disk"))
-    assert os.path.exists(os.path.join(inst_dir, "libvirt.xml"))
+    with open(os.path.join(inst_dir, "libvirt.xml")) as f:
+        assert f"<uuid>{server.id}</uuid>" in f.read()
     assert server.id in await agent.driver.instance_ids()
+    store = stack.conductor.store
+    assert await store.get(f"allocations/{active.host}/{server.id}", records_pb2.Allocation)
 
-    await stack.api.DeleteServer(C.DeleteServerRequest(id=server.id), metadata=me)
+    deleting = (await stack.api.DeleteServer(C.DeleteServerRequest(id=server.id), metadata=me)).server
+    assert deleting.task_state == C.TASK_STATE_DELETING
     await stack.wait_for(server.id, lambda s: s is None)
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stack.api.GetServer(C.GetServerRequest(id=server.id), metadata=me)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
     assert server.id not in await agent.driver.instance_ids()
     assert not os.path.exists(inst_dir)
-    store = stack.conductor.store
-    assert await store.get(f"allocations/{active.host}/{server.id}", object) is None
+    assert await store.get(f"allocations/{active.host}/{server.id}", records_pb2.Allocation) is None
+    usage = await store.get(f"providers/{active.host}", records_pb2.ProviderUsage)
+    assert usage.msg.used == records_pb2.Resources() and usage.msg.consumers == 0
+
+
+async def test_flavor_no_host_can_hold_ends_in_error_with_fault(stack):
+    await stack.flavor("huge", vcpus=1, ram_mb=10 ** 6, disk_gb=1)
+    server = (await stack.api.CreateServer(boot(flavor="huge"), metadata=user())).servers[0]
+    done = await stack.wait_settled(server.id)
+    assert done.vm_state == C.VM_STATE_ERROR and not done.host
+    assert done.fault.message.startswith("No valid host was found")
+    assert "RamFilter" in done.fault.message
+    # An ERROR server without a host deletes at once.
+    await stack.api.DeleteServer(C.DeleteServerRequest(id=server.id), metadata=user())
+    await stack.wait_for(server.id, lambda s: s is None)
+
+
+async def test_concurrent_boots_never_overcommit(etcd, tmp_path, qcow2_image):
+    # Two hosts with room for two 512 MB servers each: 4 of 10 fit.
+    async with Stack(etcd.endpoint, str(tmp_path), hosts=2, memory_mb=1024) as s:
+        await s.flavor("m1.tiny")
+        await s.image(qcow2_image)
+        calls = [s.api.CreateServer(boot(name=f"c{i}"), metadata=user()) for i in range(10)]
+        ids = [r.servers[0].id for r in await asyncio.gather(*calls)]
+        done = await asyncio.gather(*(s.wait_settled(i) for i in ids))
+        active = [d for d in done if d.vm_state == C.VM_STATE_ACTIVE]
+        errors = [d for d in done if d.vm_state == C.VM_STATE_ERROR]
+        assert (len(active), len(errors)) == (4, 6)
+        assert all("No valid host" in e.fault.message for e in errors)
+        per_host = {}
+        for d in active:
+            per_host[d.host] = per_host.get(d.host, 0) + 1
+        assert sorted(per_host.values()) == [2, 2]
+        items, _ = await s.conductor.store.list("allocations/", records_pb2.Allocation)
+        assert sum(v.msg.resources.memory_mb for _, v in items) == 4 * 512
+        assert {v.msg.consumer_id for _, v in items} == {d.id for d in active}
+
+
+async def test_conductor_restart_mid_build_settles_every_server(etcd, tmp_path, qcow2_image):
+    async with Stack(etcd.endpoint, str(tmp_path), hosts=2, node_ttl=3,
+                     sweep_interval=0.5) as s:
+        await s.flavor("m1.tiny")
+        await s.image(qcow2_image)
+        resp = await s.api.CreateServer(boot(min_count=6, max_count=6), metadata=user())
+        await s.conductor.stop()          # mid-build: agents lose their stream and calls
+        await asyncio.sleep(0.5)
+        await s.start_conductor()         # a fresh conductor lists + watches and carries on
+        done = await asyncio.gather(*(s.wait_settled(srv.id) for srv in resp.servers))
+        assert all(d.vm_state in (C.VM_STATE_ACTIVE, C.VM_STATE_ERROR) for d in done)
+        assert sum(d.vm_state == C.VM_STATE_ACTIVE for d in done) >= 1
+
+
+async def test_multi_create_names_and_reservation(stack):
+    resp = await stack.api.CreateServer(boot(name="batch", min_count=3, max_count=3),
+                                        metadata=user())
+    assert [s.name for s in resp.servers] == ["batch-1", "batch-2", "batch-3"]
+    assert {s.reservation_id for s in resp.servers} == {resp.reservation_id}
+    listed = await stack.api.ListServers(C.ListServersRequest(reservation_id=resp.reservation_id),
+                                         metadata=user())
+    assert len(listed.servers) == 3
+    for s in resp.servers:
+        assert (await stack.wait_settled(s.id)).vm_state == C.VM_STATE_ACTIVE
+
+
+async def test_projects_are_isolated_and_auth_is_required(stack):
+    mine = (await stack.api.CreateServer(boot(), metadata=user("alice", "p1"))).servers[0]
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stack.api.GetServer(C.GetServerRequest(id=mine.id), metadata=user("bob", "p2"))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    theirs = await stack.api.ListServers(C.ListServersRequest(), metadata=user("bob", "p2"))
+    assert mine.id not in {s.id for s in theirs.servers}
+    everyone = await stack.api.ListServers(C.ListServersRequest(all_projects=True), metadata=ADMIN)
+    assert mine.id in {s.id for s in everyone.servers}
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stack.api.ListServers(C.ListServersRequest(all_projects=True), metadata=user())
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stack.api.ListServers(C.ListServersRequest())
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stack.api.CreateFlavor(C.CreateFlavorRequest(flavor=C.Flavor(
+            name="x", vcpus=1, ram_mb=1)), metadata=user())
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_watch_lists_existing_then_synced_then_changes(stack):
+    first = (await stack.api.CreateServer(boot(name="a"), metadata=user())).servers[0]
+    await stack.wait_settled(first.id)
+    call = stack.api.WatchServers(C.WatchServersRequest(), metadata=user())
+    async with asyncio.timeout(20):
+        events = [await call.read()]
+        while events[-1].type != C.WatchServersResponse.EVENT_TYPE_SYNCED:
+            events.append(await call.read())
+        assert [e.server.id for e in events[:-1]] == [first.id]
+        second = (await stack.api.CreateServer(boot(name="b"), metadata=user())).servers[0]
+        states = []
+        while C.VM_STATE_ACTIVE not in states:
+            event = await call.read()
+            assert event.server.id == second.id
+            states.append(event.server.vm_state)
+        assert states[0] == C.VM_STATE_BUILDING
+    call.cancel()
+
+
+def _violation(err: grpc.aio.AioRpcError) -> str:
+    for key, value in err.trailing_metadata() or ():
+        if key == "grpc-status-details-bin":
+            status = status_pb2.Status.FromString(value)
+            for detail in status.details:
+                bad = error_details_pb2.BadRequest()
+                if detail.Unpack(bad):
+                    return bad.field_violations[0].field
+                info = error_details_pb2.ResourceInfo()
+                if detail.Unpack(info):
+                    return info.resource_type
+    return ""
+
+
+@pytest.mark.parametrize("request_kw, code, field", [
+    (dict(name=""), grpc.StatusCode.INVALID_ARGUMENT, "name"),
+    (dict(name="   "), grpc.StatusCode.INVALID_ARGUMENT, "name"),
+    (dict(name="x" * 256), grpc.StatusCode.INVALID_ARGUMENT, "name"),
+    (dict(flavor=""), grpc.StatusCode.INVALID_ARGUMENT, "flavor_ref"),
+    (dict(flavor="m9.nope"), grpc.StatusCode.NOT_FOUND, "flavor"),
+    (dict(image=""), grpc.StatusCode.INVALID_ARGUMENT, "image_ref"),
+    (dict(image="no-such-image"), grpc.StatusCode.NOT_FOUND, "image"),
+    (dict(min_count=-1), grpc.StatusCode.INVALID_ARGUMENT, "min_count"),
+    (dict(min_count=3, max_count=2), grpc.StatusCode.INVALID_ARGUMENT, "max_count"),
+    (dict(max_count=1000), grpc.StatusCode.INVALID_ARGUMENT, "max_count"),
+    (dict(metadata={"k" * 256: "v"}), grpc.StatusCode.INVALID_ARGUMENT, f"metadata[{'k' * 256!r}]"),
+    (dict(metadata={"k": "v" * 256}), grpc.StatusCode.INVALID_ARGUMENT, "metadata['k']"),
+])
+async def test_bad_create_requests_are_refused_and_leave_nothing(stack, request_kw, code, field):
+    kw = dict(name="ok", image="cirros", flavor="m1.tiny")
+    kw.update(request_kw)
+    before = await stack.conductor.store.count("")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stack.api.CreateServer(boot(kw.pop("name"), kw.pop("image"), kw.pop("flavor"), **kw),
+                                     metadata=user())
+    assert err.value.code() == code
+    assert _violation(err.value) == field
+    assert await stack.conductor.store.count("") == before
+
+
+@pytest.mark.parametrize("call, request_msg, code", [
+    ("GetServer", C.GetServerRequest(id=""), grpc.StatusCode.INVALID_ARGUMENT),
+    ("GetServer", C.GetServerRequest(id="not-a-uuid"), grpc.StatusCode.NOT_FOUND),
+    ("GetServer", C.GetServerRequest(id="00000000-0000-0000-0000-000000000000"),
+     grpc.StatusCode.NOT_FOUND),
+    ("DeleteServer", C.DeleteServerRequest(id="00000000-0000-0000-0000-000000000000"),
+     grpc.StatusCode.NOT_FOUND),
+    ("GetFlavor", C.GetFlavorRequest(ref="nope"), grpc.StatusCode.NOT_FOUND),
+    ("GetImage", C.GetImageRequest(ref="nope"), grpc.StatusCode.NOT_FOUND),
+    ("ListServers", C.ListServersRequest(page_size=-1), grpc.StatusCode.INVALID_ARGUMENT),
+])
+async def test_bad_lookups(stack, call, request_msg, code):
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await getattr(stack.api, call)(request_msg, metadata=user())
+    assert err.value.code() == code
+
+
+async def test_delete_is_idempotent_and_races_with_build(stack):
+    server = (await stack.api.CreateServer(boot(), metadata=user())).servers[0]
+    # Delete at once, while the build is in flight, twice.
+    await stack.api.DeleteServer(C.DeleteServerRequest(id=server.id), metadata=user())
+    try:
+        await stack.api.DeleteServer(C.DeleteServerRequest(id=server.id), metadata=user())
+    except grpc.aio.AioRpcError as err:
+        assert err.code() == grpc.StatusCode.NOT_FOUND   # already gone: also fine
+    await stack.wait_for(server.id, lambda s: s is None)
+    items, _ = await stack.conductor.store.list("allocations/", records_pb2.Allocation)
+    assert items == []
+    for agent in stack.agents.agents:
+        assert server.id not in await agent.driver.instance_ids()
+
+
+async def test_bad_images_are_refused(stack, tmp_path):
+    raw = tmp_path / "x.raw"
+    raw.write_bytes(b"\0" * 4096)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stack.image(str(raw), name="liar", disk_format="qcow2")
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    images = await stack.api.ListImages(C.ListImagesRequest(), metadata=ADMIN)
+    assert "liar" not in {i.name for i in images.images}

@@ -29,7 +29,11 @@ class Server:
         self.name = name
         self._server = grpc.aio.server(
             interceptors=[ServerInterceptor(authenticator, name)],
-            options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 16 << 20)])
+            options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 16 << 20),
+                     # Agents keep their streams alive with pings (see channel()).
+                     ("grpc.keepalive_permit_without_calls", 1),
+                     ("grpc.http2.min_recv_ping_interval_without_data_ms", 10000),
+                     ("grpc.http2.max_ping_strikes", 0)])
         self.port = self._server.add_insecure_port(address)
         if self.port == 0:
             raise OSError(f"{name}: cannot listen on {address}")

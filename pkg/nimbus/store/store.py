@@ -123,6 +123,13 @@ class Store:
         resp = await self._kv.Range(rpc.RangeRequest(key=self.key(suffix), keys_only=True))
         return resp.kvs[0].mod_revision if resp.kvs else None
 
+    async def count(self, suffix: str) -> int:
+        """How many keys lie under a prefix."""
+        key = self.key(suffix)
+        resp = await self._kv.Range(rpc.RangeRequest(key=key, range_end=prefix_end(key),
+                                                     count_only=True))
+        return resp.count
+
     async def list(self, suffix: str, cls: type[M]) -> tuple[list[tuple[str, Versioned]], int]:
         """Every record under a prefix, and the store revision of the read."""
         key = self.key(suffix)

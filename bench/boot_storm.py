@@ -1,0 +1,484 @@
+"""Boot storm: how fast, and at what cost, a whole nimbus stack boots servers.
+
+    .venv/bin/python bench/boot_storm.py [--servers K] [--hosts M] [--concurrency C] [--json PATH]
+
+Starts a fresh stack (etcd, scheduler, conductor, compute API and one agent
+process simulating M hosts on the libvirt test driver) as separate OS
+processes in a temp dir on free ports, seeds flavors and the cirros image,
+warms every host up (image fetch and overlay template, excluded from the
+measurement), then boots K m1.tiny servers with K CreateServer calls from C
+concurrent clients over one channel, following them on one WatchServers
+stream. It reports boots/s to ACTIVE, latencies, CPU per boot for every
+process, etcd revisions (write transactions) per boot, peak RSS and the host
+spread, each against its target, then deletes everything and stops the stack.
+
+`--profile DIR` runs every nimbus process under cProfile (DIR/<name>.prof,
+written when the process exits): the numbers are then slower, the
+breakdown is what counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import collections
+import datetime
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import urllib.request
+
+import grpc
+
+from nimbus.compute.v1 import compute_pb2 as C
+from nimbus.compute.v1 import compute_pb2_grpc
+from nimbus.devstack import ProcessStack, seed
+from nimbus.etcd import free_port
+from nimbus.store.store import prefix_end
+
+USER = (("authorization", "Bearer bench:bench"),)
+FLAVOR = "m1.tiny"
+IMAGE = "cirros"
+MAX_PER_CALL = 64            # the API's max_count
+BOOT_TIMEOUT = 120.0
+STALL = 10.0                 # seconds without any watch event: the rest is stuck
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+Event = C.WatchServersResponse
+
+# name, unit, target, higher is better
+TARGETS = {
+    "boots_per_s": (">=", 80.0),
+    "cpu_ms_per_boot": ("<=", 19.0),
+    "time_to_active_p99_ms": ("<=", 1000.0),
+    "etcd_writes_per_boot": ("<=", 6.0),
+    "spread_max_min": ("<=", 1.2),
+}
+
+
+# ---- the stack ------------------------------------------------------------------
+
+class BenchStack(ProcessStack):
+    """ProcessStack, optionally running each nimbus process under cProfile."""
+
+    def __init__(self, *args, profile_dir: str | None = None, **kw):
+        super().__init__(*args, **kw)
+        self.profile_dir = profile_dir
+
+    def _spawn(self, name: str, *args: str) -> None:
+        if not self.profile_dir:
+            return super()._spawn(name, *args)
+        import subprocess
+        os.makedirs(self.profile_dir, exist_ok=True)
+        out = open(os.path.join(self.log_dir or self.state_dir, f"{name}.log"), "ab")
+        prof = os.path.join(self.profile_dir, f"{name}.prof")
+        self.children[name] = subprocess.Popen(
+            [sys.executable, "-m", "cProfile", "-o", prof, "-m", f"nimbus.services.{name}", *args],
+            env=self._env(), stdout=out, stderr=out, stdin=subprocess.DEVNULL)
+
+
+def etcd_range(endpoint: str, key: bytes, range_end: bytes = b"", count_only: bool = False) -> dict:
+    """One Range through etcd's HTTP/JSON gateway (no client library needed)."""
+    body = {"key": base64.b64encode(key).decode()}
+    if range_end:
+        body["range_end"] = base64.b64encode(range_end).decode()
+    if count_only:
+        body["count_only"] = True
+    req = urllib.request.Request(f"http://{endpoint}/v3/kv/range", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+def etcd_revision(endpoint: str) -> int:
+    return int(etcd_range(endpoint, b"a")["header"]["revision"])
+
+
+def etcd_count(endpoint: str, prefix: bytes) -> int:
+    return int(etcd_range(endpoint, prefix, prefix_end(prefix), count_only=True).get("count", 0))
+
+
+# ---- /proc ------------------------------------------------------------------------
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of all threads, plus cutime + cstime of reaped children
+    (qemu-img runs), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # fields[0] is field 3 (state): utime is field 14, stime 15, cutime 16, cstime 17.
+    return sum(int(x) for x in fields[11:15]) / CLK_TCK
+
+
+def peak_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def snapshot(pids: dict[str, int]) -> dict[str, float]:
+    return {name: cpu_seconds(pid) for name, pid in pids.items()}
+
+
+# ---- the watch -------------------------------------------------------------------------
+
+class Watch:
+    """One WatchServers stream: when each server was first seen ACTIVE (and
+    where), ERROR (with its fault) and DELETED."""
+
+    def __init__(self, api: compute_pb2_grpc.ComputeServiceStub):
+        self.call = api.WatchServers(C.WatchServersRequest(all_projects=False), metadata=USER)
+        self.synced = asyncio.Event()
+        self.active_at: dict[str, float] = {}
+        self.host: dict[str, str] = {}
+        self.errors: dict[str, C.Fault] = {}
+        self.deleted_at: dict[str, float] = {}
+        self.last: dict[str, C.Server] = {}     # as last seen
+        self.events = 0
+        self.last_event_at = time.perf_counter()
+        self._changed = asyncio.Condition()
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        async for event in self.call:
+            stamp = time.perf_counter()
+            self.events += 1
+            self.last_event_at = stamp
+            server = event.server
+            if event.type == Event.EVENT_TYPE_SYNCED:
+                self.synced.set()
+                continue
+            self.last[server.id] = server
+            if event.type == Event.EVENT_TYPE_DELETED:
+                self.deleted_at.setdefault(server.id, stamp)
+            elif server.vm_state == C.VM_STATE_ACTIVE:
+                if server.id not in self.active_at:
+                    self.active_at[server.id] = stamp
+                    self.host[server.id] = server.host
+            elif server.vm_state == C.VM_STATE_ERROR and server.task_state == C.TASK_STATE_UNSPECIFIED:
+                self.errors[server.id] = server.fault
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def until(self, predicate, timeout: float, stall: float | None = None) -> bool:
+        """Wait until predicate() holds; False after `timeout`, or once no
+        event came for `stall` seconds (the rest is stuck: no need to sit
+        out the whole timeout)."""
+        deadline = time.perf_counter() + timeout
+        async with self._changed:
+            while not predicate():
+                if self.task.done():
+                    self.task.result()   # the stream ended: say why
+                    raise RuntimeError("WatchServers ended")
+                now = time.perf_counter()
+                wait = deadline - now
+                if stall is not None:
+                    wait = min(wait, self.last_event_at + stall - now)
+                if wait <= 0:
+                    return False
+                try:
+                    await asyncio.wait_for(self._changed.wait(), wait)
+                except TimeoutError:
+                    pass
+        return True
+
+    def describe(self, server_id: str) -> str:
+        s = self.last.get(server_id)
+        if s is None:
+            return f"{server_id}: never seen on the watch"
+        return (f"{server_id}: stuck in {C.VmState.Name(s.vm_state)}/{C.TaskState.Name(s.task_state)}"
+                f" on {s.host or '(no host)'}")
+
+    def settled(self, ids) -> bool:
+        return all(i in self.active_at or i in self.errors or i in self.deleted_at for i in ids)
+
+    def gone(self, ids) -> bool:
+        return all(i in self.deleted_at for i in ids)
+
+    async def close(self) -> None:
+        self.call.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+# ---- phases ------------------------------------------------------------------------------
+
+async def create_many(api, names: list[str]) -> list[str]:
+    """Servers in as few calls as the API allows (warm-up only)."""
+    ids = []
+    for start in range(0, len(names), MAX_PER_CALL):
+        count = min(MAX_PER_CALL, len(names) - start)
+        resp = await api.CreateServer(C.CreateServerRequest(
+            name=names[start] if count == 1 else f"{names[start]}x{count}", image_ref=IMAGE,
+            flavor_ref=FLAVOR, min_count=count, max_count=count), metadata=USER, timeout=30)
+        ids += [s.id for s in resp.servers]
+    return ids
+
+
+async def delete_all(api, ids, concurrency: int) -> list[str]:
+    queue = collections.deque(ids)
+    failures = []
+
+    async def worker():
+        while queue:
+            server_id = queue.popleft()
+            try:
+                await api.DeleteServer(C.DeleteServerRequest(id=server_id), metadata=USER, timeout=30)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.NOT_FOUND:
+                    failures.append(f"{server_id}: {exc.code().name} {exc.details()}")
+    await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
+    return failures
+
+
+async def warm_up(api, watch: Watch, endpoint: str, hosts: int, concurrency: int) -> dict:
+    """Wait for the hosts to register, then boot and delete servers until
+    every host has run one: each host fetches the image and makes its
+    overlay template here, not in the measured phase."""
+    started = time.perf_counter()
+    prefix = b"/nimbus/nodes/"
+    deadline = time.monotonic() + 30
+    while etcd_count(endpoint, prefix) < hosts:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {etcd_count(endpoint, prefix)} of {hosts} hosts registered in 30 s")
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.3)   # let the scheduler's and the conductor's informers see them
+    covered: set[str] = set()
+    stuck: list[str] = []
+    rounds = 0
+    for rounds in range(1, 6):
+        ids = await create_many(api, [f"warmup{rounds}"] * hosts)
+        if not await watch.until(lambda: watch.settled(ids), 60, stall=STALL):
+            stuck += [watch.describe(i) for i in ids if not watch.settled([i])]
+        covered |= {watch.host[i] for i in ids if i in watch.host}
+        failed = [i for i in ids if i in watch.errors]
+        await delete_all(api, ids, concurrency)
+        if not await watch.until(lambda: watch.gone(ids), 60, stall=STALL):
+            raise RuntimeError("warm-up servers were not deleted: "
+                               + "; ".join(watch.describe(i) for i in ids if i not in watch.deleted_at))
+        if len(covered) >= hosts and not failed:
+            break
+        await asyncio.sleep(0.5)   # hosts still registering ("No valid host"): again
+    return {"rounds": rounds, "hosts_warmed": len(covered), "stuck": stuck,
+            "seconds": time.perf_counter() - started}
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * p / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+async def boot_storm(args, stack: ProcessStack) -> dict:
+    endpoint = stack.etcd.endpoint
+    await seed(stack.api, stack.state_dir)
+    async with grpc.aio.insecure_channel(stack.api) as ch:
+        api = compute_pb2_grpc.ComputeServiceStub(ch)
+        watch = Watch(api)
+        try:
+            await asyncio.wait_for(watch.synced.wait(), 10)
+            warm = await warm_up(api, watch, endpoint, args.hosts, args.concurrency)
+
+            pids = stack.pids()
+            pids_all = {**pids, "bench client": os.getpid()}
+            cpu0, rev0 = snapshot(pids_all), etcd_revision(endpoint)
+
+            # ---- boot: K CreateServer calls from C coroutines ----
+            K = args.servers
+            next_index = iter(range(K))
+            called_at: dict[str, float] = {}
+            call_ms: list[float] = []
+            call_errors: list[str] = []
+
+            async def client():
+                for i in next_index:
+                    begin = time.perf_counter()
+                    try:
+                        resp = await api.CreateServer(C.CreateServerRequest(
+                            name=f"bench-{i}", image_ref=IMAGE, flavor_ref=FLAVOR),
+                            metadata=USER, timeout=30)
+                    except grpc.aio.AioRpcError as exc:
+                        call_errors.append(f"bench-{i}: {exc.code().name} {exc.details()}")
+                        continue
+                    call_ms.append((time.perf_counter() - begin) * 1000)
+                    called_at[resp.servers[0].id] = begin
+
+            t0 = time.perf_counter()
+            await asyncio.gather(*(client() for _ in range(args.concurrency)))
+            ids = list(called_at)
+            complete = await watch.until(
+                lambda: all(i in watch.active_at or i in watch.errors for i in ids), BOOT_TIMEOUT,
+                stall=STALL)
+            t_end = max((watch.active_at[i] for i in ids if i in watch.active_at), default=t0)
+            cpu1, rev1 = snapshot(pids_all), etcd_revision(endpoint)
+
+            active = [i for i in ids if i in watch.active_at]
+            errored = {i: watch.errors[i] for i in ids if i in watch.errors and i not in watch.active_at}
+            missing = [watch.describe(i) for i in ids if i not in watch.active_at and i not in errored]
+
+            # ---- delete ----
+            d0 = time.perf_counter()
+            delete_failures = await delete_all(api, ids, args.concurrency)
+            deleted = await watch.until(lambda: watch.gone(ids), BOOT_TIMEOUT, stall=STALL)
+            d_end = max((watch.deleted_at[i] for i in ids if i in watch.deleted_at), default=d0)
+            cpu2, rev2 = snapshot(pids_all), etcd_revision(endpoint)
+            rss = {name: peak_rss_mb(pid) for name, pid in pids_all.items()}
+        finally:
+            await watch.close()
+
+    n = max(1, len(ids))   # per server asked for (a stuck one did most of its work too)
+    wall = t_end - t0
+    tta = [(watch.active_at[i] - called_at[i]) * 1000 for i in active]
+    per_host = collections.Counter(watch.host[i] for i in active)
+    host_names = [f"{args.host_prefix}-{i:03d}" for i in range(1, args.hosts + 1)]
+    counts = [per_host.get(h, 0) for h in host_names]
+    boot_cpu = {name: (cpu1[name] - cpu0[name]) * 1000 for name in pids_all}
+    delete_cpu = {name: (cpu2[name] - cpu1[name]) * 1000 for name in pids_all}
+    stack_names = list(pids)
+    result = {
+        "date": datetime.date.today().isoformat(),
+        "params": {"servers": K, "hosts": args.hosts, "concurrency": args.concurrency,
+                   "flavor": FLAVOR, "image": IMAGE, "cpus": os.cpu_count()},
+        "warm_up": warm,
+        "booted": len(active), "errors": {i: f.message for i, f in errored.items()},
+        "missing": missing, "call_errors": call_errors, "complete": complete,
+        "boot_wall_s": wall,
+        "boots_per_s": len(active) / wall if wall > 0 else 0.0,
+        "time_to_active_p50_ms": percentile(tta, 50),
+        "time_to_active_p99_ms": percentile(tta, 99),
+        "time_to_active_max_ms": max(tta, default=float("nan")),
+        "create_call_p50_ms": percentile(call_ms, 50),
+        "create_call_p99_ms": percentile(call_ms, 99),
+        "cpu_ms_per_boot": sum(boot_cpu[n_] for n_ in stack_names) / n,
+        "cpu_ms_per_boot_by_process": {name: boot_cpu[name] / n for name in pids_all},
+        "etcd_writes_per_boot": (rev1 - rev0) / n,
+        "etcd_revisions_boot": rev1 - rev0,
+        "delete_wall_s": d_end - d0,
+        "deletes_per_s": len(ids) / (d_end - d0) if d_end > d0 else 0.0,
+        "deleted_all": deleted, "delete_failures": delete_failures,
+        "cpu_ms_per_delete": sum(delete_cpu[n_] for n_ in stack_names) / max(1, len(ids)),
+        "cpu_ms_per_delete_by_process": {name: delete_cpu[name] / max(1, len(ids))
+                                         for name in pids_all},
+        "etcd_writes_per_delete": (rev2 - rev1) / max(1, len(ids)),
+        "peak_rss_mb": rss,
+        "servers_per_host": dict(zip(host_names, counts)),
+        "spread_max_min": (max(counts) / min(counts)) if counts and min(counts) else float("inf"),
+    }
+    result["verdicts"] = {key: verdict(result[key], *TARGETS[key]) for key in TARGETS}
+    return result
+
+
+def verdict(value: float, op: str, target: float) -> str:
+    ok = value >= target if op == ">=" else value <= target
+    return "PASS" if ok else "MISS"
+
+
+# ---- report ---------------------------------------------------------------------------
+
+def report(r: dict) -> str:
+    p = r["params"]
+    v = r["verdicts"]
+    out = []
+    w = out.append
+    w(f"nimbus boot storm: {p['servers']} x {p['flavor']} on {p['hosts']} simulated hosts, "
+      f"{p['concurrency']} concurrent clients, {p['cpus']} CPUs")
+    w(f"warm-up: {r['warm_up']['rounds']} round(s), {r['warm_up']['hosts_warmed']} hosts warmed in "
+      f"{r['warm_up']['seconds']:.1f} s (image fetch + overlay template: excluded from the numbers)")
+    if r["warm_up"]["stuck"]:
+        w(f"  warm-up servers that never settled: {'; '.join(r['warm_up']['stuck'])}")
+    w("")
+    w(f"{'metric':34} {'measured':>12} {'target':>10}  verdict")
+
+    def row(label, key, fmt, unit=""):
+        op, target = TARGETS[key]
+        w(f"{label:34} {format(r[key], fmt) + unit:>12} {op + ' ' + format(target, 'g') + unit:>10}  "
+          f"{v[key]}")
+    row("boots/s to ACTIVE", "boots_per_s", ".1f")
+    row("CPU per boot (stack processes)", "cpu_ms_per_boot", ".1f", " ms")
+    row("time-to-ACTIVE p99", "time_to_active_p99_ms", ".0f", " ms")
+    row("etcd writes per boot", "etcd_writes_per_boot", ".2f")
+    row("host spread max/min", "spread_max_min", ".2f")
+    w("")
+    w(f"booted {r['booted']}/{p['servers']} ACTIVE in {r['boot_wall_s']:.2f} s "
+      f"(first CreateServer call to last ACTIVE seen on the watch)")
+    w(f"time-to-ACTIVE   p50 {r['time_to_active_p50_ms']:7.0f} ms   p99 {r['time_to_active_p99_ms']:7.0f} ms"
+      f"   max {r['time_to_active_max_ms']:7.0f} ms   (CreateServer call start -> ACTIVE seen)")
+    w(f"CreateServer     p50 {r['create_call_p50_ms']:7.1f} ms   p99 {r['create_call_p99_ms']:7.1f} ms")
+    w(f"etcd: {r['etcd_revisions_boot']} revisions while booting (one per write transaction; "
+      f"the delete phase is excluded)")
+    w("")
+    w(f"{'process':14} {'CPU ms/boot':>11} {'CPU ms/delete':>13} {'peak RSS MB':>12}")
+    for name, ms in r["cpu_ms_per_boot_by_process"].items():
+        label = name if name != "bench client" else "(bench client)"
+        w(f"{label:14} {ms:11.2f} {r['cpu_ms_per_delete_by_process'][name]:13.2f} "
+          f"{r['peak_rss_mb'][name]:12.1f}")
+    w(f"{'stack total':14} {r['cpu_ms_per_boot']:11.2f} {r['cpu_ms_per_delete']:13.2f}   "
+      "(the bench client is not in the total)")
+    w("")
+    counts = r["servers_per_host"]
+    w("servers per host: " + " ".join(f"{h.rsplit('-', 1)[1]}:{c}" for h, c in counts.items())
+      + f"  (max {max(counts.values(), default=0)}, min {min(counts.values(), default=0)})")
+    w(f"delete: {p['servers']} servers gone in {r['delete_wall_s']:.2f} s "
+      f"({r['deletes_per_s']:.1f}/s, {r['etcd_writes_per_delete']:.2f} etcd writes per delete)"
+      + ("" if r["deleted_all"] else "  NOT ALL DELETED"))
+    for label, items in (("CreateServer failures", r["call_errors"]),
+                         ("delete failures", r["delete_failures"]),
+                         ("never settled", r["missing"])):
+        if items:
+            w(f"{label}: {len(items)}: " + "; ".join(items[:5]))
+    if r["errors"]:
+        w(f"ERROR servers: {len(r['errors'])}")
+        for sid, msg in list(r["errors"].items())[:10]:
+            w(f"  {sid}: {msg}")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--servers", type=int, default=100, help="servers to boot (K)")
+    parser.add_argument("--hosts", type=int, default=10, help="simulated compute hosts (M)")
+    parser.add_argument("--concurrency", type=int, default=16, help="concurrent API clients (C)")
+    parser.add_argument("--json", metavar="PATH", help="also write the numbers as JSON")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs) afterwards")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="run every nimbus process under cProfile, writing DIR/<name>.prof")
+    args = parser.parse_args(argv)
+    if args.servers < 1 or args.hosts < 1 or args.concurrency < 1:
+        parser.error("--servers, --hosts and --concurrency must be at least 1")
+    args.host_prefix = "bench"
+
+    tmp = tempfile.mkdtemp(prefix="nimbus-bench-")
+    stack = BenchStack(
+        os.path.join(tmp, "state"), etcd_port=free_port(), etcd_peer_port=free_port(),
+        api=f"127.0.0.1:{free_port()}", conductor=f"127.0.0.1:{free_port()}",
+        scheduler=f"127.0.0.1:{free_port()}",
+        agent_args=["--simulate", str(args.hosts), "--host", args.host_prefix, "--vcpus", "64",
+                    "--memory-mb", "262144", "--disk-gb", "10000"],
+        log_dir=os.path.join(tmp, "logs"), quiet=True,
+        profile_dir=os.path.abspath(args.profile) if args.profile else None)
+    try:
+        stack.start()
+        result = asyncio.run(boot_storm(args, stack))
+    finally:
+        stack.stop()
+        if args.keep:
+            print(f"(temp dir kept: {tmp})", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(report(result), flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2, sort_keys=True, default=str)
+    return 0 if result["booted"] == args.servers and result["deleted_all"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
