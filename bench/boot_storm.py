@@ -38,7 +38,8 @@ from nimbus.compute.v1 import compute_pb2 as C
 from nimbus.compute.v1 import compute_pb2_grpc
 from nimbus.devstack import ProcessStack, seed
 from nimbus.etcd import free_port
-from nimbus.store.store import prefix_end
+from nimbus.state.v1 import records_pb2
+from nimbus.store.store import Store, prefix_end
 
 USER = (("authorization", "Bearer bench:bench"),)
 FLAVOR = "m1.tiny"
@@ -97,8 +98,53 @@ def etcd_revision(endpoint: str) -> int:
     return int(etcd_range(endpoint, b"a")["header"]["revision"])
 
 
+def etcd_rpcs(endpoint: str) -> collections.Counter:
+    """gRPC calls etcd has started, by method (from its /metrics)."""
+    out: collections.Counter = collections.Counter()
+    with urllib.request.urlopen(f"http://{endpoint}/metrics", timeout=5) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith("grpc_server_started_total{"):
+                labels, _, value = line.rpartition(" ")
+                method = labels.split('grpc_method="', 1)[1].split('"', 1)[0]
+                out[method] += int(float(value))
+    return out
+
+
 def etcd_count(endpoint: str, prefix: bytes) -> int:
     return int(etcd_range(endpoint, prefix, prefix_end(prefix), count_only=True).get("count", 0))
+
+
+async def etcd_writes_by_kind(endpoint: str, first: int, last: int) -> dict[str, int]:
+    """Every write transaction (revision) in (first, last], labelled by the
+    key kinds it touched: 'instances+actions', 'instances(SPAWNING)', ...
+    Read back from etcd's history with a watch from `first + 1`."""
+    if last <= first:
+        return {}
+    store = await Store.connect(endpoint)
+    txns: dict[int, set[str]] = collections.defaultdict(set)
+    try:
+        async with asyncio.timeout(10):
+            async for events in store.watch("", first + 1):
+                for ev in events:
+                    rev = ev.kv.mod_revision
+                    if rev > last:
+                        continue
+                    kind = store.suffix(ev.kv.key).split("/", 1)[0]
+                    if ev.type == 1:
+                        kind = "-" + kind          # a delete
+                    elif kind == "instances":
+                        server = records_pb2.InstanceRecord.FromString(ev.kv.value).server
+                        state = (C.TaskState.Name(server.task_state) if server.task_state
+                                 else C.VmState.Name(server.vm_state))
+                        kind = f"instances({state.split('_STATE_')[1]})"
+                    txns[rev].add(kind)
+                if max(txns, default=0) >= last or events[-1].kv.mod_revision >= last:
+                    break
+    except TimeoutError:
+        pass
+    finally:
+        await store.close()
+    return dict(collections.Counter("+".join(sorted(kinds)) for kinds in txns.values()).most_common())
 
 
 # ---- /proc ------------------------------------------------------------------------
@@ -289,6 +335,7 @@ async def boot_storm(args, stack: ProcessStack) -> dict:
 
             pids = stack.pids()
             pids_all = {**pids, "bench client": os.getpid()}
+            rpcs0 = etcd_rpcs(endpoint)
             cpu0, rev0 = snapshot(pids_all), etcd_revision(endpoint)
 
             # ---- boot: K CreateServer calls from C coroutines ----
@@ -319,6 +366,8 @@ async def boot_storm(args, stack: ProcessStack) -> dict:
                 stall=STALL)
             t_end = max((watch.active_at[i] for i in ids if i in watch.active_at), default=t0)
             cpu1, rev1 = snapshot(pids_all), etcd_revision(endpoint)
+            rpcs1 = etcd_rpcs(endpoint)
+            rpcs1["Range"] -= 1   # our own revision read
 
             active = [i for i in ids if i in watch.active_at]
             errored = {i: watch.errors[i] for i in ids if i in watch.errors and i not in watch.active_at}
@@ -331,6 +380,7 @@ async def boot_storm(args, stack: ProcessStack) -> dict:
             d_end = max((watch.deleted_at[i] for i in ids if i in watch.deleted_at), default=d0)
             cpu2, rev2 = snapshot(pids_all), etcd_revision(endpoint)
             rss = {name: peak_rss_mb(pid) for name, pid in pids_all.items()}
+            writes = await etcd_writes_by_kind(endpoint, rev0, rev1)
         finally:
             await watch.close()
 
@@ -361,6 +411,9 @@ async def boot_storm(args, stack: ProcessStack) -> dict:
         "cpu_ms_per_boot_by_process": {name: boot_cpu[name] / n for name in pids_all},
         "etcd_writes_per_boot": (rev1 - rev0) / n,
         "etcd_revisions_boot": rev1 - rev0,
+        "etcd_writes_by_kind": writes,
+        "etcd_rpcs_per_boot": {m: (rpcs1[m] - rpcs0[m]) / n for m in sorted(rpcs1)
+                               if rpcs1[m] != rpcs0[m]},
         "delete_wall_s": d_end - d0,
         "deletes_per_s": len(ids) / (d_end - d0) if d_end > d0 else 0.0,
         "deleted_all": deleted, "delete_failures": delete_failures,
@@ -413,7 +466,11 @@ def report(r: dict) -> str:
       f"   max {r['time_to_active_max_ms']:7.0f} ms   (CreateServer call start -> ACTIVE seen)")
     w(f"CreateServer     p50 {r['create_call_p50_ms']:7.1f} ms   p99 {r['create_call_p99_ms']:7.1f} ms")
     w(f"etcd: {r['etcd_revisions_boot']} revisions while booting (one per write transaction; "
-      f"the delete phase is excluded)")
+      f"the delete phase is excluded), per boot:")
+    per = max(1, p["servers"])
+    w("  " + ", ".join(f"{kind} {count / per:.2f}" for kind, count in r["etcd_writes_by_kind"].items()))
+    w("etcd requests per boot (all kinds): "
+      + ", ".join(f"{m} {c:.2f}" for m, c in r["etcd_rpcs_per_boot"].items()))
     w("")
     w(f"{'process':14} {'CPU ms/boot':>11} {'CPU ms/delete':>13} {'peak RSS MB':>12}")
     for name, ms in r["cpu_ms_per_boot_by_process"].items():

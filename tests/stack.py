@@ -70,7 +70,7 @@ class Stack:
     async def wait_hosts(self, count: int, timeout: float = 20) -> None:
         """Until `count` nodes are registered (the scheduler can see them)."""
         async def ready():
-            while len(self.scheduler.hosts.states) < count or not all(
+            while len(self.scheduler.hosts.nodes.items) < count or not all(
                     a.synced.is_set() for a in self.agents.agents):
                 await asyncio.sleep(0.02)
         await asyncio.wait_for(ready(), timeout)

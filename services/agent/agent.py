@@ -34,7 +34,9 @@ Event = conductor_pb2.StreamAssignmentsResponse
 BUILDING_TASKS = (C.TASK_STATE_NETWORKING, C.TASK_STATE_BLOCK_DEVICE_MAPPING, C.TASK_STATE_SPAWNING)
 
 
-RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+# The conductor went away mid-call (restart, failover): try again.
+RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+             grpc.StatusCode.CANCELLED)
 RETRY_SECONDS = 20.0
 
 

@@ -5,53 +5,65 @@ of the view (ComputeFilter's 'service up') within one TTL."""
 from __future__ import annotations
 
 import random
+import time
 
-from nimbus import log
+from nimbus import log, resources
 from nimbus.rpc import auth
 from nimbus.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
 from nimbus.services.scheduler.filters import HostState, filter_hosts, weigh
 from nimbus.state.v1 import records_pb2
 from nimbus.store import keys
-from nimbus.store.informer import DELETED, Informer
+from nimbus.store.informer import Informer
 from nimbus.store.store import Store
 
 _log = log.get("nimbus.scheduler")
 
 
 class HostManager:
-    """HostStates kept current from two informers (nodes, providers)."""
+    """Host states from two informers: nodes (alive = present, on a lease)
+    and allocations (usage = their sum per host).
+
+    A selection is 'assumed' at once (counted against its host) so one batch
+    or the next does not pile onto a host before the claim is visible. The
+    assumption ends exactly when that instance's allocation appears, on
+    whichever host the conductor placed it (same event that adds the usage),
+    or after ASSUME_SECONDS when the claim never came (deleted, failed)."""
+
+    ASSUME_SECONDS = 10.0
 
     def __init__(self, store: Store):
         self.nodes = Informer(store, keys.NODES, records_pb2.NodeRecord)
-        self.providers = Informer(store, keys.PROVIDERS, records_pb2.ProviderUsage)
-        self.states: dict[str, HostState] = {}
-        self.nodes.add_listener(self._on_node)
-        self.providers.add_listener(self._on_provider)
+        self.allocations = Informer(store, keys.ALLOCATIONS, records_pb2.Allocation)
+        self.used: dict[str, records_pb2.Resources] = {}
+        self.assumed: dict[str, tuple[str, records_pb2.Resources, float]] = {}
+        self.allocations.add_listener(self._on_allocation)
 
-    def _on_node(self, kind, key, new, old) -> None:
-        host = key[len(keys.NODES):]
-        if kind == DELETED:
-            self.states.pop(host, None)
-            return
-        hs = self.states.get(host)
-        if hs is None:
-            hs = self.states[host] = HostState(host, new.msg)
-            usage = self.providers.items.get(keys.provider(host))
-            if usage is not None:
-                self._set_usage(hs, usage.msg)
-        else:
-            hs.node = new.msg
+    def _on_allocation(self, kind, key, new, old) -> None:
+        if old is not None:
+            resources.add(self.used.setdefault(old.msg.host, records_pb2.Resources()),
+                          old.msg.resources, -1)
+        if new is not None:
+            resources.add(self.used.setdefault(new.msg.host, records_pb2.Resources()),
+                          new.msg.resources, +1)
+            self.assumed.pop(new.msg.consumer_id, None)
 
-    def _on_provider(self, kind, key, new, old) -> None:
-        hs = self.states.get(key[len(keys.PROVIDERS):])
-        if hs is not None and new is not None:
-            self._set_usage(hs, new.msg)
+    def assume(self, instance_id: str, host: str, want: records_pb2.Resources) -> None:
+        self.assumed[instance_id] = (host, want, time.monotonic() + self.ASSUME_SECONDS)
 
-    @staticmethod
-    def _set_usage(hs: HostState, usage: records_pb2.ProviderUsage) -> None:
-        hs.used_vcpus = usage.used.vcpus
-        hs.used_memory_mb = usage.used.memory_mb
-        hs.used_disk_gb = usage.used.disk_gb
+    def host_states(self) -> list[HostState]:
+        clock = time.monotonic()
+        for instance_id, (_, _, deadline) in list(self.assumed.items()):
+            if deadline < clock:
+                del self.assumed[instance_id]
+        states = {}
+        for key, v in self.nodes.items.items():
+            used = self.used.get(v.msg.host, records_pb2.Resources())
+            states[v.msg.host] = HostState(v.msg.host, v.msg, used.vcpus, used.memory_mb,
+                                           used.disk_gb)
+        for host, want, _ in self.assumed.values():
+            if host in states:
+                states[host].consume(want)
+        return list(states.values())
 
 
 class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
@@ -62,12 +74,13 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def SelectDestinations(self, request, context):
         auth.require_service()
         response = scheduler_pb2.SelectDestinationsResponse()
-        candidates = list(self.hosts.states.values())
+        candidates = self.hosts.host_states()
         for spec in request.specs:
             passing, reason = filter_hosts(candidates, spec)
             chosen = weigh(passing, self.rng)[: 1 + max(0, request.num_alternates)]
             if chosen:
                 chosen[0].consume(spec.resources)
+                self.hosts.assume(spec.instance_id, chosen[0].host, spec.resources)
             response.selections.add(instance_id=spec.instance_id,
                                     hosts=[hs.host for hs in chosen],
                                     reason=f"filter {reason} returned 0 hosts" if reason else "")

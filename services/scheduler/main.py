@@ -22,7 +22,7 @@ class SchedulerProcess:
         self.store = await Store.connect(cfg.etcd_endpoint, cfg.etcd_prefix)
         self.hosts = HostManager(self.store)
         self.tasks = [asyncio.create_task(self.hosts.nodes.run()),
-                      asyncio.create_task(self.hosts.providers.run())]
+                      asyncio.create_task(self.hosts.allocations.run())]
         self.server = Server("scheduler", cfg.listen or config.DEFAULT_SCHEDULER_ADDRESS,
                              auth.Authenticator(service_token=cfg.service_token))
         self.server.add(scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server,
@@ -30,7 +30,7 @@ class SchedulerProcess:
                         scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"])
         await self.server.start()
         await self.hosts.nodes.synced.wait()
-        await self.hosts.providers.synced.wait()
+        await self.hosts.allocations.synced.wait()
         await self.server.set_serving()
         return self
 

@@ -102,7 +102,7 @@ async def test_conductor_restart_mid_build_settles_every_server(etcd, tmp_path, 
         await s.start_conductor()         # a fresh conductor lists + watches and carries on
         done = await asyncio.gather(*(s.wait_settled(srv.id) for srv in resp.servers))
         assert all(d.vm_state in (C.VM_STATE_ACTIVE, C.VM_STATE_ERROR) for d in done)
-        assert sum(d.vm_state == C.VM_STATE_ACTIVE for d in done) >= 1
+        assert sum(d.vm_state == C.VM_STATE_ACTIVE for d in done) >= 1, [d.fault.message for d in done]
 
 
 async def test_multi_create_names_and_reservation(stack):
