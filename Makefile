@@ -9,8 +9,9 @@ PROTOS := $(shell find protos -name '*.proto')
 .PHONY: run test test-fast protos protos-check lint bench system-deps venv clean
 
 # Debian packages nimbus needs: libvirt-python builds against libvirt-dev;
-# qemu-img makes the image cache and overlays; genisoimage builds config drives.
-APT_PACKAGES := libvirt-dev pkg-config qemu-utils genisoimage
+# qemu-img makes the image cache and overlays; genisoimage builds config drives;
+# python3-venv lets Debian's own python3.11 make the venv.
+APT_PACKAGES := libvirt-dev pkg-config qemu-utils genisoimage python3-venv
 
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -48,8 +49,8 @@ protos: venv
 
 # Fails when the committed generated code is not what `make protos` makes.
 protos-check: protos
-	git diff --exit-code -- pkg/nimbus || { echo "generated code is stale: run make protos and commit"; exit 1; }
-	test -z "$$(git status --porcelain -- pkg/nimbus)" || { git status --porcelain -- pkg/nimbus; echo "generated files not committed"; exit 1; }
+	git diff --exit-code -- pkg/nimbus protos || { echo "generated code or proto formatting is stale: run make protos and commit"; exit 1; }
+	test -z "$$(git status --porcelain -- pkg/nimbus protos)" || { git status --porcelain -- pkg/nimbus protos; echo "generated files not committed"; exit 1; }
 
 lint: venv
 	$(VENV)/bin/buf lint

@@ -17,6 +17,7 @@ from nimbus.compute.v1 import compute_pb2
 from nimbus.scheduler.v1 import scheduler_pb2
 from nimbus.services.conductor.claims import InstanceChanged
 from nimbus.services.conductor.handlers import Conductor
+from nimbus.state.v1 import records_pb2
 from nimbus.store import keys
 from nimbus.store.informer import UPSERT
 from nimbus.store.store import Versioned, now
@@ -143,7 +144,8 @@ class BuildScheduler:
     async def _claim_first(self, v: Versioned, hosts: list[str]) -> bool:
         """Claim on the first host that fits; the rest become alternates."""
         for i, host in enumerate(hosts):
-            node = self.c.nodes.items.get(keys.node(host))
+            node = self.c.nodes.items.get(keys.node(host)) or await self.c.store.get(
+                keys.node(host), records_pb2.NodeRecord)   # just registered: read through
             if node is None or node.msg.disabled:
                 continue
             try:

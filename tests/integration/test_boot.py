@@ -114,7 +114,8 @@ async def test_multi_create_names_and_reservation(stack):
                                          metadata=user())
     assert len(listed.servers) == 3
     for s in resp.servers:
-        assert (await stack.wait_settled(s.id)).vm_state == C.VM_STATE_ACTIVE
+        done = await stack.wait_settled(s.id)
+        assert done.vm_state == C.VM_STATE_ACTIVE, done.fault
 
 
 async def test_projects_are_isolated_and_auth_is_required(stack):
