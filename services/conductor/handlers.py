@@ -77,6 +77,7 @@ class Conductor:
             else:
                 new.server.vm_state = TS.VM_STATE_BUILDING
                 new.server.task_state = TS.TASK_STATE_SCHEDULING
+                new.server.fault.CopyFrom(fault)   # why it was rescheduled, as Nova records
             ikey = keys.instance(instance_id)
             try:
                 await self.claims.release_with(host, instance_id,

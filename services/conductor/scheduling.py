@@ -16,7 +16,7 @@ from nimbus import errors, log, resources
 from nimbus.compute.v1 import compute_pb2
 from nimbus.scheduler.v1 import scheduler_pb2
 from nimbus.services.conductor.claims import InstanceChanged
-from nimbus.services.conductor.handlers import Conductor
+from nimbus.services.conductor.handlers import Conductor, max_retries_fault
 from nimbus.state.v1 import records_pb2
 from nimbus.store import keys
 from nimbus.store.informer import UPSERT
@@ -164,8 +164,12 @@ class BuildScheduler:
             rec.server.task_state = TS.TASK_STATE_UNSPECIFIED
             rec.server.updated_at.CopyFrom(now())
             rec.task_changed_at.CopyFrom(now())
-            rec.server.fault.CopyFrom(compute_pb2.Fault(
-                code=500, message=NO_VALID_HOST + reason, created_at=now()))
+            if rec.tried_hosts:
+                # Builds failed on every host it could go to: say why.
+                rec.server.fault.CopyFrom(max_retries_fault(rec.server.id, rec.server.fault))
+            else:
+                rec.server.fault.CopyFrom(compute_pb2.Fault(
+                    code=500, message=NO_VALID_HOST + reason, created_at=now()))
         try:
             await self.c.store.update_instance(v.msg.server.id, mutate, current=v,
                                                expected_task_states=[TS.TASK_STATE_SCHEDULING])

@@ -70,6 +70,22 @@ async def test_flavor_no_host_can_hold_ends_in_error_with_fault(stack):
     await stack.wait_for(server.id, lambda s: s is None)
 
 
+async def test_failed_spawns_reschedule_then_error_and_leave_nothing(stack, tmp_path):
+    from stack import make_qcow2
+    # A real fault: the image is larger than the flavor's root disk, on every host.
+    await stack.image(make_qcow2(str(tmp_path / "big.qcow2"), "2G"), name="big")
+    server = (await stack.api.CreateServer(boot(image="big"), metadata=user())).servers[0]
+    done = await stack.wait_settled(server.id)
+    assert done.vm_state == C.VM_STATE_ERROR and not done.host
+    assert done.fault.message.startswith("Exceeded maximum number of retries")
+    assert "larger than the flavor's root disk" in done.fault.message
+    items, _ = await stack.conductor.store.list("allocations/", records_pb2.Allocation)
+    assert items == []
+    for agent in stack.agents.agents:
+        assert server.id not in await agent.driver.instance_ids()
+        assert not os.path.exists(agent.driver.instance_dir(server.id))
+
+
 async def test_concurrent_boots_never_overcommit(etcd, tmp_path, qcow2_image):
     # Two hosts with room for two 512 MB servers each: 4 of 10 fit.
     async with Stack(etcd.endpoint, str(tmp_path), hosts=2, memory_mb=1024) as s:

@@ -95,3 +95,10 @@ def test_service_token_only_server_refuses_user_tokens():
     auth = Authenticator(service_token="s3cret")
     with pytest.raises(errors.Unauthenticated):
         auth.authenticate((("authorization", "Bearer admin:admin"),))
+
+
+def test_log_redaction_blanks_secrets():
+    from nimbus import log
+    event = {"event": "x", "admin_pass": "hunter2", "service_token": "t", "host": "h1"}
+    out = log._redact(None, "info", dict(event))
+    assert out["admin_pass"] == out["service_token"] == log.REDACTED and out["host"] == "h1"
