@@ -18,7 +18,7 @@ from nimbus.compute.v1 import compute_pb2, compute_pb2_grpc
 from nimbus.rpc import auth, interceptor
 from nimbus.state.v1 import records_pb2
 from nimbus.store import keys
-from nimbus.store.informer import DELETED, SYNCED, Informer
+from nimbus.store.informer import DELETED, OVERFLOW, SYNCED, Informer
 from nimbus.store.store import Store, now
 
 _log = log.get("nimbus.compute")
@@ -277,7 +277,9 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         try:
             while True:
                 kind, v = await sub.queue.get()
-                if kind == SYNCED:
+                if kind == OVERFLOW:
+                    raise errors.Unavailable("the watch fell too far behind; watch again")
+                elif kind == SYNCED:
                     yield Resp(type=Resp.EVENT_TYPE_SYNCED)
                 else:
                     yield Resp(type=Resp.EVENT_TYPE_DELETED if kind == DELETED

@@ -11,7 +11,7 @@ from nimbus.rpc import auth
 from nimbus.services.conductor.claims import Claims, InstanceChanged
 from nimbus.state.v1 import records_pb2
 from nimbus.store import keys
-from nimbus.store.informer import DELETED, SYNCED, Informer
+from nimbus.store.informer import DELETED, OVERFLOW, SYNCED, Informer
 from nimbus.store.store import Store, Versioned, now
 
 _log = log.get("nimbus.conductor")
@@ -153,7 +153,9 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
         try:
             while True:
                 kind, rec = await sub.queue.get()
-                if kind == SYNCED:
+                if kind == OVERFLOW:
+                    raise errors.Unavailable("the watch fell too far behind; watch again")
+                elif kind == SYNCED:
                     yield Event(type=Event.EVENT_TYPE_SYNCED)
                 elif kind == DELETED:
                     yield Event(type=Event.EVENT_TYPE_DELETED, server=rec.msg.server)

@@ -121,6 +121,20 @@ async def test_conductor_restart_mid_build_settles_every_server(etcd, tmp_path, 
         assert sum(d.vm_state == C.VM_STATE_ACTIVE for d in done) >= 1, [d.fault.message for d in done]
 
 
+async def test_dead_host_work_is_rescheduled(etcd, tmp_path, qcow2_image):
+    async with Stack(etcd.endpoint, str(tmp_path), hosts=2, node_ttl=2, sweep_interval=0.3) as s:
+        await s.flavor("m1.tiny")
+        await s.image(qcow2_image)
+        dead = s.agents.agents[0].host
+        s.agents.tasks[0].cancel()    # the agent dies: no stream, no lease refresh
+        resp = await s.api.CreateServer(boot(min_count=4, max_count=4), metadata=user())
+        done = await asyncio.gather(*(s.wait_settled(srv.id, timeout=40) for srv in resp.servers))
+        assert all(d.vm_state == C.VM_STATE_ACTIVE for d in done), [d.fault.message for d in done]
+        assert {d.host for d in done} == {s.agents.agents[1].host} != {dead}
+        items, _ = await s.conductor.store.list(f"allocations/{dead}/", records_pb2.Allocation)
+        assert items == []
+
+
 async def test_multi_create_names_and_reservation(stack):
     resp = await stack.api.CreateServer(boot(name="batch", min_count=3, max_count=3),
                                         metadata=user())

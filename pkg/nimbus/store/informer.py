@@ -24,11 +24,27 @@ _log = log.get("nimbus.informer")
 Listener = Callable[[str, str, Versioned | None, Versioned | None], None]
 
 
+OVERFLOW = "overflow"
+
+
 class Subscription:
+    """A subscriber's queue. One that falls MAX_BACKLOG events behind (a
+    client that stopped reading) is cut off with OVERFLOW instead of growing
+    without bound; the client watches again and gets a fresh list."""
+
+    MAX_BACKLOG = 10000
+
     def __init__(self, informer: "Informer", predicate):
         self._informer = informer
         self.predicate = predicate
         self.queue: asyncio.Queue = asyncio.Queue()
+
+    def put(self, item) -> None:
+        if self.queue.qsize() >= self.MAX_BACKLOG:
+            self.close()
+            self.queue.put_nowait((OVERFLOW, None))
+        else:
+            self.queue.put_nowait(item)
 
     def close(self) -> None:
         self._informer._subscriptions.discard(self)
@@ -72,10 +88,10 @@ class Informer:
                 _log.exception("listener failed", informer=self.name, key=key)
         # A subscriber also hears of a record that stops matching (an
         # instance moved to another host), so it can forget it.
-        for sub in self._subscriptions:
+        for sub in list(self._subscriptions):
             if ((new is not None and sub.predicate(new.msg))
                     or (old is not None and sub.predicate(old.msg))):
-                sub.queue.put_nowait((kind, new if kind == UPSERT else old))
+                sub.put((kind, new if kind == UPSERT else old))
 
     async def _relist(self) -> None:
         items, revision = await self.store.list(self.prefix, self.cls)
