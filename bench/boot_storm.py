@@ -166,8 +166,18 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
+def busy_seconds() -> float:
+    """CPU time the whole machine spent not idle (all CPUs), from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal (guest time is inside user)
+    return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
+
+
 def snapshot(pids: dict[str, int]) -> dict[str, float]:
-    return {name: cpu_seconds(pid) for name, pid in pids.items()}
+    out = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    out["(machine)"] = busy_seconds()
+    return out
 
 
 # ---- the watch -------------------------------------------------------------------------
@@ -336,7 +346,7 @@ async def boot_storm(args, stack: ProcessStack) -> dict:
             pids = stack.pids()
             pids_all = {**pids, "bench client": os.getpid()}
             rpcs0 = etcd_rpcs(endpoint)
-            cpu0, rev0 = snapshot(pids_all), etcd_revision(endpoint)
+            cpu0, rev0, cpu_t0 = snapshot(pids_all), etcd_revision(endpoint), time.perf_counter()
 
             # ---- boot: K CreateServer calls from C coroutines ----
             K = args.servers
@@ -365,11 +375,16 @@ async def boot_storm(args, stack: ProcessStack) -> dict:
                 lambda: all(i in watch.active_at or i in watch.errors for i in ids), BOOT_TIMEOUT,
                 stall=STALL)
             t_end = max((watch.active_at[i] for i in ids if i in watch.active_at), default=t0)
-            cpu1, rev1 = snapshot(pids_all), etcd_revision(endpoint)
+            cpu1, rev1, cpu_t1 = snapshot(pids_all), etcd_revision(endpoint), time.perf_counter()
             rpcs1 = etcd_rpcs(endpoint)
             rpcs1["Range"] -= 1   # our own revision read
 
             active = [i for i in ids if i in watch.active_at]
+            # Integrity: an ACTIVE server must still have its instance dir
+            # (disk, domain XML) on its host; the agent's destroy removes it.
+            sim = os.path.join(stack.state_dir, "sim")
+            lost = [f"{i} on {watch.host[i]}" for i in active if os.path.isdir(sim) and not
+                    os.path.isdir(os.path.join(sim, watch.host[i], "instances", i))]
             errored = {i: watch.errors[i] for i in ids if i in watch.errors and i not in watch.active_at}
             missing = [watch.describe(i) for i in ids if i not in watch.active_at and i not in errored]
 
@@ -391,6 +406,9 @@ async def boot_storm(args, stack: ProcessStack) -> dict:
     host_names = [f"{args.host_prefix}-{i:03d}" for i in range(1, args.hosts + 1)]
     counts = [per_host.get(h, 0) for h in host_names]
     boot_cpu = {name: (cpu1[name] - cpu0[name]) * 1000 for name in pids_all}
+    # CPU the rest of the machine used meanwhile (other jobs skew the wall times).
+    others = (cpu1["(machine)"] - cpu0["(machine)"]) * 1000 - sum(boot_cpu.values())
+    wall_ms = (cpu_t1 - cpu_t0) * 1000
     delete_cpu = {name: (cpu2[name] - cpu1[name]) * 1000 for name in pids_all}
     stack_names = list(pids)
     result = {
@@ -398,7 +416,7 @@ async def boot_storm(args, stack: ProcessStack) -> dict:
         "params": {"servers": K, "hosts": args.hosts, "concurrency": args.concurrency,
                    "flavor": FLAVOR, "image": IMAGE, "cpus": os.cpu_count()},
         "warm_up": warm,
-        "booted": len(active), "errors": {i: f.message for i, f in errored.items()},
+        "booted": len(active), "active_without_disk": lost, "errors": {i: f.message for i, f in errored.items()},
         "missing": missing, "call_errors": call_errors, "complete": complete,
         "boot_wall_s": wall,
         "boots_per_s": len(active) / wall if wall > 0 else 0.0,
@@ -422,6 +440,7 @@ async def boot_storm(args, stack: ProcessStack) -> dict:
                                          for name in pids_all},
         "etcd_writes_per_delete": (rev2 - rev1) / max(1, len(ids)),
         "peak_rss_mb": rss,
+        "other_load_cpus": max(0.0, others / wall_ms) if wall_ms > 0 else 0.0,
         "servers_per_host": dict(zip(host_names, counts)),
         "spread_max_min": (max(counts) / min(counts)) if counts and min(counts) else float("inf"),
     }
@@ -459,6 +478,9 @@ def report(r: dict) -> str:
     row("time-to-ACTIVE p99", "time_to_active_p99_ms", ".0f", " ms")
     row("etcd writes per boot", "etcd_writes_per_boot", ".2f")
     row("host spread max/min", "spread_max_min", ".2f")
+    ok = r["booted"] == p["servers"] and not r["active_without_disk"]
+    w(f"{'servers ACTIVE (and intact)':34} {r['booted'] - len(r['active_without_disk']):>12} "
+      f"{'= ' + str(p['servers']):>10}  {'PASS' if ok else 'MISS'}")
     w("")
     w(f"booted {r['booted']}/{p['servers']} ACTIVE in {r['boot_wall_s']:.2f} s "
       f"(first CreateServer call to last ACTIVE seen on the watch)")
@@ -479,6 +501,9 @@ def report(r: dict) -> str:
           f"{r['peak_rss_mb'][name]:12.1f}")
     w(f"{'stack total':14} {r['cpu_ms_per_boot']:11.2f} {r['cpu_ms_per_delete']:13.2f}   "
       "(the bench client is not in the total)")
+    load = r["other_load_cpus"]
+    w(f"other load on the machine while booting: {load:.2f} CPUs"
+      + ("  (busy machine: wall-clock numbers are pessimistic)" if load > 0.15 else ""))
     w("")
     counts = r["servers_per_host"]
     w("servers per host: " + " ".join(f"{h.rsplit('-', 1)[1]}:{c}" for h, c in counts.items())
@@ -486,7 +511,9 @@ def report(r: dict) -> str:
     w(f"delete: {p['servers']} servers gone in {r['delete_wall_s']:.2f} s "
       f"({r['deletes_per_s']:.1f}/s, {r['etcd_writes_per_delete']:.2f} etcd writes per delete)"
       + ("" if r["deleted_all"] else "  NOT ALL DELETED"))
-    for label, items in (("CreateServer failures", r["call_errors"]),
+    for label, items in (("ACTIVE but their instance dir is gone (domain destroyed)",
+                          r["active_without_disk"]),
+                         ("CreateServer failures", r["call_errors"]),
                          ("delete failures", r["delete_failures"]),
                          ("never settled", r["missing"])):
         if items:
@@ -534,7 +561,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2, sort_keys=True, default=str)
-    return 0 if result["booted"] == args.servers and result["deleted_all"] else 1
+    return 0 if (result["booted"] == args.servers and result["deleted_all"]
+                 and not result["active_without_disk"]) else 1
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ class ComputeAgent:
         self.metadata = metadata
         self.node = node
         self.servers: dict[str, C.Server] = {}
+        self.revisions: dict[str, int] = {}   # etcd mod_revision of self.servers[id]
         self.synced = asyncio.Event()
         self._work: dict[str, asyncio.Task] = {}
         self._images: dict[str, C.Image] = {}
@@ -94,6 +95,7 @@ class ComputeAgent:
                         # Anything we knew that the fresh list lacks is gone.
                         for gone in set(self.servers) - seen:
                             self.servers.pop(gone, None)
+                            self.revisions.pop(gone, None)
                         if first:
                             first = False
                             await self._reconcile_domains()
@@ -101,9 +103,11 @@ class ComputeAgent:
                         seen = set()
                     elif event.type == Event.EVENT_TYPE_DELETED:
                         self.servers.pop(event.server.id, None)
+                        self.revisions.pop(event.server.id, None)
                     else:
                         seen.add(event.server.id)
-                        self._on_server(event.server)
+                        if self._learn(event.server, event.revision):
+                            self._on_server(event.server)
             except grpc.aio.AioRpcError as exc:
                 self.log.warning("assignment stream broken, reconnecting", code=exc.code().name)
             await asyncio.sleep(backoff)
@@ -122,11 +126,20 @@ class ComputeAgent:
 
     # ---- dispatch ---------------------------------------------------------
 
+    def _learn(self, server: C.Server, revision: int) -> bool:
+        """Keep the newest state of a server; False for an older one (a
+        stream event that lost the race with our own update's answer)."""
+        if revision < self.revisions.get(server.id, 0):
+            return False
+        self.revisions[server.id] = revision
+        if server.host == self.host:
+            self.servers[server.id] = server
+        return True
+
     def _on_server(self, server: C.Server) -> None:
         if server.host != self.host:
             self.servers.pop(server.id, None)   # rescheduled elsewhere
             return
-        self.servers[server.id] = server
         if server.vm_state != C.VM_STATE_BUILDING:
             self.tracker.claim(server, force=True)   # runs here: count it
         running = self._work.get(server.id)
@@ -147,11 +160,19 @@ class ComputeAgent:
         task.add_done_callback(lambda t: self._done(instance_id, t))
 
     def _done(self, instance_id: str, task: asyncio.Task) -> None:
-        if self._work.get(instance_id) is task:
-            del self._work[instance_id]
-        if not task.cancelled() and task.exception() is not None:
+        if self._work.get(instance_id) is not task:
+            return
+        del self._work[instance_id]
+        if task.cancelled():
+            return
+        if task.exception() is not None:
             self.log.error("task failed", instance_id=instance_id, task=task.get_name(),
                            exc_info=task.exception())
+        # Level-triggered: whatever the server's latest state asks for now
+        # (it may have changed while the task ran) is acted on.
+        latest = self.servers.get(instance_id)
+        if latest is not None:
+            self._on_server(latest)
 
     # ---- conductor calls ----------------------------------------------------
 
@@ -168,6 +189,7 @@ class ComputeAgent:
             try:
                 resp = await self.conductor.UpdateInstance(request, metadata=self.metadata,
                                                            timeout=10)
+                self._learn(resp.server, resp.revision)
                 return resp.server
             except grpc.aio.AioRpcError as exc:
                 if exc.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):

@@ -158,9 +158,11 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
                 elif kind == SYNCED:
                     yield Event(type=Event.EVENT_TYPE_SYNCED)
                 elif kind == DELETED:
-                    yield Event(type=Event.EVENT_TYPE_DELETED, server=rec.msg.server)
+                    yield Event(type=Event.EVENT_TYPE_DELETED, server=rec.msg.server,
+                                revision=rec.mod_revision)
                 else:
-                    yield Event(type=Event.EVENT_TYPE_UPSERT, server=rec.msg.server)
+                    yield Event(type=Event.EVENT_TYPE_UPSERT, server=rec.msg.server,
+                                revision=rec.mod_revision)
         finally:
             sub.close()
 
@@ -188,7 +190,8 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
 
         updated = await self.store.update_instance(server_id, mutate, expected_task_states=expected,
                                                    current=self.c.cached(server_id))
-        return conductor_pb2.UpdateInstanceResponse(server=updated.msg.server)
+        return conductor_pb2.UpdateInstanceResponse(server=updated.msg.server,
+                                                     revision=updated.mod_revision)
 
     async def RescheduleInstance(self, request, context):
         auth.require_service()

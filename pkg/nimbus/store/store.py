@@ -167,16 +167,26 @@ class Store:
         unchanged. `mutate` may return extra (compares, ops) that join the same
         transaction. On a lost race the failure branch returns the new value
         and we go round again, so `check` always sees the latest record."""
+        # A caller's `current` usually comes from an informer and may lag:
+        # a refusal based on it is only final once confirmed by a fresh read.
+        maybe_stale = current is not None
         if current is None:
             current = await self.get(suffix, cls)
         while True:
             if current is None:
                 raise not_found or errors.NotFound(suffix.split("/", 1)[0].rstrip("s"), suffix)
-            if check is not None:
-                check(current.msg)
             new = cls()
             new.CopyFrom(current.msg)
-            extra = mutate(new) or ((), ())
+            try:
+                if check is not None:
+                    check(current.msg)
+                extra = mutate(new) or ((), ())
+            except errors.NimbusError:
+                if not maybe_stale:
+                    raise
+                maybe_stale = False
+                current = await self.get(suffix, cls)
+                continue
             compares = [self.mod_is(suffix, current.mod_revision), *extra[0]]
             resp = await self.txn(compares, [self.put(suffix, new), *extra[1]],
                                   [self.get_op(suffix)])
@@ -189,6 +199,7 @@ class Store:
                 # caller must recompute those from fresh state.
                 raise ExtraCompareFailed()
             current = fresh
+            maybe_stale = False
 
     # ---- instances ---------------------------------------------------------
 

@@ -33,7 +33,7 @@ class StreamAssignmentsRequest(_message.Message):
     def __init__(self, host: _Optional[str] = ...) -> None: ...
 
 class StreamAssignmentsResponse(_message.Message):
-    __slots__ = ("type", "server")
+    __slots__ = ("type", "server", "revision")
     class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         EVENT_TYPE_UNSPECIFIED: _ClassVar[StreamAssignmentsResponse.EventType]
@@ -46,9 +46,11 @@ class StreamAssignmentsResponse(_message.Message):
     EVENT_TYPE_SYNCED: StreamAssignmentsResponse.EventType
     TYPE_FIELD_NUMBER: _ClassVar[int]
     SERVER_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
     type: StreamAssignmentsResponse.EventType
     server: _compute_pb2.Server
-    def __init__(self, type: _Optional[_Union[StreamAssignmentsResponse.EventType, str]] = ..., server: _Optional[_Union[_compute_pb2.Server, _Mapping]] = ...) -> None: ...
+    revision: int
+    def __init__(self, type: _Optional[_Union[StreamAssignmentsResponse.EventType, str]] = ..., server: _Optional[_Union[_compute_pb2.Server, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class UpdateInstanceRequest(_message.Message):
     __slots__ = ("host", "server", "update_mask", "expected_task_states")
@@ -63,10 +65,12 @@ class UpdateInstanceRequest(_message.Message):
     def __init__(self, host: _Optional[str] = ..., server: _Optional[_Union[_compute_pb2.Server, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ..., expected_task_states: _Optional[_Iterable[_Union[_compute_pb2.TaskState, str]]] = ...) -> None: ...
 
 class UpdateInstanceResponse(_message.Message):
-    __slots__ = ("server",)
+    __slots__ = ("server", "revision")
     SERVER_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
     server: _compute_pb2.Server
-    def __init__(self, server: _Optional[_Union[_compute_pb2.Server, _Mapping]] = ...) -> None: ...
+    revision: int
+    def __init__(self, server: _Optional[_Union[_compute_pb2.Server, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class RescheduleInstanceRequest(_message.Message):
     __slots__ = ("host", "instance_id", "fault", "expected_task_states")
