@@ -10,8 +10,8 @@ PROTOS := $(shell find protos -name '*.proto')
 
 # Debian packages nimbus needs: libvirt-python builds against libvirt-dev;
 # qemu-img makes the image cache and overlays; genisoimage builds config drives;
-# python3-venv lets Debian's own python3.11 make the venv.
-APT_PACKAGES := libvirt-dev pkg-config qemu-utils genisoimage python3-venv
+# python3-venv and python3-dev let Debian's own python3.11 make the venv and build libvirt-python.
+APT_PACKAGES := libvirt-dev pkg-config qemu-utils genisoimage python3-venv python3-dev
 
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

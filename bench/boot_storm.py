@@ -27,6 +27,9 @@ import datetime
 import json
 import os
 import shutil
+import signal
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +42,7 @@ from nimbus.compute.v1 import compute_pb2_grpc
 from nimbus.devstack import ProcessStack, seed
 from nimbus.etcd import free_port
 from nimbus.state.v1 import records_pb2
-from nimbus.store.store import Store, prefix_end
+from nimbus.store.store import Compacted, Store, prefix_end
 
 USER = (("authorization", "Bearer bench:bench"),)
 FLAVOR = "m1.tiny"
@@ -50,7 +53,7 @@ STALL = 10.0                 # seconds without any watch event: the rest is stuc
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 Event = C.WatchServersResponse
 
-# name, unit, target, higher is better
+# metric -> (comparison, target)
 TARGETS = {
     "boots_per_s": (">=", 80.0),
     "cpu_ms_per_boot": ("<=", 19.0),
@@ -72,8 +75,8 @@ class BenchStack(ProcessStack):
     def _spawn(self, name: str, *args: str) -> None:
         if not self.profile_dir:
             return super()._spawn(name, *args)
-        import subprocess
         os.makedirs(self.profile_dir, exist_ok=True)
+        os.makedirs(self.log_dir or self.state_dir, exist_ok=True)
         out = open(os.path.join(self.log_dir or self.state_dir, f"{name}.log"), "ab")
         prof = os.path.join(self.profile_dir, f"{name}.prof")
         self.children[name] = subprocess.Popen(
@@ -140,8 +143,8 @@ async def etcd_writes_by_kind(endpoint: str, first: int, last: int) -> dict[str,
                     txns[rev].add(kind)
                 if max(txns, default=0) >= last or events[-1].kv.mod_revision >= last:
                     break
-    except TimeoutError:
-        pass
+    except (TimeoutError, Compacted):
+        pass   # a partial (or no) breakdown; the revision count above stands
     finally:
         await store.close()
     return dict(collections.Counter("+".join(sorted(kinds)) for kinds in txns.values()).most_common())
@@ -333,71 +336,62 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
-async def boot_storm(args, stack: ProcessStack) -> dict:
+async def measure(args, api, watch: Watch, stack: ProcessStack) -> dict:
+    """One measured round: boot K servers, wait for ACTIVE, delete them all."""
     endpoint = stack.etcd.endpoint
-    await seed(stack.api, stack.state_dir)
-    async with grpc.aio.insecure_channel(stack.api) as ch:
-        api = compute_pb2_grpc.ComputeServiceStub(ch)
-        watch = Watch(api)
-        try:
-            await asyncio.wait_for(watch.synced.wait(), 10)
-            warm = await warm_up(api, watch, endpoint, args.hosts, args.concurrency)
+    pids = stack.pids()
+    pids_all = {**pids, "bench client": os.getpid()}
+    rpcs0 = etcd_rpcs(endpoint)
+    cpu0, rev0, cpu_t0 = snapshot(pids_all), etcd_revision(endpoint), time.perf_counter()
 
-            pids = stack.pids()
-            pids_all = {**pids, "bench client": os.getpid()}
-            rpcs0 = etcd_rpcs(endpoint)
-            cpu0, rev0, cpu_t0 = snapshot(pids_all), etcd_revision(endpoint), time.perf_counter()
+    # ---- boot: K CreateServer calls from C coroutines ----
+    K = args.servers
+    next_index = iter(range(K))
+    called_at: dict[str, float] = {}
+    call_ms: list[float] = []
+    call_errors: list[str] = []
 
-            # ---- boot: K CreateServer calls from C coroutines ----
-            K = args.servers
-            next_index = iter(range(K))
-            called_at: dict[str, float] = {}
-            call_ms: list[float] = []
-            call_errors: list[str] = []
+    async def client():
+        for i in next_index:
+            begin = time.perf_counter()
+            try:
+                resp = await api.CreateServer(C.CreateServerRequest(
+                    name=f"bench-{i}", image_ref=IMAGE, flavor_ref=FLAVOR),
+                    metadata=USER, timeout=30)
+            except grpc.aio.AioRpcError as exc:
+                call_errors.append(f"bench-{i}: {exc.code().name} {exc.details()}")
+                continue
+            call_ms.append((time.perf_counter() - begin) * 1000)
+            called_at[resp.servers[0].id] = begin
 
-            async def client():
-                for i in next_index:
-                    begin = time.perf_counter()
-                    try:
-                        resp = await api.CreateServer(C.CreateServerRequest(
-                            name=f"bench-{i}", image_ref=IMAGE, flavor_ref=FLAVOR),
-                            metadata=USER, timeout=30)
-                    except grpc.aio.AioRpcError as exc:
-                        call_errors.append(f"bench-{i}: {exc.code().name} {exc.details()}")
-                        continue
-                    call_ms.append((time.perf_counter() - begin) * 1000)
-                    called_at[resp.servers[0].id] = begin
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(args.concurrency)))
+    ids = list(called_at)
+    complete = await watch.until(
+        lambda: all(i in watch.active_at or i in watch.errors for i in ids), BOOT_TIMEOUT,
+        stall=STALL)
+    t_end = max((watch.active_at[i] for i in ids if i in watch.active_at), default=t0)
+    cpu1, rev1, cpu_t1 = snapshot(pids_all), etcd_revision(endpoint), time.perf_counter()
+    rpcs1 = etcd_rpcs(endpoint)
+    rpcs1["Range"] -= 1   # our own revision read
 
-            t0 = time.perf_counter()
-            await asyncio.gather(*(client() for _ in range(args.concurrency)))
-            ids = list(called_at)
-            complete = await watch.until(
-                lambda: all(i in watch.active_at or i in watch.errors for i in ids), BOOT_TIMEOUT,
-                stall=STALL)
-            t_end = max((watch.active_at[i] for i in ids if i in watch.active_at), default=t0)
-            cpu1, rev1, cpu_t1 = snapshot(pids_all), etcd_revision(endpoint), time.perf_counter()
-            rpcs1 = etcd_rpcs(endpoint)
-            rpcs1["Range"] -= 1   # our own revision read
+    active = [i for i in ids if i in watch.active_at]
+    # Integrity: an ACTIVE server must still have its instance dir (disk,
+    # domain XML) on its host; the agent's destroy removes it.
+    sim = os.path.join(stack.state_dir, "sim")
+    lost = [f"{i} on {watch.host[i]}" for i in active if os.path.isdir(sim) and not
+            os.path.isdir(os.path.join(sim, watch.host[i], "instances", i))]
+    errored = {i: watch.errors[i] for i in ids if i in watch.errors and i not in watch.active_at}
+    missing = [watch.describe(i) for i in ids if i not in watch.active_at and i not in errored]
 
-            active = [i for i in ids if i in watch.active_at]
-            # Integrity: an ACTIVE server must still have its instance dir
-            # (disk, domain XML) on its host; the agent's destroy removes it.
-            sim = os.path.join(stack.state_dir, "sim")
-            lost = [f"{i} on {watch.host[i]}" for i in active if os.path.isdir(sim) and not
-                    os.path.isdir(os.path.join(sim, watch.host[i], "instances", i))]
-            errored = {i: watch.errors[i] for i in ids if i in watch.errors and i not in watch.active_at}
-            missing = [watch.describe(i) for i in ids if i not in watch.active_at and i not in errored]
-
-            # ---- delete ----
-            d0 = time.perf_counter()
-            delete_failures = await delete_all(api, ids, args.concurrency)
-            deleted = await watch.until(lambda: watch.gone(ids), BOOT_TIMEOUT, stall=STALL)
-            d_end = max((watch.deleted_at[i] for i in ids if i in watch.deleted_at), default=d0)
-            cpu2, rev2 = snapshot(pids_all), etcd_revision(endpoint)
-            rss = {name: peak_rss_mb(pid) for name, pid in pids_all.items()}
-            writes = await etcd_writes_by_kind(endpoint, rev0, rev1)
-        finally:
-            await watch.close()
+    # ---- delete ----
+    d0 = time.perf_counter()
+    delete_failures = await delete_all(api, ids, args.concurrency)
+    deleted = await watch.until(lambda: watch.gone(ids), BOOT_TIMEOUT, stall=STALL)
+    d_end = max((watch.deleted_at[i] for i in ids if i in watch.deleted_at), default=d0)
+    cpu2, rev2 = snapshot(pids_all), etcd_revision(endpoint)
+    rss = {name: peak_rss_mb(pid) for name, pid in pids_all.items()}
+    writes = await etcd_writes_by_kind(endpoint, rev0, rev1)
 
     n = max(1, len(ids))   # per server asked for (a stuck one did most of its work too)
     wall = t_end - t0
@@ -411,12 +405,9 @@ async def boot_storm(args, stack: ProcessStack) -> dict:
     wall_ms = (cpu_t1 - cpu_t0) * 1000
     delete_cpu = {name: (cpu2[name] - cpu1[name]) * 1000 for name in pids_all}
     stack_names = list(pids)
-    result = {
-        "date": datetime.date.today().isoformat(),
-        "params": {"servers": K, "hosts": args.hosts, "concurrency": args.concurrency,
-                   "flavor": FLAVOR, "image": IMAGE, "cpus": os.cpu_count()},
-        "warm_up": warm,
-        "booted": len(active), "active_without_disk": lost, "errors": {i: f.message for i, f in errored.items()},
+    return {
+        "booted": len(active), "active_without_disk": lost,
+        "errors": {i: f.message for i, f in errored.items()},
         "missing": missing, "call_errors": call_errors, "complete": complete,
         "boot_wall_s": wall,
         "boots_per_s": len(active) / wall if wall > 0 else 0.0,
@@ -435,17 +426,78 @@ async def boot_storm(args, stack: ProcessStack) -> dict:
         "delete_wall_s": d_end - d0,
         "deletes_per_s": len(ids) / (d_end - d0) if d_end > d0 else 0.0,
         "deleted_all": deleted, "delete_failures": delete_failures,
-        "cpu_ms_per_delete": sum(delete_cpu[n_] for n_ in stack_names) / max(1, len(ids)),
-        "cpu_ms_per_delete_by_process": {name: delete_cpu[name] / max(1, len(ids))
-                                         for name in pids_all},
-        "etcd_writes_per_delete": (rev2 - rev1) / max(1, len(ids)),
+        "cpu_ms_per_delete": sum(delete_cpu[n_] for n_ in stack_names) / n,
+        "cpu_ms_per_delete_by_process": {name: delete_cpu[name] / n for name in pids_all},
+        "etcd_writes_per_delete": (rev2 - rev1) / n,
         "peak_rss_mb": rss,
         "other_load_cpus": max(0.0, others / wall_ms) if wall_ms > 0 else 0.0,
         "servers_per_host": dict(zip(host_names, counts)),
         "spread_max_min": (max(counts) / min(counts)) if counts and min(counts) else float("inf"),
     }
+
+
+def combine(rounds: list[dict]) -> dict:
+    """Several rounds as one: the median of every number (per key for
+    per-process tables), failures of all rounds together, the last peak RSS."""
+    if len(rounds) == 1:
+        return dict(rounds[0])
+    out = {}
+    for key, first in rounds[0].items():
+        values = [r[key] for r in rounds]
+        if key == "peak_rss_mb":
+            out[key] = values[-1]   # high-water marks: the last is the peak
+        elif isinstance(first, bool):
+            out[key] = all(values)
+        elif isinstance(first, (int, float)):
+            out[key] = statistics.median(values)
+        elif isinstance(first, list):
+            out[key] = [item for v in values for item in v]
+        elif isinstance(first, dict) and key in ("errors",):
+            out[key] = {k: x for v in values for k, x in v.items()}
+        elif isinstance(first, dict):
+            keys = {k for v in values for k in v}
+            out[key] = {k: statistics.median([v.get(k, 0) for v in values]) for k in keys}
+            if key in ("etcd_writes_by_kind", "servers_per_host", "cpu_ms_per_boot_by_process",
+                       "cpu_ms_per_delete_by_process", "etcd_rpcs_per_boot"):
+                order = list(first) + sorted(keys - set(first))
+                out[key] = {k: out[key][k] for k in order}
+    return out
+
+
+async def boot_storm(args, stack: ProcessStack) -> dict:
+    await seed(stack.api, stack.state_dir)
+    async with grpc.aio.insecure_channel(stack.api) as ch:
+        api = compute_pb2_grpc.ComputeServiceStub(ch)
+        watch = Watch(api)
+        try:
+            await asyncio.wait_for(watch.synced.wait(), 10)
+            warm = await warm_up(api, watch, stack.etcd.endpoint, args.hosts, args.concurrency)
+            rounds = [await measure(args, api, watch, stack) for _ in range(args.repeat)]
+        finally:
+            await watch.close()
+    result = {
+        "date": datetime.date.today().isoformat(),
+        "params": {"servers": args.servers, "hosts": args.hosts, "concurrency": args.concurrency,
+                   "repeat": args.repeat, "flavor": FLAVOR, "image": IMAGE,
+                   "cpus": os.cpu_count(), "profiled": bool(args.profile)},
+        "warm_up": warm,
+        **combine(rounds),
+    }
     result["verdicts"] = {key: verdict(result[key], *TARGETS[key]) for key in TARGETS}
+    if args.repeat > 1:
+        result["rounds"] = rounds
     return result
+
+
+def finite(value):
+    """JSON has no inf/nan: null instead."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite(v) for v in value]
+    return value
 
 
 def verdict(value: float, op: str, target: float) -> str:
@@ -460,8 +512,12 @@ def report(r: dict) -> str:
     v = r["verdicts"]
     out = []
     w = out.append
+    rounds = r.get("rounds", [r])
     w(f"nimbus boot storm: {p['servers']} x {p['flavor']} on {p['hosts']} simulated hosts, "
-      f"{p['concurrency']} concurrent clients, {p['cpus']} CPUs")
+      f"{p['concurrency']} concurrent clients, {p['cpus']} CPUs"
+      + (f"; medians of {len(rounds)} rounds" if len(rounds) > 1 else ""))
+    if p["profiled"]:
+        w("PROFILED under cProfile: times and CPU are inflated; read the .prof files, not these numbers")
     w(f"warm-up: {r['warm_up']['rounds']} round(s), {r['warm_up']['hosts_warmed']} hosts warmed in "
       f"{r['warm_up']['seconds']:.1f} s (image fetch + overlay template: excluded from the numbers)")
     if r["warm_up"]["stuck"]:
@@ -478,16 +534,23 @@ def report(r: dict) -> str:
     row("time-to-ACTIVE p99", "time_to_active_p99_ms", ".0f", " ms")
     row("etcd writes per boot", "etcd_writes_per_boot", ".2f")
     row("host spread max/min", "spread_max_min", ".2f")
-    ok = r["booted"] == p["servers"] and not r["active_without_disk"]
-    w(f"{'servers ACTIVE (and intact)':34} {r['booted'] - len(r['active_without_disk']):>12} "
-      f"{'= ' + str(p['servers']):>10}  {'PASS' if ok else 'MISS'}")
+    intact = min(x["booted"] - len(x["active_without_disk"]) for x in rounds)
+    w(f"{'servers ACTIVE (and intact)':34} {intact:>12} "
+      f"{'= ' + str(p['servers']):>10}  {'PASS' if intact == p['servers'] else 'MISS'}")
     w("")
-    w(f"booted {r['booted']}/{p['servers']} ACTIVE in {r['boot_wall_s']:.2f} s "
+    if len(rounds) > 1:
+        for i, x in enumerate(rounds, 1):
+            w(f"round {i}: {x['boots_per_s']:6.1f} boots/s  {x['cpu_ms_per_boot']:5.1f} ms CPU/boot  "
+              f"p99 {x['time_to_active_p99_ms']:5.0f} ms  {x['etcd_writes_per_boot']:.2f} writes/boot  "
+              f"spread {x['spread_max_min']:.2f}  {x['booted']}/{p['servers']} ACTIVE  "
+              f"other load {x['other_load_cpus']:.2f} CPUs")
+        w("")
+    w(f"booted {r['booted']:g}/{p['servers']} ACTIVE in {r['boot_wall_s']:.2f} s "
       f"(first CreateServer call to last ACTIVE seen on the watch)")
     w(f"time-to-ACTIVE   p50 {r['time_to_active_p50_ms']:7.0f} ms   p99 {r['time_to_active_p99_ms']:7.0f} ms"
       f"   max {r['time_to_active_max_ms']:7.0f} ms   (CreateServer call start -> ACTIVE seen)")
     w(f"CreateServer     p50 {r['create_call_p50_ms']:7.1f} ms   p99 {r['create_call_p99_ms']:7.1f} ms")
-    w(f"etcd: {r['etcd_revisions_boot']} revisions while booting (one per write transaction; "
+    w(f"etcd: {r['etcd_revisions_boot']:g} revisions while booting (one per write transaction; "
       f"the delete phase is excluded), per boot:")
     per = max(1, p["servers"])
     w("  " + ", ".join(f"{kind} {count / per:.2f}" for kind, count in r["etcd_writes_by_kind"].items()))
@@ -530,15 +593,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--servers", type=int, default=100, help="servers to boot (K)")
     parser.add_argument("--hosts", type=int, default=10, help="simulated compute hosts (M)")
     parser.add_argument("--concurrency", type=int, default=16, help="concurrent API clients (C)")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="measure N rounds on the same stack and report the medians")
     parser.add_argument("--json", metavar="PATH", help="also write the numbers as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs) afterwards")
     parser.add_argument("--profile", metavar="DIR",
                         help="run every nimbus process under cProfile, writing DIR/<name>.prof")
     args = parser.parse_args(argv)
-    if args.servers < 1 or args.hosts < 1 or args.concurrency < 1:
-        parser.error("--servers, --hosts and --concurrency must be at least 1")
+    if min(args.servers, args.hosts, args.concurrency, args.repeat) < 1:
+        parser.error("--servers, --hosts, --concurrency and --repeat must be at least 1")
     args.host_prefix = "bench"
 
+    # Stop cleanly (the finally below) on SIGTERM too, and on SIGINT even
+    # when started in the background (where SIGINT comes ignored).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     tmp = tempfile.mkdtemp(prefix="nimbus-bench-")
     stack = BenchStack(
         os.path.join(tmp, "state"), etcd_port=free_port(), etcd_peer_port=free_port(),
@@ -548,21 +617,29 @@ def main(argv: list[str] | None = None) -> int:
                     "--memory-mb", "262144", "--disk-gb", "10000"],
         log_dir=os.path.join(tmp, "logs"), quiet=True,
         profile_dir=os.path.abspath(args.profile) if args.profile else None)
+    keep = args.keep
     try:
         stack.start()
         result = asyncio.run(boot_storm(args, stack))
+    except KeyboardInterrupt:
+        print("interrupted: stopping the stack", file=sys.stderr)
+        return 130
+    except Exception:
+        keep = True   # the service logs say why
+        raise
     finally:
         stack.stop()
-        if args.keep:
-            print(f"(temp dir kept: {tmp})", file=sys.stderr)
+        if keep:
+            print(f"(temp dir kept, logs in {os.path.join(tmp, 'logs')})", file=sys.stderr)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
     print(report(result), flush=True)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(result, f, indent=2, sort_keys=True, default=str)
-    return 0 if (result["booted"] == args.servers and result["deleted_all"]
-                 and not result["active_without_disk"]) else 1
+            json.dump(finite(result), f, indent=2, sort_keys=True, default=str)
+    rounds = result.get("rounds", [result])
+    return 0 if all(r["booted"] == args.servers and r["deleted_all"] and not r["active_without_disk"]
+                    for r in rounds) else 1
 
 
 if __name__ == "__main__":

@@ -37,14 +37,16 @@ def make_qcow2(path: str, size: str = "64M") -> str:
 class Stack:
     def __init__(self, etcd_endpoint: str, state_dir: str, hosts: int = 2, vcpus: int = 8,
                  memory_mb: int = 16384, disk_gb: int = 200, reserved_host_memory_mb: int = 0,
-                 node_ttl: int = 10, sweep_interval: float = 2.0):
+                 node_ttl: int = 10, sweep_interval: float = 2.0, power_sync_interval: float = 10.0,
+                 **extra):
         self.cfg = config.Config(
             etcd_endpoint=etcd_endpoint, etcd_prefix=f"/t-{uuid.uuid4().hex[:8]}/",
             api_address=f"127.0.0.1:{free_port()}", conductor_address=f"127.0.0.1:{free_port()}",
             scheduler_address=f"127.0.0.1:{free_port()}", service_token=secrets.token_hex(16),
             noauth=True, state_dir=state_dir, host="sim", simulate=hosts, vcpus=vcpus,
             memory_mb=memory_mb, disk_gb=disk_gb, reserved_host_memory_mb=reserved_host_memory_mb,
-            cpu_allocation_ratio=1.0, node_ttl=node_ttl)
+            cpu_allocation_ratio=1.0, node_ttl=node_ttl, power_sync_interval=power_sync_interval,
+            **extra)
         self.sweep_interval = sweep_interval
 
     def _for(self, address: str) -> config.Config:

@@ -33,11 +33,23 @@ class Config:
     simulate: int = 0
     vcpus: int = 32
     memory_mb: int = 65536
+    # 0: report the image backend's real capacity (local disk or Ceph).
     disk_gb: int = 1000
     cpu_allocation_ratio: float = 4.0
     ram_allocation_ratio: float = 1.0
     disk_allocation_ratio: float = 1.0
     reserved_host_memory_mb: int = 512
+    # Image backend for instance disks: qcow2 (local files) or rbd (Ceph).
+    image_backend: str = "qcow2"
+    ceph_conf: str = ""
+    rbd_images_pool: str = "images"
+    rbd_vms_pool: str = "vms"
+    force_raw_images: bool = False
+    force_config_drive: bool = False
+    # Seconds between power-state syncs (domains stopped or gone behind our back).
+    power_sync_interval: float = 10.0
+    # Where the API keeps image bytes: file (state_dir/images) or rbd.
+    image_store: str = "file"
     # Conductor settings.
     max_attempts: int = 3
     node_ttl: int = 10

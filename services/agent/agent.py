@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 
 import grpc
 from google.protobuf import field_mask_pb2
@@ -23,11 +24,13 @@ from google.protobuf import field_mask_pb2
 from nimbus import log
 from nimbus.compute.v1 import compute_pb2, compute_pb2_grpc
 from nimbus.conductor.v1 import conductor_pb2, conductor_pb2_grpc
-from nimbus.imagebackend.local import ImageError, LocalBackend
+from nimbus.imagebackend import Backend, DiskSource, ImageError, qemu_img
+from nimbus.imagebackend.local import ImageCache
+from nimbus.virt import configdrive
 from nimbus.services.agent.tracker import ResourceTracker
 from nimbus.state.v1 import records_pb2
 from nimbus.store.store import now
-from nimbus.virt.driver import LibvirtDriver, SpawnError
+from nimbus.virt.driver import GuestConfig, GuestDisk, LibvirtDriver, SpawnError, disk_mapping
 
 C = compute_pb2
 Event = conductor_pb2.StreamAssignmentsResponse
@@ -45,12 +48,15 @@ class Lost(Exception):
 
 
 class ComputeAgent:
-    def __init__(self, host: str, driver: LibvirtDriver, backend: LocalBackend,
+    def __init__(self, host: str, driver: LibvirtDriver, backend: Backend,
                  tracker: ResourceTracker, conductor: conductor_pb2_grpc.ConductorServiceStub,
                  api: compute_pb2_grpc.ComputeServiceStub, metadata, node: records_pb2.NodeRecord):
         self.host = host
         self.driver = driver
         self.backend = backend
+        # Kernels and ramdisks are cached locally whatever the disk backend.
+        self.backend_cache = getattr(backend, "cache", None) or ImageCache(
+            os.path.join(driver.instances_path, "_base"))
         self.tracker = tracker
         self.conductor = conductor
         self.api = api
@@ -58,6 +64,9 @@ class ComputeAgent:
         self.node = node
         self.servers: dict[str, C.Server] = {}
         self.revisions: dict[str, int] = {}   # etcd mod_revision of self.servers[id]
+        self.user_data: dict[str, bytes] = {}
+        self.force_config_drive = False
+        self.power_sync_interval = 10.0
         self.synced = asyncio.Event()
         self._work: dict[str, asyncio.Task] = {}
         self._images: dict[str, C.Image] = {}
@@ -66,7 +75,43 @@ class ComputeAgent:
     # ---- connection loops ------------------------------------------------
 
     async def run(self) -> None:
-        await asyncio.gather(self._report_forever(), self._stream_forever())
+        await asyncio.gather(self._report_forever(), self._stream_forever(),
+                             self._sync_power_forever())
+
+    async def _sync_power_forever(self) -> None:
+        await self.synced.wait()
+        while True:
+            await asyncio.sleep(self.power_sync_interval)
+            try:
+                await self.sync_power_states()
+            except (grpc.aio.AioRpcError, OSError) as exc:
+                self.log.warning("power sync failed", error=str(exc))
+
+    async def sync_power_states(self) -> None:
+        """Nova's _sync_instance_power_state: the hypervisor is the truth for
+        the power state of servers nobody is working on. An ACTIVE server
+        whose domain stopped, crashed or vanished behind our back becomes
+        STOPPED (Nova stops it through its API); the next start is the
+        user's call."""
+        actual = await self.driver.power_states()
+        for sid, server in list(self.servers.items()):
+            if sid in self._work or server.task_state != C.TASK_STATE_UNSPECIFIED:
+                continue
+            if server.vm_state not in (C.VM_STATE_ACTIVE, C.VM_STATE_STOPPED, C.VM_STATE_PAUSED):
+                continue
+            power = actual.get(sid, C.POWER_STATE_UNSPECIFIED)
+            if power == server.power_state:
+                continue
+            fields = {"power_state": power}
+            if server.vm_state == C.VM_STATE_ACTIVE and power in (
+                    C.POWER_STATE_SHUTDOWN, C.POWER_STATE_CRASHED, C.POWER_STATE_UNSPECIFIED):
+                fields["vm_state"] = C.VM_STATE_STOPPED
+            self.log.info("power state changed behind our back", instance_id=sid,
+                          power_state=C.PowerState.Name(power))
+            try:
+                await self._update(sid, [C.TASK_STATE_UNSPECIFIED], **fields)
+            except Lost:
+                pass   # a task started meanwhile: it owns the server now
 
     async def _report_forever(self) -> None:
         lease = 0
@@ -94,18 +139,18 @@ class ComputeAgent:
                     if event.type == Event.EVENT_TYPE_SYNCED:
                         # Anything we knew that the fresh list lacks is gone.
                         for gone in set(self.servers) - seen:
-                            self.servers.pop(gone, None)
-                            self.revisions.pop(gone, None)
+                            self._forget(gone)
                         if first:
                             first = False
                             await self._reconcile_domains()
                             self.synced.set()
                         seen = set()
                     elif event.type == Event.EVENT_TYPE_DELETED:
-                        self.servers.pop(event.server.id, None)
-                        self.revisions.pop(event.server.id, None)
+                        self._forget(event.server.id)
                     else:
                         seen.add(event.server.id)
+                        if event.user_data:
+                            self.user_data[event.server.id] = event.user_data
                         if self._learn(event.server, event.revision):
                             self._on_server(event.server)
             except grpc.aio.AioRpcError as exc:
@@ -114,17 +159,22 @@ class ComputeAgent:
             backoff = min(backoff * 2, 5.0)
 
     async def _reconcile_domains(self) -> None:
-        """Domains without a server on this host are leftovers (the server
-        was deleted while this host was down): remove them."""
-        for instance_id in await self.driver.instance_ids() - set(self.servers):
-            self.log.info("removing orphan domain", instance_id=instance_id)
-            await self.driver.destroy(instance_id)
-        for name in os.listdir(self.driver.instances_path) if os.path.isdir(
-                self.driver.instances_path) else ():
-            if name != "_base" and name not in self.servers and len(name) == 36:
-                await self.driver.destroy(name)
+        """Domains and instance dirs without a server on this host are
+        leftovers (the server was deleted while this host was down): remove
+        them, disks included."""
+        leftovers = await self.driver.instance_ids() - set(self.servers)
+        if os.path.isdir(self.driver.instances_path):
+            leftovers |= {name for name in os.listdir(self.driver.instances_path)
+                          if len(name) == 36 and name not in self.servers}
+        for instance_id in leftovers - set(self._work):
+            self.log.info("removing leftover instance", instance_id=instance_id)
+            await self._cleanup(instance_id)
 
     # ---- dispatch ---------------------------------------------------------
+
+    def _forget(self, instance_id: str) -> None:
+        for table in (self.servers, self.revisions, self.user_data):
+            table.pop(instance_id, None)
 
     def _learn(self, server: C.Server, revision: int) -> bool:
         """Keep the newest state of a server; False for an older one (a
@@ -138,7 +188,7 @@ class ComputeAgent:
 
     def _on_server(self, server: C.Server) -> None:
         if server.host != self.host:
-            self.servers.pop(server.id, None)   # rescheduled elsewhere
+            self._forget(server.id)   # rescheduled elsewhere
             return
         if server.vm_state != C.VM_STATE_BUILDING:
             self.tracker.claim(server, force=True)   # runs here: count it
@@ -149,7 +199,7 @@ class ComputeAgent:
         elif running is not None:
             return
         elif server.vm_state == C.VM_STATE_BUILDING and server.task_state == C.TASK_STATE_SCHEDULING:
-            self._start(server.id, "build", self._build(server))
+            self._start(server.id, "build", self._build(server, self.user_data.get(server.id, b"")))
         elif server.vm_state == C.VM_STATE_BUILDING and server.task_state in BUILDING_TASKS:
             # We restarted in the middle of this build: clean up, give it back.
             self._start(server.id, "recover", self._recover(server))
@@ -239,7 +289,7 @@ class ComputeAgent:
                 yield part.chunk
         return chunks
 
-    async def _build(self, server: C.Server) -> None:
+    async def _build(self, server: C.Server, user_data: bytes = b"") -> None:
         sid = server.id
         if not self.tracker.claim(server):
             self.log.info("claim failed on the node, rescheduling", instance_id=sid)
@@ -256,7 +306,7 @@ class ComputeAgent:
             stage = C.TASK_STATE_BLOCK_DEVICE_MAPPING
             await self._update(sid, [stage], task_state=C.TASK_STATE_SPAWNING)
             stage = C.TASK_STATE_SPAWNING
-            await self._spawn(server)
+            await self._spawn(server, user_data)
             await self._update(sid, [stage], vm_state=C.VM_STATE_ACTIVE,
                                task_state=C.TASK_STATE_UNSPECIFIED,
                                power_state=C.POWER_STATE_RUNNING, launched_at=now())
@@ -272,16 +322,54 @@ class ComputeAgent:
             await self._cleanup(sid)
             await self._give_back(server, f"Build of instance {sid} failed: {message}", [stage])
 
-    async def _spawn(self, server: C.Server) -> None:
-        image = await self._image(server.image_ref)
-        base, info = await self.backend.fetch_base(image.id, self._download(image.id))
+    async def _fetch_to_instance(self, image_id: str, dest: str) -> str:
+        """A kernel or ramdisk: cached in _base, copied into the instance dir
+        (as Nova does, so the domain never points into the shared cache)."""
+        cached, _ = await self.backend_cache.fetch(image_id, self._download(image_id), inspect=False)
+        shutil.copyfile(cached, dest)
+        return dest
 
-        async def create_disk(path: str) -> None:
-            await self.backend.create_root_disk(base, info, path, server.flavor.disk_gb)
-        await self.driver.spawn(server, create_disk)
+    async def _spawn(self, server: C.Server, user_data: bytes) -> None:
+        image = await self._image(server.image_ref)
+        inst_dir = self.driver.instance_dir(server.id)
+        os.makedirs(inst_dir, exist_ok=True)
+        flavor = server.flavor
+        use_config_drive = server.config_drive or self.force_config_drive
+        mapping = disk_mapping(flavor, use_config_drive)
+        root = await self.backend.create_root_disk(server.id, inst_dir, image.id, image.disk_format,
+                                                   self._download(image.id), flavor.disk_gb)
+        disks = [GuestDisk(*mapping["disk"], root)]
+        for name, size in (("disk.eph0", f"{flavor.ephemeral_gb}G"), ("disk.swap", f"{flavor.swap_mb}M")):
+            if name in mapping:
+                path = os.path.join(inst_dir, name)
+                await qemu_img.run("create", "-q", "-f", "qcow2", path, size)
+                disks.append(GuestDisk(*mapping[name], DiskSource("file", "qcow2", path=path)))
+        if use_config_drive:
+            iso = os.path.join(inst_dir, "disk.config")
+            await configdrive.build(iso, server, user_data=user_data)
+            disks.append(GuestDisk(*mapping["disk.config"],
+                                   await self.backend.import_config_drive(server.id, iso)))
+        kernel = initrd = cmdline = ""
+        props = image.properties
+        if props.get("kernel_id"):
+            kernel = await self._fetch_to_instance(props["kernel_id"], os.path.join(inst_dir, "kernel"))
+            if props.get("ramdisk_id"):
+                initrd = await self._fetch_to_instance(props["ramdisk_id"],
+                                                       os.path.join(inst_dir, "ramdisk"))
+            cmdline = props.get("os_command_line", "console=ttyS0 root=/dev/vda")
+        cfg = GuestConfig(server=server, virt_type=self.driver.virt_type, disks=disks,
+                          console_log=os.path.join(inst_dir, "console.log"),
+                          kernel=kernel, initrd=initrd, cmdline=cmdline)
+        # No networks yet (IPAM arrives with the create-API issue): no VIFs.
+        await self.driver.spawn(cfg)
 
     async def _cleanup(self, instance_id: str) -> None:
+        """Undo a build or finish a delete: domain, disks (local or RBD,
+        config drive included), instance dir, claim. Idempotent."""
+        inst_dir = self.driver.instance_dir(instance_id)
         await self.driver.destroy(instance_id)
+        await self.backend.remove_disks(instance_id, inst_dir)
+        shutil.rmtree(inst_dir, ignore_errors=True)
         self.tracker.drop(instance_id)
 
     async def _recover(self, server: C.Server) -> None:

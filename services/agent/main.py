@@ -21,7 +21,7 @@ from nimbus.services.agent.agent import ComputeAgent
 from nimbus.services.agent.tracker import ResourceTracker
 from nimbus.state.v1 import records_pb2
 from nimbus.store.store import now
-from nimbus.virt.driver import LibvirtDriver
+from nimbus.virt.driver import LibvirtDriver, UnusableVirtType
 
 
 def test_node_xml(vcpus: int, memory_mb: int) -> str:
@@ -29,6 +29,19 @@ def test_node_xml(vcpus: int, memory_mb: int) -> str:
     return (f"<node><cpu><mhz>2400</mhz><model>x86_64</model><nodes>1</nodes>"
             f"<sockets>1</sockets><cores>{vcpus}</cores><threads>1</threads>"
             f"<active>{vcpus}</active></cpu><memory>{memory_mb * 1024}</memory></node>")
+
+
+def make_backend(cfg: config.Config, instances_path: str):
+    if cfg.image_backend == "qcow2":
+        return LocalBackend(instances_path, cfg.force_raw_images)
+    if cfg.image_backend == "rbd":
+        from nimbus.imagebackend.rbd import RbdBackend   # needs Ceph's python modules
+        if not cfg.ceph_conf:
+            raise SystemExit("image_backend rbd needs --ceph-conf")
+        return RbdBackend(cfg.ceph_conf, images_pool=cfg.rbd_images_pool,
+                          vms_pool=cfg.rbd_vms_pool,
+                          cache_dir=os.path.join(instances_path, "_base"))
+    raise SystemExit(f"image_backend must be qcow2 or rbd, not {cfg.image_backend!r}")
 
 
 class AgentProcess:
@@ -41,18 +54,23 @@ class AgentProcess:
         cfg = self.cfg
         driver = LibvirtDriver(uri, cfg.virt_type, instances_path)
         await driver.connect()
+        backend = make_backend(cfg, instances_path)
         vcpus, memory_mb = await driver.inventory()
+        disk_gb = cfg.disk_gb or (await backend.capacity_gb())[0]
         node = records_pb2.NodeRecord(
             host=host, hypervisor_type=cfg.virt_type,
-            total=records_pb2.Resources(vcpus=vcpus, memory_mb=memory_mb, disk_gb=cfg.disk_gb),
+            total=records_pb2.Resources(vcpus=vcpus, memory_mb=memory_mb, disk_gb=disk_gb),
             reserved=records_pb2.Resources(memory_mb=cfg.reserved_host_memory_mb),
             cpu_allocation_ratio=cfg.cpu_allocation_ratio,
             ram_allocation_ratio=cfg.ram_allocation_ratio,
             disk_allocation_ratio=cfg.disk_allocation_ratio, started_at=now())
-        return ComputeAgent(host, driver, LocalBackend(instances_path), ResourceTracker(node),
-                            conductor_pb2_grpc.ConductorServiceStub(self.conductor_channel),
-                            compute_pb2_grpc.ComputeServiceStub(self.api_channel),
-                            auth.service_metadata(cfg.service_token), node)
+        agent = ComputeAgent(host, driver, backend, ResourceTracker(node),
+                             conductor_pb2_grpc.ConductorServiceStub(self.conductor_channel),
+                             compute_pb2_grpc.ComputeServiceStub(self.api_channel),
+                             auth.service_metadata(cfg.service_token), node)
+        agent.force_config_drive = cfg.force_config_drive
+        agent.power_sync_interval = cfg.power_sync_interval
+        return agent
 
     async def start(self) -> "AgentProcess":
         cfg = self.cfg
@@ -106,4 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = config.parse(argv, "nimbus compute agent")
     if not cfg.service_token:
         raise SystemExit("the agent needs --service-token or NIMBUS_SERVICE_TOKEN")
-    asyncio.run(_run(cfg))
+    try:
+        asyncio.run(_run(cfg))
+    except UnusableVirtType as exc:
+        raise SystemExit(f"nimbus agent: {exc}") from None

@@ -27,7 +27,9 @@ MAX_NAME = 255
 MAX_COUNT = 64           # servers per CreateServer call: one etcd txn (128 ops)
 MAX_METADATA_ITEMS = 128
 MAX_PAGE = 1000
-DISK_FORMATS = ("qcow2", "raw", "iso")
+MAX_USER_DATA = 65535
+# aki/ari: a kernel or a ramdisk for direct kernel boot (Glance's names).
+DISK_FORMATS = ("qcow2", "raw", "iso", "aki", "ari")
 CHUNK = 1 << 20
 
 
@@ -154,6 +156,8 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         name = validate_name(request.name)
         min_count, max_count = validate_counts(request.min_count, request.max_count)
         validate_metadata(request.metadata)
+        if len(request.user_data) > MAX_USER_DATA:
+            raise errors.InvalidArgument("user_data", f"must be at most {MAX_USER_DATA} bytes")
         flavor = await self.catalog.flavor(request.flavor_ref, "flavor_ref")
         image = (await self.catalog.image(request.image_ref, "image_ref", who)).image
         if image.status != C.IMAGE_STATUS_ACTIVE:
@@ -177,9 +181,11 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
                 project_id=who.project_id, user_id=who.user_id, vm_state=C.VM_STATE_BUILDING,
                 task_state=C.TASK_STATE_SCHEDULING, flavor_ref=flavor.id, image_ref=image.id,
                 flavor=flavor, reservation_id=reservation_id, launch_index=index,
-                created_at=created, updated_at=created, metadata=request.metadata)
+                created_at=created, updated_at=created, metadata=request.metadata,
+                config_drive=request.config_drive)
             record = records_pb2.InstanceRecord(server=server, request_id=request_id,
-                                                task_changed_at=created)
+                                                task_changed_at=created,
+                                                user_data=request.user_data)
             action = records_pb2.InstanceAction(
                 request_id=request_id, instance_id=server.id, action="create",
                 project_id=who.project_id, user_id=who.user_id, start_time=created)
@@ -372,7 +378,8 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
                     out.write(message.chunk)
             if size == 0:
                 raise errors.InvalidArgument("chunk", "the image has no data")
-            await check_image_file(path + ".part", meta.disk_format)
+            if meta.disk_format not in ("aki", "ari"):
+                await check_image_file(path + ".part", meta.disk_format)
             os.rename(path + ".part", path)
         except BaseException:
             for leftover in (path + ".part", path):

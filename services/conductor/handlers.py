@@ -162,7 +162,7 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
                                 revision=rec.mod_revision)
                 else:
                     yield Event(type=Event.EVENT_TYPE_UPSERT, server=rec.msg.server,
-                                revision=rec.mod_revision)
+                                revision=rec.mod_revision, user_data=rec.msg.user_data)
         finally:
             sub.close()
 

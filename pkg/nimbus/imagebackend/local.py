@@ -3,8 +3,9 @@
 Images are fetched once per host into `<instances_path>/_base/<sha1(image
 id)>` (one fetch per image even with concurrent builds: a lock per image),
 checked with qemu-img info (no backing file; virtual size within the
-flavor's root disk) and renamed into place atomically. Each instance gets a
-qcow2 overlay on that base, sized to the flavor's root disk.
+flavor's root disk), converted to raw when force_raw_images, and renamed
+into place atomically. Each instance gets a qcow2 overlay on that base,
+sized to the flavor's root disk, in its instance directory.
 
 An empty overlay is a pure function of (base path, base format, size), so
 we make it once per size with qemu-img and copy it per instance: 0.1 ms
@@ -17,63 +18,107 @@ import collections
 import hashlib
 import os
 import shutil
-from typing import AsyncIterator, Callable
 
-from nimbus.imagebackend import qemu_img
+from nimbus.imagebackend import DiskSource, Download, ImageError, qemu_img
 
 GiB = 1 << 30
+ROOT_DISK = "disk"
+CONFIG_DRIVE = "disk.config"
 
 
-class ImageError(Exception):
-    """The image cannot back this server (a clear fault for the user)."""
+async def fetch_to_raw(path: str, download: Download, force_raw: bool) -> dict:
+    """Nova's fetch_to_raw: download to `.part`, inspect, refuse backing
+    files, optionally convert to raw, rename into place. Returns qemu-img info."""
+    part = path + ".part"
+    try:
+        with open(part, "wb") as out:
+            async for chunk in download():
+                out.write(chunk)
+        info = await qemu_img.info(part)
+        if info.get("backing-filename"):
+            raise ImageError("image has a backing file; refused")
+        if force_raw and info["format"] != "raw":
+            await qemu_img.convert_to_raw(part, info["format"], part + ".raw")
+            os.replace(part + ".raw", part)
+            info = await qemu_img.info(part)
+        os.replace(part, path)
+        return info
+    finally:
+        for leftover in (part, part + ".raw"):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
+
+
+def check_fits(info: dict, root_gb: int) -> int:
+    """The root disk size in bytes; ImageError when the image is bigger."""
+    virtual = int(info["virtual-size"])
+    if root_gb and virtual > root_gb * GiB:
+        raise ImageError(f"image virtual size {virtual} bytes is larger than the flavor's "
+                         f"root disk ({root_gb} GB)")
+    return root_gb * GiB if root_gb else virtual
+
+
+class ImageCache:
+    """The per-host `_base` directory: one download per image."""
+
+    def __init__(self, base_dir: str, force_raw: bool = False):
+        self.base_dir = base_dir
+        self.force_raw = force_raw
+        self.locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+        self._infos: dict[str, dict] = {}   # path -> qemu-img info (bases never change)
+
+    def path(self, image_id: str) -> str:
+        return os.path.join(self.base_dir, hashlib.sha1(image_id.encode()).hexdigest())
+
+    async def fetch(self, image_id: str, download: Download, inspect: bool = True) -> tuple[str, dict]:
+        """The cached file and (for disk images) its qemu-img info."""
+        path = self.path(image_id)
+        async with self.locks[image_id]:
+            if path not in self._infos:
+                os.makedirs(self.base_dir, exist_ok=True)
+                if not os.path.exists(path):
+                    if inspect:
+                        self._infos[path] = await fetch_to_raw(path, download, self.force_raw)
+                    else:   # a kernel or ramdisk: bytes, not a disk image
+                        with open(path + ".part", "wb") as out:
+                            async for chunk in download():
+                                out.write(chunk)
+                        os.replace(path + ".part", path)
+                        self._infos[path] = {}
+                else:
+                    self._infos[path] = await qemu_img.info(path) if inspect else {}
+            return path, self._infos[path]
 
 
 class LocalBackend:
     def __init__(self, instances_path: str, force_raw_images: bool = False):
-        self.base_dir = os.path.join(instances_path, "_base")
-        self.force_raw_images = force_raw_images
-        self._locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
-        self._infos: dict[str, dict] = {}   # base path -> qemu-img info (bases never change)
+        self.instances_path = instances_path
+        self.cache = ImageCache(os.path.join(instances_path, "_base"), force_raw_images)
 
-    def base_path(self, image_id: str) -> str:
-        return os.path.join(self.base_dir, hashlib.sha1(image_id.encode()).hexdigest())
-
-    async def fetch_base(self, image_id: str,
-                         download: Callable[[], AsyncIterator[bytes]]) -> tuple[str, dict]:
-        """The cached base image (fetched if absent) and its qemu-img info."""
-        path = self.base_path(image_id)
-        async with self._locks[image_id]:
-            if not os.path.exists(path):
-                os.makedirs(self.base_dir, exist_ok=True)
-                part = path + ".part"
-                try:
-                    with open(part, "wb") as out:
-                        async for chunk in download():
-                            out.write(chunk)
-                    info = await qemu_img.info(part)
-                    if info.get("backing-filename"):
-                        raise ImageError("image has a backing file; refused")
-                    if self.force_raw_images and info["format"] != "raw":
-                        await qemu_img.convert_to_raw(part, info["format"], part + ".raw")
-                        os.replace(part + ".raw", part)
-                    os.replace(part, path)
-                finally:
-                    for leftover in (part, part + ".raw"):
-                        if os.path.exists(leftover):
-                            os.unlink(leftover)
-            if path not in self._infos:
-                self._infos[path] = await qemu_img.info(path)
-            return path, self._infos[path]
-
-    async def create_root_disk(self, base: str, info: dict, dest: str, root_gb: int) -> None:
-        virtual = int(info["virtual-size"])
-        if root_gb and virtual > root_gb * GiB:
-            raise ImageError(f"image virtual size {virtual} bytes is larger than the flavor's "
-                             f"root disk ({root_gb} GB)")
-        size = root_gb * GiB if root_gb else virtual
+    async def create_root_disk(self, instance_id: str, instance_dir: str, image_id: str,
+                               disk_format: str, download: Download, root_gb: int) -> DiskSource:
+        base, info = await self.cache.fetch(image_id, download)
+        size = check_fits(info, root_gb)
         template = f"{base}.overlay-{size}"
-        async with self._locks[template]:
+        async with self.cache.locks[template]:
             if not os.path.exists(template):
                 await qemu_img.create_overlay(base, info["format"], template + ".part", size)
                 os.replace(template + ".part", template)
+        dest = os.path.join(instance_dir, ROOT_DISK)
         shutil.copyfile(template, dest)
+        return DiskSource(kind="file", format="qcow2", path=dest)
+
+    async def import_config_drive(self, instance_id: str, iso_path: str) -> DiskSource:
+        return DiskSource(kind="file", format="raw", path=iso_path)
+
+    async def remove_disks(self, instance_id: str, instance_dir: str) -> None:
+        for name in (ROOT_DISK, CONFIG_DRIVE):
+            try:
+                os.unlink(os.path.join(instance_dir, name))
+            except FileNotFoundError:
+                pass
+
+    async def capacity_gb(self) -> tuple[int, int]:
+        os.makedirs(self.instances_path, exist_ok=True)
+        st = os.statvfs(self.instances_path)
+        return st.f_blocks * st.f_frsize // GiB, st.f_bavail * st.f_frsize // GiB

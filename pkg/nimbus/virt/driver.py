@@ -1,4 +1,12 @@
-"""The libvirt driver: guest XML, define + start, wait for RUNNING, destroy.
+"""The libvirt driver (Nova's LibvirtDriver, the parts nimbus needs).
+
+- `check_virt_type`: refuse at start-up a virt_type this machine cannot run.
+- `disk_mapping`: Nova's blockinfo for the default layout: root `vda`,
+  ephemeral `vdb`, swap next, all virtio; the config drive an IDE cdrom `hdd`.
+- `guest_xml`: the domain from a GuestConfig (flavor, disks from the image
+  backend — files or RBD —, bridge interfaces with the ports' MACs, a serial
+  console to a file, direct kernel boot when the image has a kernel).
+- `spawn`: define, start paused, plug the VIFs, resume, wait until RUNNING.
 
 libvirt calls block, so each driver runs them on its own single thread (one
 per connection keeps them ordered and off the event loop). virt_type `test`
@@ -9,16 +17,20 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import os
 import shutil
 import time
+from typing import Awaitable, Callable
 from xml.sax.saxutils import escape, quoteattr
 
 import libvirt
 
 from nimbus.compute.v1 import compute_pb2
+from nimbus.imagebackend import DiskSource
 
 DOMAIN_PREFIX = "nimbus-"
+VIRT_TYPES = ("test", "qemu", "kvm")
 libvirt.registerErrorHandler(lambda *_: None, None)   # errors arrive as exceptions
 
 POWER_STATES = {
@@ -36,38 +48,129 @@ class SpawnError(Exception):
     pass
 
 
-def guest_xml(server: compute_pb2.Server, virt_type: str, disk_path: str, console_log: str) -> str:
-    flavor = server.flavor
-    return f"""<domain type='{virt_type}'>
+class UnusableVirtType(Exception):
+    pass
+
+
+def check_virt_type(virt_type: str, uri: str, cpuinfo: str = "/proc/cpuinfo") -> None:
+    """Say clearly, at start-up, why a virt_type cannot work here."""
+    if virt_type not in VIRT_TYPES:
+        raise UnusableVirtType(f"virt_type must be one of {', '.join(VIRT_TYPES)}, not {virt_type!r}")
+    if virt_type == "test":
+        if not uri.startswith("test://"):
+            raise UnusableVirtType(f"virt_type test needs a test:// libvirt URI, not {uri!r}")
+        return
+    if uri.startswith("test://"):
+        raise UnusableVirtType(f"virt_type {virt_type} needs a real libvirt URI (qemu:///system)")
+    if virt_type == "kvm":
+        with open(cpuinfo) as f:
+            flags = f.read()
+        if " vmx" not in flags and " svm" not in flags:
+            raise UnusableVirtType(
+                "virt_type kvm: this CPU has no vmx/svm flag (nested virtualisation is off), "
+                "so KVM guests cannot run here; use virt_type qemu (TCG emulation)")
+        if not os.path.exists("/dev/kvm"):
+            raise UnusableVirtType("virt_type kvm: /dev/kvm is missing (kvm module not loaded)")
+    if not (shutil.which("qemu-system-x86_64") or os.path.exists("/usr/bin/qemu-system-x86_64")):
+        raise UnusableVirtType(f"virt_type {virt_type}: qemu-system-x86_64 is not installed "
+                               "(apt-get install qemu-system-x86)")
+
+
+@dataclasses.dataclass(frozen=True)
+class GuestDisk:
+    dev: str
+    bus: str
+    device: str        # disk or cdrom
+    source: DiskSource
+
+
+@dataclasses.dataclass(frozen=True)
+class Vif:
+    bridge: str
+    mac: str
+    model: str = "virtio"
+
+
+@dataclasses.dataclass
+class GuestConfig:
+    server: compute_pb2.Server
+    virt_type: str
+    disks: list[GuestDisk]
+    console_log: str
+    vifs: list[Vif] = dataclasses.field(default_factory=list)
+    kernel: str = ""
+    initrd: str = ""
+    cmdline: str = ""
+
+
+def disk_mapping(flavor: compute_pb2.Flavor, config_drive: bool) -> dict[str, tuple[str, str, str]]:
+    """name -> (target dev, bus, device), as Nova's blockinfo lays them out."""
+    mapping = {"disk": ("vda", "virtio", "disk")}
+    letters = iter("bcdefgh")
+    if flavor.ephemeral_gb:
+        mapping["disk.eph0"] = (f"vd{next(letters)}", "virtio", "disk")
+    if flavor.swap_mb:
+        mapping["disk.swap"] = (f"vd{next(letters)}", "virtio", "disk")
+    if config_drive:
+        mapping["disk.config"] = ("hdd", "ide", "cdrom")
+    return mapping
+
+
+def _disk_xml(disk: GuestDisk) -> str:
+    src = disk.source
+    readonly = "<readonly/>" if disk.device == "cdrom" else ""
+    if src.kind == "network":
+        hosts = "".join(f"<host name={quoteattr(h)} port='{p}'/>" for h, p in src.monitors)
+        return (f"<disk type='network' device='{disk.device}'>"
+                f"<driver name='qemu' type='{src.format}' cache='writeback' discard='unmap'/>"
+                f"<source protocol='rbd' name={quoteattr(src.name)}>{hosts}</source>"
+                f"<target dev='{disk.dev}' bus='{disk.bus}'/>{readonly}</disk>")
+    cache = "none" if disk.device == "disk" else "writeback"
+    return (f"<disk type='file' device='{disk.device}'>"
+            f"<driver name='qemu' type='{src.format}' cache='{cache}'/>"
+            f"<source file={quoteattr(src.path)}/>"
+            f"<target dev='{disk.dev}' bus='{disk.bus}'/>{readonly}</disk>")
+
+
+def guest_xml(cfg: GuestConfig) -> str:
+    server, flavor = cfg.server, cfg.server.flavor
+    if cfg.kernel:
+        boot = (f"<kernel>{escape(cfg.kernel)}</kernel>"
+                + (f"<initrd>{escape(cfg.initrd)}</initrd>" if cfg.initrd else "")
+                + f"<cmdline>{escape(cfg.cmdline)}</cmdline>")
+    else:
+        boot = "<boot dev='hd'/>"
+    cpu = ("<cpu mode='host-model'/>" if cfg.virt_type == "kvm"
+           else "<cpu mode='custom' match='exact'><model>qemu64</model></cpu>")
+    disks = "\n    ".join(_disk_xml(d) for d in cfg.disks)
+    vifs = "\n    ".join(
+        f"<interface type='bridge'><mac address='{v.mac}'/><source bridge={quoteattr(v.bridge)}/>"
+        f"<model type='{v.model}'/></interface>" for v in cfg.vifs)
+    return f"""<domain type='{cfg.virt_type}'>
   <name>{DOMAIN_PREFIX}{server.id}</name>
   <uuid>{server.id}</uuid>
   <title>{escape(server.name)}</title>
   <memory unit='MiB'>{flavor.ram_mb}</memory>
   <vcpu>{flavor.vcpus}</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
+  <os><type arch='x86_64' machine='pc'>hvm</type>{boot}</os>
   <features><acpi/><apic/></features>
-  <cpu mode='{'host-passthrough' if virt_type == 'kvm' else 'custom'}'{'' if virt_type == 'kvm' else " match='exact'"}>{'' if virt_type == 'kvm' else '<model>qemu64</model>'}</cpu>
+  {cpu}
   <clock offset='utc'/>
   <on_poweroff>destroy</on_poweroff>
   <on_reboot>restart</on_reboot>
   <on_crash>destroy</on_crash>
   <devices>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='qcow2' cache='none'/>
-      <source file={quoteattr(disk_path)}/>
-      <target dev='vda' bus='virtio'/>
-    </disk>
-    <serial type='file'>
-      <source path={quoteattr(console_log)}/>
-      <target port='0'/>
-    </serial>
+    {disks}
+    {vifs}
+    <serial type='file'><source path={quoteattr(cfg.console_log)}/><target port='0'/></serial>
+    <console type='file'><source path={quoteattr(cfg.console_log)}/><target type='serial' port='0'/></console>
   </devices>
 </domain>
 """
 
 
 class LibvirtDriver:
-    def __init__(self, uri: str, virt_type: str, instances_path: str, boot_timeout: float = 60.0):
+    def __init__(self, uri: str, virt_type: str, instances_path: str, boot_timeout: float = 120.0):
         self.uri = uri
         self.virt_type = virt_type
         self.instances_path = instances_path
@@ -79,6 +182,7 @@ class LibvirtDriver:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     async def connect(self) -> None:
+        check_virt_type(self.virt_type, self.uri)
         self.conn = await self._call(libvirt.open, self.uri)
 
     async def close(self) -> None:
@@ -94,19 +198,23 @@ class LibvirtDriver:
     def instance_dir(self, instance_id: str) -> str:
         return os.path.join(self.instances_path, instance_id)
 
-    async def spawn(self, server: compute_pb2.Server, create_disk) -> None:
-        """Create the instance dir and disk (create_disk(path)), write and
-        define the domain XML, start it and wait until it runs."""
-        inst_dir = self.instance_dir(server.id)
-        os.makedirs(inst_dir, exist_ok=True)
-        disk = os.path.join(inst_dir, "disk")
-        await create_disk(disk)
-        xml = guest_xml(server, self.virt_type, disk, os.path.join(inst_dir, "console.log"))
-        with open(os.path.join(inst_dir, "libvirt.xml"), "w") as f:
+    async def spawn(self, cfg: GuestConfig,
+                    plug_vifs: Callable[[list[Vif]], Awaitable[None]] | None = None) -> str:
+        """Write libvirt.xml, define the domain, start it paused, plug the
+        VIFs, resume, and wait until it runs. Returns the XML."""
+        xml = guest_xml(cfg)
+        with open(os.path.join(self.instance_dir(cfg.server.id), "libvirt.xml"), "w") as f:
             f.write(xml)
         try:
             dom = await self._call(self.conn.defineXML, xml)
-            await self._call(dom.create)
+            if self.virt_type == "test":
+                # The test driver cannot start paused; it has no VIFs to wait for.
+                await self._call(dom.create)
+            else:
+                await self._call(dom.createWithFlags, libvirt.VIR_DOMAIN_START_PAUSED)
+                if plug_vifs is not None:
+                    await plug_vifs(cfg.vifs)
+                await self._call(dom.resume)
             deadline = time.monotonic() + self.boot_timeout
             while (await self._call(dom.state))[0] != libvirt.VIR_DOMAIN_RUNNING:
                 if time.monotonic() > deadline:
@@ -114,6 +222,7 @@ class LibvirtDriver:
                 await asyncio.sleep(0.1)
         except libvirt.libvirtError as exc:
             raise SpawnError(f"libvirt: {exc.get_error_message()}") from exc
+        return xml
 
     def _destroy_sync(self, instance_id: str) -> None:
         try:
@@ -128,21 +237,31 @@ class LibvirtDriver:
             except libvirt.libvirtError as exc:
                 if exc.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID:
                     raise   # OPERATION_INVALID: it stopped by itself meanwhile
-        dom.undefine()
+        try:
+            dom.undefine()
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                raise
 
     async def destroy(self, instance_id: str) -> None:
-        """Destroy and undefine the domain, remove the instance dir. Idempotent."""
+        """Destroy and undefine the domain. Idempotent."""
         await self._call(self._destroy_sync, instance_id)
-        shutil.rmtree(self.instance_dir(instance_id), ignore_errors=True)
 
     async def instance_ids(self) -> set[str]:
         doms = await self._call(self.conn.listAllDomains)
         return {d.UUIDString() for d in doms if d.name().startswith(DOMAIN_PREFIX)}
 
-    async def power_state(self, instance_id: str) -> int:
-        try:
-            dom = await self._call(self.conn.lookupByUUIDString, instance_id)
-            state = (await self._call(dom.state))[0]
-        except libvirt.libvirtError:
-            return compute_pb2.POWER_STATE_UNSPECIFIED
-        return POWER_STATES.get(state, compute_pb2.POWER_STATE_UNSPECIFIED)
+    def _power_states_sync(self) -> dict[str, int]:
+        out = {}
+        for dom in self.conn.listAllDomains():
+            if dom.name().startswith(DOMAIN_PREFIX):
+                try:
+                    state = dom.state()[0]
+                except libvirt.libvirtError:
+                    continue   # vanished between list and state
+                out[dom.UUIDString()] = POWER_STATES.get(state, compute_pb2.POWER_STATE_UNSPECIFIED)
+        return out
+
+    async def power_states(self) -> dict[str, int]:
+        """Power state of every nimbus domain; absent ones are not listed."""
+        return await self._call(self._power_states_sync)

@@ -134,7 +134,7 @@ class Flavor(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., vcpus: _Optional[int] = ..., ram_mb: _Optional[int] = ..., disk_gb: _Optional[int] = ..., ephemeral_gb: _Optional[int] = ..., swap_mb: _Optional[int] = ..., is_public: _Optional[bool] = ..., extra_specs: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Server(_message.Message):
-    __slots__ = ("id", "name", "project_id", "user_id", "vm_state", "task_state", "power_state", "host", "flavor_ref", "image_ref", "flavor", "fault", "reservation_id", "launch_index", "created_at", "updated_at", "launched_at", "metadata")
+    __slots__ = ("id", "name", "project_id", "user_id", "vm_state", "task_state", "power_state", "host", "flavor_ref", "image_ref", "flavor", "fault", "reservation_id", "launch_index", "created_at", "updated_at", "launched_at", "metadata", "config_drive")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -160,6 +160,7 @@ class Server(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     LAUNCHED_AT_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_DRIVE_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     project_id: str
@@ -178,10 +179,11 @@ class Server(_message.Message):
     updated_at: _timestamp_pb2.Timestamp
     launched_at: _timestamp_pb2.Timestamp
     metadata: _containers.ScalarMap[str, str]
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., vm_state: _Optional[_Union[VmState, str]] = ..., task_state: _Optional[_Union[TaskState, str]] = ..., power_state: _Optional[_Union[PowerState, str]] = ..., host: _Optional[str] = ..., flavor_ref: _Optional[str] = ..., image_ref: _Optional[str] = ..., flavor: _Optional[_Union[Flavor, _Mapping]] = ..., fault: _Optional[_Union[Fault, _Mapping]] = ..., reservation_id: _Optional[str] = ..., launch_index: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., launched_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    config_drive: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., vm_state: _Optional[_Union[VmState, str]] = ..., task_state: _Optional[_Union[TaskState, str]] = ..., power_state: _Optional[_Union[PowerState, str]] = ..., host: _Optional[str] = ..., flavor_ref: _Optional[str] = ..., image_ref: _Optional[str] = ..., flavor: _Optional[_Union[Flavor, _Mapping]] = ..., fault: _Optional[_Union[Fault, _Mapping]] = ..., reservation_id: _Optional[str] = ..., launch_index: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., launched_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., config_drive: _Optional[bool] = ...) -> None: ...
 
 class CreateServerRequest(_message.Message):
-    __slots__ = ("name", "image_ref", "flavor_ref", "min_count", "max_count", "metadata")
+    __slots__ = ("name", "image_ref", "flavor_ref", "min_count", "max_count", "metadata", "config_drive", "user_data")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -195,13 +197,17 @@ class CreateServerRequest(_message.Message):
     MIN_COUNT_FIELD_NUMBER: _ClassVar[int]
     MAX_COUNT_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_DRIVE_FIELD_NUMBER: _ClassVar[int]
+    USER_DATA_FIELD_NUMBER: _ClassVar[int]
     name: str
     image_ref: str
     flavor_ref: str
     min_count: int
     max_count: int
     metadata: _containers.ScalarMap[str, str]
-    def __init__(self, name: _Optional[str] = ..., image_ref: _Optional[str] = ..., flavor_ref: _Optional[str] = ..., min_count: _Optional[int] = ..., max_count: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    config_drive: bool
+    user_data: bytes
+    def __init__(self, name: _Optional[str] = ..., image_ref: _Optional[str] = ..., flavor_ref: _Optional[str] = ..., min_count: _Optional[int] = ..., max_count: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., config_drive: _Optional[bool] = ..., user_data: _Optional[bytes] = ...) -> None: ...
 
 class CreateServerResponse(_message.Message):
     __slots__ = ("servers", "reservation_id")

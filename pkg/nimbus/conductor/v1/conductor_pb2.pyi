@@ -33,7 +33,7 @@ class StreamAssignmentsRequest(_message.Message):
     def __init__(self, host: _Optional[str] = ...) -> None: ...
 
 class StreamAssignmentsResponse(_message.Message):
-    __slots__ = ("type", "server", "revision")
+    __slots__ = ("type", "server", "revision", "user_data")
     class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         EVENT_TYPE_UNSPECIFIED: _ClassVar[StreamAssignmentsResponse.EventType]
@@ -47,10 +47,12 @@ class StreamAssignmentsResponse(_message.Message):
     TYPE_FIELD_NUMBER: _ClassVar[int]
     SERVER_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
+    USER_DATA_FIELD_NUMBER: _ClassVar[int]
     type: StreamAssignmentsResponse.EventType
     server: _compute_pb2.Server
     revision: int
-    def __init__(self, type: _Optional[_Union[StreamAssignmentsResponse.EventType, str]] = ..., server: _Optional[_Union[_compute_pb2.Server, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
+    user_data: bytes
+    def __init__(self, type: _Optional[_Union[StreamAssignmentsResponse.EventType, str]] = ..., server: _Optional[_Union[_compute_pb2.Server, _Mapping]] = ..., revision: _Optional[int] = ..., user_data: _Optional[bytes] = ...) -> None: ...
 
 class UpdateInstanceRequest(_message.Message):
     __slots__ = ("host", "server", "update_mask", "expected_task_states")

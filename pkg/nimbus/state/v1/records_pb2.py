@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from nimbus.compute.v1 import compute_pb2 as nimbus_dot_compute_dot_v1_dot_compute__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dnimbus/state/v1/records.proto\x12\x0fnimbus.state.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fnimbus/compute/v1/compute.proto\">\n\tResources\x12\r\n\x05vcpus\x18\x01 \x01(\x05\x12\x11\n\tmemory_mb\x18\x02 \x01(\x05\x12\x0f\n\x07\x64isk_gb\x18\x03 \x01(\x05\"\xad\x01\n\x0eInstanceRecord\x12)\n\x06server\x18\x01 \x01(\x0b\x32\x19.nimbus.compute.v1.Server\x12\x12\n\nalternates\x18\x02 \x03(\t\x12\x13\n\x0btried_hosts\x18\x03 \x03(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x33\n\x0ftask_changed_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa9\x02\n\nNodeRecord\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x17\n\x0fhypervisor_type\x18\x02 \x01(\t\x12)\n\x05total\x18\x03 \x01(\x0b\x32\x1a.nimbus.state.v1.Resources\x12,\n\x08reserved\x18\x04 \x01(\x0b\x32\x1a.nimbus.state.v1.Resources\x12\x1c\n\x14\x63pu_allocation_ratio\x18\x05 \x01(\x01\x12\x1c\n\x14ram_allocation_ratio\x18\x06 \x01(\x01\x12\x1d\n\x15\x64isk_allocation_ratio\x18\x07 \x01(\x01\x12\x10\n\x08\x64isabled\x18\x08 \x01(\x08\x12.\n\nstarted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Z\n\rProviderUsage\x12\x0c\n\x04host\x18\x01 \x01(\t\x12(\n\x04used\x18\x02 \x01(\x0b\x32\x1a.nimbus.state.v1.Resources\x12\x11\n\tconsumers\x18\x03 \x01(\x05\"r\n\nAllocation\x12\x13\n\x0b\x63onsumer_id\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x12\n\nproject_id\x18\x03 \x01(\t\x12-\n\tresources\x18\x04 \x01(\x0b\x32\x1a.nimbus.state.v1.Resources\"\xa3\x01\n\x13InstanceActionEvent\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inish_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06result\x18\x04 \x01(\t\x12\x0c\n\x04host\x18\x05 \x01(\t\"\xe5\x01\n\x0eInstanceAction\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x12\n\nproject_id\x18\x04 \x01(\t\x12\x0f\n\x07user_id\x18\x05 \x01(\t\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07message\x18\x07 \x01(\t\x12\x34\n\x06\x65vents\x18\x08 \x03(\x0b\x32$.nimbus.state.v1.InstanceActionEvent\"H\n\x0bImageRecord\x12\'\n\x05image\x18\x01 \x01(\x0b\x32\x18.nimbus.compute.v1.Image\x12\x10\n\x08location\x18\x02 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dnimbus/state/v1/records.proto\x12\x0fnimbus.state.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fnimbus/compute/v1/compute.proto\">\n\tResources\x12\r\n\x05vcpus\x18\x01 \x01(\x05\x12\x11\n\tmemory_mb\x18\x02 \x01(\x05\x12\x0f\n\x07\x64isk_gb\x18\x03 \x01(\x05\"\xc0\x01\n\x0eInstanceRecord\x12)\n\x06server\x18\x01 \x01(\x0b\x32\x19.nimbus.compute.v1.Server\x12\x12\n\nalternates\x18\x02 \x03(\t\x12\x13\n\x0btried_hosts\x18\x03 \x03(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x33\n\x0ftask_changed_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tuser_data\x18\x06 \x01(\x0c\"\xa9\x02\n\nNodeRecord\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x17\n\x0fhypervisor_type\x18\x02 \x01(\t\x12)\n\x05total\x18\x03 \x01(\x0b\x32\x1a.nimbus.state.v1.Resources\x12,\n\x08reserved\x18\x04 \x01(\x0b\x32\x1a.nimbus.state.v1.Resources\x12\x1c\n\x14\x63pu_allocation_ratio\x18\x05 \x01(\x01\x12\x1c\n\x14ram_allocation_ratio\x18\x06 \x01(\x01\x12\x1d\n\x15\x64isk_allocation_ratio\x18\x07 \x01(\x01\x12\x10\n\x08\x64isabled\x18\x08 \x01(\x08\x12.\n\nstarted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Z\n\rProviderUsage\x12\x0c\n\x04host\x18\x01 \x01(\t\x12(\n\x04used\x18\x02 \x01(\x0b\x32\x1a.nimbus.state.v1.Resources\x12\x11\n\tconsumers\x18\x03 \x01(\x05\"r\n\nAllocation\x12\x13\n\x0b\x63onsumer_id\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x12\n\nproject_id\x18\x03 \x01(\t\x12-\n\tresources\x18\x04 \x01(\x0b\x32\x1a.nimbus.state.v1.Resources\"\xa3\x01\n\x13InstanceActionEvent\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inish_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06result\x18\x04 \x01(\t\x12\x0c\n\x04host\x18\x05 \x01(\t\"\xe5\x01\n\x0eInstanceAction\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x12\n\nproject_id\x18\x04 \x01(\t\x12\x0f\n\x07user_id\x18\x05 \x01(\t\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07message\x18\x07 \x01(\t\x12\x34\n\x06\x65vents\x18\x08 \x03(\x0b\x32$.nimbus.state.v1.InstanceActionEvent\"H\n\x0bImageRecord\x12\'\n\x05image\x18\x01 \x01(\x0b\x32\x18.nimbus.compute.v1.Image\x12\x10\n\x08location\x18\x02 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,17 +36,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RESOURCES']._serialized_start=116
   _globals['_RESOURCES']._serialized_end=178
   _globals['_INSTANCERECORD']._serialized_start=181
-  _globals['_INSTANCERECORD']._serialized_end=354
-  _globals['_NODERECORD']._serialized_start=357
-  _globals['_NODERECORD']._serialized_end=654
-  _globals['_PROVIDERUSAGE']._serialized_start=656
-  _globals['_PROVIDERUSAGE']._serialized_end=746
-  _globals['_ALLOCATION']._serialized_start=748
-  _globals['_ALLOCATION']._serialized_end=862
-  _globals['_INSTANCEACTIONEVENT']._serialized_start=865
-  _globals['_INSTANCEACTIONEVENT']._serialized_end=1028
-  _globals['_INSTANCEACTION']._serialized_start=1031
-  _globals['_INSTANCEACTION']._serialized_end=1260
-  _globals['_IMAGERECORD']._serialized_start=1262
-  _globals['_IMAGERECORD']._serialized_end=1334
+  _globals['_INSTANCERECORD']._serialized_end=373
+  _globals['_NODERECORD']._serialized_start=376
+  _globals['_NODERECORD']._serialized_end=673
+  _globals['_PROVIDERUSAGE']._serialized_start=675
+  _globals['_PROVIDERUSAGE']._serialized_end=765
+  _globals['_ALLOCATION']._serialized_start=767
+  _globals['_ALLOCATION']._serialized_end=881
+  _globals['_INSTANCEACTIONEVENT']._serialized_start=884
+  _globals['_INSTANCEACTIONEVENT']._serialized_end=1047
+  _globals['_INSTANCEACTION']._serialized_start=1050
+  _globals['_INSTANCEACTION']._serialized_end=1279
+  _globals['_IMAGERECORD']._serialized_start=1281
+  _globals['_IMAGERECORD']._serialized_end=1353
 # @@protoc_insertion_point(module_scope)
