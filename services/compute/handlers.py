@@ -15,6 +15,7 @@ import uuid
 
 from nimbus import errors, log
 from nimbus.compute.v1 import compute_pb2, compute_pb2_grpc
+from nimbus.imagestore import ImageStore, file_chunks
 from nimbus.rpc import auth, interceptor
 from nimbus.state.v1 import records_pb2
 from nimbus.store import keys
@@ -30,7 +31,6 @@ MAX_PAGE = 1000
 MAX_USER_DATA = 65535
 # aki/ari: a kernel or a ramdisk for direct kernel boot (Glance's names).
 DISK_FORMATS = ("qcow2", "raw", "iso", "aki", "ari")
-CHUNK = 1 << 20
 
 
 def _uuid_like(value: str) -> bool:
@@ -143,11 +143,14 @@ class Catalog:
 
 
 class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
-    def __init__(self, store: Store, catalog: Catalog, instances: Informer, image_dir: str):
+    def __init__(self, store: Store, catalog: Catalog, instances: Informer, images: ImageStore,
+                 staging_dir: str):
         self.store = store
         self.catalog = catalog
         self.instances = instances
-        self.image_dir = image_dir
+        self.images = images
+        self.staging_dir = staging_dir
+        os.makedirs(staging_dir, exist_ok=True)
 
     # ---- servers ----------------------------------------------------------
 
@@ -362,34 +365,37 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         meta.visibility = meta.visibility or "public"
         meta.owner = who.project_id
         meta.container_format = meta.container_format or "bare"
-        meta.status = C.IMAGE_STATUS_SAVING
+        meta.status = C.IMAGE_STATUS_QUEUED
         meta.created_at.CopyFrom(now())
-        os.makedirs(self.image_dir, exist_ok=True)
-        location = meta.id
-        path = os.path.join(self.image_dir, location)
-        record = records_pb2.ImageRecord(image=meta, location=location)
-        await self.store.create(keys.image(meta.id), record)
+        record = records_pb2.ImageRecord(image=meta)
+        ikey = keys.image(meta.id)
+        await self.store.create(ikey, record)
+        # Stage locally, check, then store: nothing unchecked is ever stored.
+        staging = os.path.join(self.staging_dir, meta.id + ".part")
         digest, size = hashlib.sha256(), 0
         try:
-            with open(path + ".part", "wb") as out:
+            with open(staging, "wb") as out:
                 async for message in request_iterator:
+                    if size == 0:
+                        record.image.status = C.IMAGE_STATUS_SAVING
+                        await self.store.txn([], [self.store.put(ikey, record)])
                     digest.update(message.chunk)
                     size += len(message.chunk)
                     out.write(message.chunk)
             if size == 0:
                 raise errors.InvalidArgument("chunk", "the image has no data")
             if meta.disk_format not in ("aki", "ari"):
-                await check_image_file(path + ".part", meta.disk_format)
-            os.rename(path + ".part", path)
+                await check_image_file(staging, meta.disk_format)
+            record.location = await self.images.write(meta.id, file_chunks(staging), meta.disk_format)
         except BaseException:
-            for leftover in (path + ".part", path):
-                if os.path.exists(leftover):
-                    os.unlink(leftover)
-            await self.store.txn([], [self.store.delete(keys.image(meta.id))])
+            await self.store.txn([], [self.store.delete(ikey)])
             raise
+        finally:
+            if os.path.exists(staging):
+                os.unlink(staging)
         meta = record.image   # the constructor copied meta into the record
         meta.size, meta.checksum, meta.status = size, digest.hexdigest(), C.IMAGE_STATUS_ACTIVE
-        await self.store.txn([], [self.store.put(keys.image(meta.id), record)])
+        await self.store.txn([], [self.store.put(ikey, record)])
         _log.info("image stored", image_id=meta.id, size=size, disk_format=meta.disk_format)
         return C.CreateImageResponse(image=meta)
 
@@ -398,9 +404,8 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         record = await self.catalog.image(request.id, "id", who)
         if record.image.status != C.IMAGE_STATUS_ACTIVE:
             raise errors.FailedPrecondition(f"image {record.image.id} is not active")
-        with open(os.path.join(self.image_dir, record.location), "rb") as f:
-            while chunk := f.read(CHUNK):
-                yield C.DownloadImageResponse(chunk=chunk)
+        async for chunk in self.images.read(record.location):
+            yield C.DownloadImageResponse(chunk=chunk)
 
 
 async def check_image_file(path: str, disk_format: str) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 from nimbus import config, log
 from nimbus.compute.v1 import compute_pb2, compute_pb2_grpc
+from nimbus.imagestore import make_store
 from nimbus.rpc import auth
 from nimbus.rpc.server import Server, wait_for_signal
 from nimbus.services.compute.handlers import Catalog, ComputeServicer
@@ -36,7 +38,10 @@ class ComputeProcess:
                              auth.Authenticator(noauth=cfg.noauth,
                                                 service_token=cfg.service_token or None))
         self.server.add(compute_pb2_grpc.add_ComputeServiceServicer_to_server,
-                        ComputeServicer(self.store, self.catalog, self.instances, cfg.image_dir),
+                        ComputeServicer(self.store, self.catalog, self.instances,
+                                        make_store(cfg.image_store, cfg.image_dir, cfg.ceph_conf,
+                                                   cfg.rbd_images_pool),
+                                        os.path.join(cfg.state_dir, "staging")),
                         compute_pb2.DESCRIPTOR.services_by_name["ComputeService"])
         await self.server.start()
         for informer in informers:
