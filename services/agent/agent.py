@@ -316,8 +316,14 @@ class ComputeAgent:
             # (if any) finishes the job.
             self.log.info("build stopped", instance_id=sid, reason=str(exc))
             await self._cleanup(sid)
-        except (SpawnError, ImageError, OSError, grpc.aio.AioRpcError) as exc:
-            message = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
+        except Exception as exc:  # noqa: BLE001 - any failure: clean up, give back, say why
+            if isinstance(exc, grpc.aio.AioRpcError):
+                message = exc.details()
+            elif isinstance(exc, (SpawnError, ImageError, OSError)):
+                message = str(exc)
+            else:   # a bug: keep the type so the fault is useful
+                message = f"{type(exc).__name__}: {exc}"
+                self.log.error("build crashed", instance_id=sid, exc_info=exc)
             self.log.warning("build failed, rescheduling", instance_id=sid, error=message)
             await self._cleanup(sid)
             await self._give_back(server, f"Build of instance {sid} failed: {message}", [stage])

@@ -53,17 +53,28 @@ class Conductor:
         """Take a server off `host` after a failed build: drop the claim and
         either hand it back to scheduling (alternates first) or, when the
         attempts are used up, put it in ERROR with a fault."""
-        current = await self.current(instance_id)
+        current = self.cached(instance_id)
+        maybe_stale = current is not None   # informer copies lag: confirm refusals
+        if current is None:
+            current = await self.store.get(keys.instance(instance_id), records_pb2.InstanceRecord)
         while True:
-            if current is None:
-                raise errors.NotFound("server", instance_id)
-            server = current.msg.server
-            if server.host != host:
-                raise errors.FailedPrecondition(f"server {instance_id} is not on host {host}")
-            if expected and server.task_state not in expected:
-                raise errors.UnexpectedTaskState(
-                    instance_id, TS.TaskState.Name(server.task_state),
-                    [TS.TaskState.Name(s) for s in expected])
+            try:
+                if current is None:
+                    raise errors.NotFound("server", instance_id)
+                server = current.msg.server
+                if server.host != host:
+                    raise errors.FailedPrecondition(f"server {instance_id} is not on host {host}")
+                if expected and server.task_state not in expected:
+                    raise errors.UnexpectedTaskState(
+                        instance_id, TS.TaskState.Name(server.task_state),
+                        [TS.TaskState.Name(s) for s in expected])
+            except errors.NimbusError:
+                if not maybe_stale:
+                    raise
+                maybe_stale = False
+                current = await self.store.get(keys.instance(instance_id),
+                                               records_pb2.InstanceRecord)
+                continue
             new = records_pb2.InstanceRecord()
             new.CopyFrom(current.msg)
             new.tried_hosts.append(host)
@@ -85,6 +96,7 @@ class Conductor:
                                                [self.store.put(ikey, new)])
             except InstanceChanged:
                 current = await self.store.get(ikey, records_pb2.InstanceRecord)
+                maybe_stale = False
                 continue
             _log.info("build given back", instance_id=instance_id, host=host,
                       reason=fault.message, next="error" if new.server.vm_state == TS.VM_STATE_ERROR

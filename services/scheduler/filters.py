@@ -19,17 +19,22 @@ class HostState:
     used_memory_mb: int = 0
     used_disk_gb: int = 0
 
+    capacity: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def __post_init__(self) -> None:
+        self.capacity = resources.capacity(self.node)   # once, not per filter check
+
     @property
     def free_vcpus(self) -> float:
-        return resources.capacity(self.node)[0] - self.used_vcpus
+        return self.capacity[0] - self.used_vcpus
 
     @property
     def free_memory_mb(self) -> float:
-        return resources.capacity(self.node)[1] - self.used_memory_mb
+        return self.capacity[1] - self.used_memory_mb
 
     @property
     def free_disk_gb(self) -> float:
-        return resources.capacity(self.node)[2] - self.used_disk_gb
+        return self.capacity[2] - self.used_disk_gb
 
     def consume(self, want: records_pb2.Resources) -> None:
         """Count a selection at once so one batch does not pile onto one host."""
