@@ -7,16 +7,15 @@ benchmarks."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 
-from nimbus import config, log
+from nimbus import config, process
 from nimbus.compute.v1 import compute_pb2_grpc
 from nimbus.conductor.v1 import conductor_pb2_grpc
 from nimbus.imagebackend.local import LocalBackend
 from nimbus.rpc import auth
-from nimbus.rpc.server import channel, wait_for_signal
+from nimbus.rpc.server import channel
 from nimbus.services.agent.agent import ComputeAgent
 from nimbus.services.agent.tracker import ResourceTracker
 from nimbus.state.v1 import records_pb2
@@ -44,11 +43,10 @@ def make_backend(cfg: config.Config, instances_path: str):
     raise SystemExit(f"image_backend must be qcow2 or rbd, not {cfg.image_backend!r}")
 
 
-class AgentProcess:
+class AgentProcess(process.ServiceProcess):
     def __init__(self, cfg: config.Config):
-        self.cfg = cfg
+        super().__init__(cfg)
         self.agents: list[ComputeAgent] = []
-        self.tasks: list[asyncio.Task] = []
 
     async def _make(self, host: str, uri: str, instances_path: str) -> ComputeAgent:
         cfg = self.cfg
@@ -76,6 +74,7 @@ class AgentProcess:
         cfg = self.cfg
         self.conductor_channel = channel(cfg.conductor_address)
         self.api_channel = channel(cfg.api_address)
+        self.closers += [self.conductor_channel.close, self.api_channel.close]
         base_host = cfg.host or socket.gethostname()
         if cfg.simulate:
             root = os.path.abspath(os.path.join(cfg.state_dir, "sim"))
@@ -100,31 +99,14 @@ class AgentProcess:
                     f.write(test_node_xml(cfg.vcpus, cfg.memory_mb))
                 uri = f"test://{node_xml}"
             self.agents.append(await self._make(base_host, uri, os.path.abspath(cfg.instances_path)))
-        self.tasks = [asyncio.create_task(a.run()) for a in self.agents]
-        return self
-
-    async def stop(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
         for agent in self.agents:
-            await agent.driver.close()
-        await self.conductor_channel.close()
-        await self.api_channel.close()
-
-
-async def _run(cfg: config.Config) -> None:
-    proc = await AgentProcess(cfg).start()
-    await wait_for_signal()
-    await proc.stop()
+            self.closers.append(agent.driver.close)
+            self.spawn(agent.run())
+        return self
 
 
 def main(argv: list[str] | None = None) -> None:
-    log.configure()
-    cfg = config.parse(argv, "nimbus compute agent")
-    if not cfg.service_token:
-        raise SystemExit("the agent needs --service-token or NIMBUS_SERVICE_TOKEN")
     try:
-        asyncio.run(_run(cfg))
+        process.main(AgentProcess, argv, "nimbus compute agent", "", process.needs_service_token)
     except UnusableVirtType as exc:
         raise SystemExit(f"nimbus agent: {exc}") from None

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 
-from nimbus import config, log
+from nimbus import config, log, process
 from nimbus.compute.v1 import compute_pb2, compute_pb2_grpc
 from nimbus.imagestore import make_store
 from nimbus.rpc import auth
-from nimbus.rpc.server import Server, wait_for_signal
+from nimbus.rpc.server import Server
 from nimbus.services.compute.handlers import Catalog, ComputeServicer
 from nimbus.state.v1 import records_pb2
 from nimbus.store import keys
@@ -19,21 +18,19 @@ from nimbus.store.store import Store
 _log = log.get("nimbus.compute")
 
 
-class ComputeProcess:
-    def __init__(self, cfg: config.Config):
-        self.cfg = cfg
-        self.tasks: list[asyncio.Task] = []
-
+class ComputeProcess(process.ServiceProcess):
     async def start(self) -> "ComputeProcess":
         cfg = self.cfg
         if cfg.noauth:
             _log.warning("noauth mode: 'Bearer <user>:<project>' tokens are trusted as they are; "
                          "the user 'admin' is an admin. Development only.")
         self.store = await Store.connect(cfg.etcd_endpoint, cfg.etcd_prefix)
+        self.closers.append(self.store.close)
         self.catalog = Catalog(self.store)
         self.instances = Informer(self.store, keys.INSTANCES, records_pb2.InstanceRecord)
         informers = (self.catalog.flavors, self.catalog.images, self.instances)
-        self.tasks = [asyncio.create_task(i.run()) for i in informers]
+        for informer in informers:
+            self.spawn(informer.run())
         self.server = Server("compute", cfg.listen or config.DEFAULT_API_ADDRESS,
                              auth.Authenticator(noauth=cfg.noauth,
                                                 service_token=cfg.service_token or None))
@@ -49,23 +46,10 @@ class ComputeProcess:
         await self.server.set_serving()
         return self
 
-    async def stop(self) -> None:
-        await self.server.stop(0.5)
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        await self.store.close()
-
-
-async def _run(cfg: config.Config) -> None:
-    proc = await ComputeProcess(cfg).start()
-    await wait_for_signal()
-    await proc.stop()
-
 
 def main(argv: list[str] | None = None) -> None:
-    log.configure()
-    cfg = config.parse(argv, "nimbus compute API", config.DEFAULT_API_ADDRESS)
-    if not cfg.noauth and not cfg.service_token:
-        raise SystemExit("the API needs --noauth (development) or a service token")
-    asyncio.run(_run(cfg))
+    def check(cfg: config.Config) -> str | None:
+        if not cfg.noauth and not cfg.service_token:
+            return "needs --noauth (development) or a service token"
+        return None
+    process.main(ComputeProcess, argv, "nimbus compute API", config.DEFAULT_API_ADDRESS, check)

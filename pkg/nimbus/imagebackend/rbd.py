@@ -135,7 +135,7 @@ def _import_file(conn: rados.Rados, pool: str, name: str, path: str) -> None:
     """`rbd import` of a local file, skipping holes and zero blocks."""
     size = os.path.getsize(path)
     with conn.open_ioctx(pool) as ioctx:
-        _remove_image(ioctx, name)   # a leftover of an earlier attempt for this instance
+        _remove_image(conn, ioctx, name)   # a leftover of an earlier attempt for this instance
         rbd.RBD().create(ioctx, name, size, old_format=False)
         try:
             with rbd.Image(ioctx, name) as image, open(path, "rb") as f:
@@ -152,7 +152,7 @@ def _import_file(conn: rados.Rados, pool: str, name: str, path: str) -> None:
                             image.write(block, offset)
                         offset += len(block)
         except BaseException:
-            _remove_image(ioctx, name)
+            _remove_image(conn, ioctx, name)
             raise
 
 
@@ -169,7 +169,7 @@ def _clone(conn: rados.Rados, images_pool: str, image_id: str, vms_pool: str, na
             return False
         check_fits({"virtual-size": size}, root_gb)
         with conn.open_ioctx(vms_pool) as dest:
-            _remove_image(dest, name)
+            _remove_image(conn, dest, name)
             rbd.RBD().clone(src, image_id, SNAP, dest, name)
     return True
 
@@ -180,7 +180,7 @@ def _grow(conn: rados.Rados, pool: str, name: str, size: int) -> None:
             image.resize(size)
 
 
-def _remove_image(ioctx: rados.Ioctx, name: str) -> None:
+def _remove_image(conn: rados.Rados, ioctx: rados.Ioctx, name: str) -> None:
     """Remove an image, its snapshots (flattening their clones) included. Idempotent."""
     try:
         with rbd.Image(ioctx, name) as image:
@@ -188,7 +188,7 @@ def _remove_image(ioctx: rados.Ioctx, name: str) -> None:
                 if image.is_protected_snap(snap["name"]):
                     image.set_snap(snap["name"])
                     for child_pool, child in image.list_children():
-                        with ioctx.rados.open_ioctx(child_pool) as cio, rbd.Image(cio, child) as c:
+                        with conn.open_ioctx(child_pool) as cio, rbd.Image(cio, child) as c:
                             c.flatten()
                     image.set_snap(None)
                     image.unprotect_snap(snap["name"])
@@ -209,14 +209,14 @@ def _remove_image(ioctx: rados.Ioctx, name: str) -> None:
 
 def _remove(conn: rados.Rados, pool: str, name: str) -> None:
     with conn.open_ioctx(pool) as ioctx:
-        _remove_image(ioctx, name)
+        _remove_image(conn, ioctx, name)
 
 
 def _remove_prefixed(conn: rados.Rados, pool: str, prefix: str) -> None:
     with conn.open_ioctx(pool) as ioctx:
         for name in rbd.RBD().list(ioctx):
             if name.startswith(prefix):
-                _remove_image(ioctx, name)
+                _remove_image(conn, ioctx, name)
 
 
 def _capacity(conn: rados.Rados, pool: str) -> tuple[int, int]:
@@ -317,11 +317,11 @@ class RbdImageStore:
                 image.create_snap(SNAP)
                 image.protect_snap(SNAP)
 
-        def close(_conn, remove: bool):
+        def close(conn, remove: bool):
             try:
                 image.close()   # before remove: an open image holds a watch
                 if remove:
-                    _remove_image(ioctx, image_id)
+                    _remove_image(conn, ioctx, image_id)
             finally:
                 ioctx.close()
 
@@ -407,7 +407,7 @@ class RbdImageStore:
                                     f"{children[0][0]}/{children[0][1]}: delete those servers first")
                 except rbd.ImageNotFound:
                     return
-                _remove_image(ioctx, name)
+                _remove_image(conn, ioctx, name)
 
         await self.cluster.call(delete)
 

@@ -1,0 +1,57 @@
+"""The common life of a nimbus process: parse the config, start, serve
+until SIGINT/SIGTERM, stop (gRPC server first, then background tasks, then
+connections)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Awaitable, Callable
+
+from nimbus import config, log
+from nimbus.rpc.server import Server, wait_for_signal
+
+
+class ServiceProcess:
+    def __init__(self, cfg: config.Config):
+        self.cfg = cfg
+        self.server: Server | None = None
+        self.tasks: list[asyncio.Task] = []
+        self.closers: list[Callable[[], Awaitable[None]]] = []
+
+    def spawn(self, coro) -> asyncio.Task:
+        task = asyncio.create_task(coro)
+        self.tasks.append(task)
+        return task
+
+    async def start(self) -> "ServiceProcess":
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop(0.5)
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for close in reversed(self.closers):
+            await close()
+
+
+def main(process: type[ServiceProcess], argv: list[str] | None, description: str,
+         default_listen: str = "", check: Callable[[config.Config], str | None] | None = None) -> None:
+    log.configure()
+    cfg = config.parse(argv, description, default_listen)
+    problem = check(cfg) if check else None
+    if problem:
+        raise SystemExit(f"{description}: {problem}")
+
+    async def run() -> None:
+        proc = await process(cfg).start()
+        try:
+            await wait_for_signal()
+        finally:
+            await proc.stop()
+    asyncio.run(run())
+
+
+def needs_service_token(cfg: config.Config) -> str | None:
+    return None if cfg.service_token else "needs --service-token or NIMBUS_SERVICE_TOKEN"
