@@ -1,0 +1,45 @@
+"""Fixtures for system tests (real external services started per session).
+
+Each section below is self-contained: its own imports, helpers and fixtures.
+Add new sections rather than editing another one. NOTE: pytest hooks are
+plain module-level functions, so a second `pytest_collection_modifyitems`
+in this file would silently replace the first: extend the one below instead.
+"""
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        # Ceph section: every test using the `ceph` fixture is a ceph test (`-m "not ceph"`).
+        if "ceph" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.ceph)
+
+
+# ==== Ceph: a throwaway 1 mon + 1 memstore OSD cluster (tests/system/ceph.py) ====
+#
+# Needs: apt-get install ceph-mon ceph-osd ceph-common python3-rados python3-rbd
+# and tools/link-ceph-modules.sh VENV. Skipped (saying what is missing) only
+# when those are absent; any failure to bring the cluster up is an error.
+
+
+@pytest.fixture(scope="session")
+def ceph(tmp_path_factory):
+    """A running CephCluster with pools `images` and `vms`: use `.conf_path`
+    and `.monitors`. Every daemon is killed at the end of the session."""
+    import ceph as ceph_harness   # tests/system/ceph.py
+
+    missing = ceph_harness.missing_requirements()
+    if missing:
+        pytest.skip("Ceph not available on this machine: missing " + "; ".join(missing))
+    cluster = ceph_harness.CephCluster(str(tmp_path_factory.mktemp("ceph")))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
