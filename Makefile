@@ -6,20 +6,24 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROTOS := $(shell find protos -name '*.proto')
 
-.PHONY: run test test-fast protos protos-check lint bench system-deps venv clean
+.PHONY: run test protos protos-check lint bench system-deps test-deps venv clean
 
 # Debian packages nimbus needs: libvirt-python builds against libvirt-dev;
 # qemu-img makes the image cache and overlays; genisoimage builds config drives;
 # python3-venv and python3-dev let Debian's own python3.11 make the venv and build libvirt-python.
 APT_PACKAGES := libvirt-dev pkg-config qemu-utils genisoimage python3-venv python3-dev
+# The test tiers run real daemons: a throwaway Ceph (mon + OSD, rados/rbd
+# Python modules) and libvirtd with QEMU/TCG for a real guest (qemu-block-extra
+# gives QEMU its RBD driver; cpio packs the guest's initramfs).
+TEST_APT_PACKAGES := ceph-mon ceph-osd ceph-common python3-rados python3-rbd \
+	libvirt-daemon-system qemu-system-x86 qemu-block-extra cpio
 
 system-deps:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages:$$missing"; \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	@tools/apt-ensure.sh $(APT_PACKAGES)
+
+test-deps: venv
+	@tools/apt-ensure.sh $(TEST_APT_PACKAGES)
+	@tools/link-ceph-modules.sh $(VENV)
 
 $(STAMP): requirements.txt pyproject.toml | system-deps
 	@command -v $(PYTHON) >/dev/null || { echo "nimbus needs Python 3.11 (Ceph's rbd/rados modules are cpython-3.11 builds)"; exit 1; }
@@ -34,7 +38,7 @@ venv: system-deps $(STAMP)
 run: venv
 	$(PY) -m nimbus.devstack
 
-test: venv
+test: venv test-deps
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 protos: venv

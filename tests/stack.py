@@ -38,12 +38,15 @@ class Stack:
     def __init__(self, etcd_endpoint: str, state_dir: str, hosts: int = 2, vcpus: int = 8,
                  memory_mb: int = 16384, disk_gb: int = 200, reserved_host_memory_mb: int = 0,
                  node_ttl: int = 10, sweep_interval: float = 2.0, power_sync_interval: float = 10.0,
-                 **extra):
+                 real_host: str | None = None, **extra):
+        """`hosts` simulated hosts on private test drivers, or, with
+        `real_host`, one agent of that name on the libvirt URI in `extra`."""
         self.cfg = config.Config(
             etcd_endpoint=etcd_endpoint, etcd_prefix=f"/t-{uuid.uuid4().hex[:8]}/",
             api_address=f"127.0.0.1:{free_port()}", conductor_address=f"127.0.0.1:{free_port()}",
             scheduler_address=f"127.0.0.1:{free_port()}", service_token=secrets.token_hex(16),
-            noauth=True, state_dir=state_dir, host="sim", simulate=hosts, vcpus=vcpus,
+            noauth=True, state_dir=state_dir, host=real_host or "sim",
+            simulate=0 if real_host else hosts, vcpus=vcpus,
             memory_mb=memory_mb, disk_gb=disk_gb, reserved_host_memory_mb=reserved_host_memory_mb,
             cpu_allocation_ratio=1.0, node_ttl=node_ttl, power_sync_interval=power_sync_interval,
             **extra)
@@ -66,7 +69,7 @@ class Stack:
         self.agents = await AgentProcess(self.cfg).start()
         self.channel = channel(self.cfg.api_address)
         self.api = compute_pb2_grpc.ComputeServiceStub(self.channel)
-        await self.wait_hosts(self.cfg.simulate)
+        await self.wait_hosts(self.cfg.simulate or 1)
         return self
 
     async def wait_hosts(self, count: int, timeout: float = 20) -> None:
@@ -89,9 +92,11 @@ class Stack:
             name=name, vcpus=vcpus, ram_mb=ram_mb, disk_gb=disk_gb)), metadata=ADMIN)
         return resp.flavor
 
-    async def image(self, path: str, name: str = "cirros", disk_format: str = "qcow2") -> C.Image:
+    async def image(self, path: str, name: str = "cirros", disk_format: str = "qcow2",
+                    properties: dict | None = None) -> C.Image:
         async def messages():
-            yield C.CreateImageRequest(image=C.Image(name=name, disk_format=disk_format))
+            yield C.CreateImageRequest(image=C.Image(name=name, disk_format=disk_format,
+                                                     properties=properties or {}))
             with open(path, "rb") as f:
                 while chunk := f.read(1 << 20):
                     yield C.CreateImageRequest(chunk=chunk)
