@@ -41,6 +41,7 @@ BUILDING_TASKS = (C.TASK_STATE_NETWORKING, C.TASK_STATE_BLOCK_DEVICE_MAPPING, C.
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
              grpc.StatusCode.CANCELLED)
 RETRY_SECONDS = 20.0
+RECONCILE_EVERY = 6          # power-sync rounds between leftover sweeps
 
 
 class Lost(Exception):
@@ -80,10 +81,14 @@ class ComputeAgent:
 
     async def _sync_power_forever(self) -> None:
         await self.synced.wait()
+        rounds = 0
         while True:
             await asyncio.sleep(self.power_sync_interval)
+            rounds += 1
             try:
                 await self.sync_power_states()
+                if rounds % RECONCILE_EVERY == 0:
+                    await self._reconcile_domains()
             except (grpc.aio.AioRpcError, OSError) as exc:
                 self.log.warning("power sync failed", error=str(exc))
 
@@ -93,12 +98,16 @@ class ComputeAgent:
         whose domain stopped, crashed or vanished behind our back becomes
         STOPPED (Nova stops it through its API); the next start is the
         user's call."""
+        # Pick the idle servers before asking libvirt: a build that finishes
+        # while we wait must not be judged by a snapshot older than its domain.
+        idle = {sid: self.revisions.get(sid) for sid, s in self.servers.items()
+                if sid not in self._work and s.task_state == C.TASK_STATE_UNSPECIFIED
+                and s.vm_state in (C.VM_STATE_ACTIVE, C.VM_STATE_STOPPED, C.VM_STATE_PAUSED)}
         actual = await self.driver.power_states()
-        for sid, server in list(self.servers.items()):
-            if sid in self._work or server.task_state != C.TASK_STATE_UNSPECIFIED:
-                continue
-            if server.vm_state not in (C.VM_STATE_ACTIVE, C.VM_STATE_STOPPED, C.VM_STATE_PAUSED):
-                continue
+        for sid, revision in idle.items():
+            server = self.servers.get(sid)
+            if server is None or sid in self._work or self.revisions.get(sid) != revision:
+                continue   # changed while we looked: next round
             power = actual.get(sid, C.POWER_STATE_UNSPECIFIED)
             if power == server.power_state:
                 continue
@@ -169,6 +178,9 @@ class ComputeAgent:
         for instance_id in leftovers - set(self._work):
             self.log.info("removing leftover instance", instance_id=instance_id)
             await self._cleanup(instance_id)
+        # The tracker counts exactly the servers this host has.
+        for instance_id in set(self.tracker.claims) - set(self.servers) - set(self._work):
+            self.tracker.drop(instance_id)
 
     # ---- dispatch ---------------------------------------------------------
 

@@ -27,6 +27,7 @@ TS = compute_pb2
 BUILD_TASKS = (TS.TASK_STATE_SCHEDULING, TS.TASK_STATE_NETWORKING,
                TS.TASK_STATE_BLOCK_DEVICE_MAPPING, TS.TASK_STATE_SPAWNING)
 NO_VALID_HOST = "No valid host was found. "
+ORPHAN_SWEEP_EVERY = 15      # sweeps between allocation audits (a range read)
 
 
 def needs_scheduling(server: compute_pb2.Server) -> bool:
@@ -46,6 +47,7 @@ class BuildScheduler:
         self.wake = asyncio.Event()
         # host -> when this leader first saw it without a live node record.
         self._missing_since: dict[str, float] = {}
+        self._sweeps = 0
 
     def _on_instance(self, kind, key, new, old) -> None:
         if kind == UPSERT and needs_scheduling(new.msg.server):
@@ -200,7 +202,30 @@ class BuildScheduler:
         first = self._missing_since.setdefault(host, clock)
         return clock - first >= 2 * self.c.node_ttl
 
+    async def release_orphaned_allocations(self) -> None:
+        """An allocation whose instance is gone or lives on another host is
+        released (a claim and its instance are written together, so this only
+        follows a crash between a host's cleanup and its report, or a bug).
+        Decided on a fresh read of the instance and released only if it is
+        still so (compare on its mod_revision)."""
+        items, _ = await self.c.store.list(keys.ALLOCATIONS, records_pb2.Allocation)
+        for _, allocation in items:
+            host, consumer = allocation.msg.host, allocation.msg.consumer_id
+            ikey = keys.instance(consumer)
+            inst = await self.c.store.get(ikey, records_pb2.InstanceRecord)
+            if inst is not None and inst.msg.server.host == host:
+                continue
+            _log.warning("releasing orphaned allocation", host=host, consumer=consumer)
+            try:
+                await self.c.claims.release_with(
+                    host, consumer, self.c.store.mod_is(ikey, inst.mod_revision if inst else 0), [])
+            except InstanceChanged:
+                pass   # it moved meanwhile: the next sweep looks again
+
     async def sweep(self) -> None:
+        self._sweeps += 1
+        if self._sweeps % ORPHAN_SWEEP_EVERY == 0:
+            await self.release_orphaned_allocations()
         clock = time.monotonic()
         for v in list(self.c.instances.items.values()):
             server = v.msg.server

@@ -75,3 +75,20 @@ async def test_leftover_domains_and_dirs_are_removed(stack):
     await agent._reconcile_domains()
     assert orphan not in await agent.driver.instance_ids()
     assert not os.path.exists(agent.driver.instance_dir(orphan))
+
+
+async def test_orphaned_allocations_are_released(stack):
+    from nimbus.store import keys
+    store = stack.conductor.store
+    host = stack.agents.agents[0].host
+    ghost = "0c3f5a43-0000-4000-8000-00000000f00d"
+    await store.txn([], [store.put(keys.allocation(host, ghost), records_pb2.Allocation(
+        consumer_id=ghost, host=host, resources=records_pb2.Resources(vcpus=1, memory_mb=512)))])
+    usage = await store.get(keys.provider(host), records_pb2.ProviderUsage)
+    usage.msg.used.memory_mb += 512
+    usage.msg.consumers += 1
+    await store.txn([], [store.put(keys.provider(host), usage.msg)])
+    await stack.conductor.builds.release_orphaned_allocations()
+    assert await store.get(keys.allocation(host, ghost), records_pb2.Allocation) is None
+    after = await store.get(keys.provider(host), records_pb2.ProviderUsage)
+    assert after.msg.used.memory_mb == usage.msg.used.memory_mb - 512
