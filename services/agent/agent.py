@@ -76,8 +76,16 @@ class ComputeAgent:
     # ---- connection loops ------------------------------------------------
 
     async def run(self) -> None:
-        await asyncio.gather(self._report_forever(), self._stream_forever(),
-                             self._sync_power_forever())
+        try:
+            await asyncio.gather(self._report_forever(), self._stream_forever(),
+                                 self._sync_power_forever())
+        finally:
+            # Stopping: builds and deletes in flight stop too (a restart's
+            # replay finishes or reschedules them), before the driver closes.
+            work = list(self._work.values())
+            for task in work:
+                task.cancel()
+            await asyncio.gather(*work, return_exceptions=True)
 
     async def _sync_power_forever(self) -> None:
         await self.synced.wait()
