@@ -8,6 +8,12 @@
     flavors/<id>                     Flavor
     images/<id>                      ImageRecord
     leaders/<role>                   the elected leader's id, on its lease
+    keypairs/<user>/<name>           KeyPair (public half only)
+    security-groups/<project>/<id>   SecurityGroup with its rules
+    server-groups/<project>/<id>     ServerGroup (policy, members)
+    aggregates/<id>                  Aggregate (hosts, availability zone)
+    quotas/<project>                 per-project quota limits (overrides of the defaults)
+    usages/<project>                 per-project usage, changed in the same txn as the records
 """
 
 from __future__ import annotations
@@ -20,6 +26,12 @@ ALLOCATIONS = "allocations/"
 FLAVORS = "flavors/"
 IMAGES = "images/"
 LEADERS = "leaders/"
+KEYPAIRS = "keypairs/"
+SECURITY_GROUPS = "security-groups/"
+SERVER_GROUPS = "server-groups/"
+AGGREGATES = "aggregates/"
+QUOTAS = "quotas/"
+USAGES = "usages/"
 
 
 def instance(instance_id: str) -> str:
@@ -52,3 +64,27 @@ def image(image_id: str) -> str:
 
 def leader(role: str) -> str:
     return LEADERS + role
+
+
+def keypair(user_id: str, name: str) -> str:
+    return f"{KEYPAIRS}{user_id}/{name}"
+
+
+def security_group(project_id: str, group_id: str) -> str:
+    return f"{SECURITY_GROUPS}{project_id}/{group_id}"
+
+
+def server_group(project_id: str, group_id: str) -> str:
+    return f"{SERVER_GROUPS}{project_id}/{group_id}"
+
+
+def aggregate(aggregate_id: str) -> str:
+    return AGGREGATES + aggregate_id
+
+
+def quota(project_id: str) -> str:
+    return QUOTAS + project_id
+
+
+def usage(project_id: str) -> str:
+    return USAGES + project_id
