@@ -17,6 +17,7 @@ from nimbus import errors, log
 from nimbus.compute.v1 import compute_pb2, compute_pb2_grpc
 from nimbus.imagestore import ImageStore, file_chunks
 from nimbus.rpc import auth, interceptor
+from nimbus.services.compute import create
 from nimbus.state.v1 import records_pb2
 from nimbus.store import keys
 from nimbus.store.informer import DELETED, OVERFLOW, SYNCED, Informer
@@ -28,7 +29,6 @@ MAX_NAME = 255
 MAX_COUNT = 64           # servers per CreateServer call: one etcd txn (128 ops)
 MAX_METADATA_ITEMS = 128
 MAX_PAGE = 1000
-MAX_USER_DATA = 65535
 # aki/ari: a kernel or a ramdisk for direct kernel boot (Glance's names).
 DISK_FORMATS = ("qcow2", "raw", "iso", "aki", "ari")
 
@@ -156,39 +156,57 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
 
     async def CreateServer(self, request, context):
         who = auth.identity()
+        # Shape first (cheap, no reads), then references, then quota + write.
         name = validate_name(request.name)
         min_count, max_count = validate_counts(request.min_count, request.max_count)
         validate_metadata(request.metadata)
-        if len(request.user_data) > MAX_USER_DATA:
-            raise errors.InvalidArgument("user_data", f"must be at most {MAX_USER_DATA} bytes")
+        create.check_user_data(request)
+        create.check_description(request)
+        create.check_access_ips(request)
+        create.check_personality(request)
+        create.check_networks(request)
+        create.check_scheduler_hints(request.scheduler_hints)
+        block_devices = create.block_devices(request)
+        zone, forced_host = create.parse_availability_zone(request.availability_zone, who.is_admin)
+
         flavor = await self.catalog.flavor(request.flavor_ref, "flavor_ref")
-        image = (await self.catalog.image(request.image_ref, "image_ref", who)).image
-        if image.status != C.IMAGE_STATUS_ACTIVE:
-            raise errors.InvalidArgument("image_ref", f"image {image.id} is not active")
-        if image.min_ram_mb > flavor.ram_mb:
-            raise errors.InvalidArgument(
-                "flavor_ref", f"flavor's memory ({flavor.ram_mb} MB) is below the image's "
-                              f"min_ram ({image.min_ram_mb} MB)")
-        if flavor.disk_gb and image.min_disk_gb > flavor.disk_gb:
-            raise errors.InvalidArgument(
-                "flavor_ref", f"flavor's disk ({flavor.disk_gb} GB) is below the image's "
-                              f"min_disk ({image.min_disk_gb} GB)")
+        image = await self._boot_image(request, block_devices, flavor, who)
+        for field in ("kernel_id", "ramdisk_id"):
+            if getattr(request, field):
+                await self.catalog.image(getattr(request, field), field, who)
+        for i, bdm in enumerate(block_devices):
+            if bdm.source_type in ("volume", "snapshot"):
+                # nimbus has no block storage service yet: no volume exists.
+                raise errors.NotFound(bdm.source_type, bdm.uuid)
+        for i, net in enumerate(request.networks):
+            # Networks arrive with IPAM; until then none exists.
+            raise errors.NotFound("port" if net.port else "network", net.port or net.uuid)
+
         reservation_id = "r-" + uuid.uuid4().hex[:8]
         request_id = interceptor.request_id()
         created = now()
-        response = C.CreateServerResponse(reservation_id=reservation_id)
+        admin_pass = request.admin_pass or create.generate_password()
+        response = C.CreateServerResponse(reservation_id=reservation_id, admin_pass=admin_pass)
+        security_groups = list(dict.fromkeys(request.security_groups)) or ["default"]
         ops = []
         for index in range(max_count):
             server = response.servers.add(
                 id=str(uuid.uuid4()), name=f"{name}-{index + 1}" if max_count > 1 else name,
                 project_id=who.project_id, user_id=who.user_id, vm_state=C.VM_STATE_BUILDING,
-                task_state=C.TASK_STATE_SCHEDULING, flavor_ref=flavor.id, image_ref=image.id,
-                flavor=flavor, reservation_id=reservation_id, launch_index=index,
-                created_at=created, updated_at=created, metadata=request.metadata,
-                config_drive=request.config_drive)
-            record = records_pb2.InstanceRecord(server=server, request_id=request_id,
-                                                task_changed_at=created,
-                                                user_data=request.user_data)
+                task_state=C.TASK_STATE_SCHEDULING, flavor_ref=flavor.id,
+                image_ref=image.id if image else "", flavor=flavor,
+                reservation_id=reservation_id, launch_index=index, created_at=created,
+                updated_at=created, metadata=request.metadata, config_drive=request.config_drive,
+                key_name=request.key_name, security_groups=security_groups,
+                access_ipv4=request.access_ipv4, access_ipv6=request.access_ipv6,
+                availability_zone=zone, description=request.description,
+                server_group=request.scheduler_hints.group)
+            record = records_pb2.InstanceRecord(
+                server=server, request_id=request_id, task_changed_at=created,
+                user_data=request.user_data, personality=request.personality,
+                networks=request.networks, networks_mode=request.networks_mode,
+                block_devices=block_devices, scheduler_hints=request.scheduler_hints,
+                forced_host=forced_host)
             action = records_pb2.InstanceAction(
                 request_id=request_id, instance_id=server.id, action="create",
                 project_id=who.project_id, user_id=who.user_id, start_time=created)
@@ -197,8 +215,38 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         # One transaction: the servers and their actions appear together or not at all.
         await self.store.txn([], ops)
         _log.info("servers created", count=max_count, reservation_id=reservation_id,
-                  flavor=flavor.name, image=image.id)
+                  flavor=flavor.name, image=image.id if image else "")
+        if request.return_reservation_id:
+            del response.servers[:]
         return response
+
+    async def _boot_image(self, request, block_devices, flavor: C.Flavor,
+                          who: auth.Identity) -> C.Image | None:
+        """The image to boot (checked against the flavor), or None when a
+        block device with boot_index 0 is the boot disk (boot from volume)."""
+        boot = next((b for b in block_devices if b.has_boot_index and b.boot_index == 0), None)
+        ref = request.image_ref
+        if not ref and boot is not None and boot.source_type == "image":
+            ref = boot.uuid
+        if not ref:
+            if boot is not None:
+                return None
+            raise errors.InvalidArgument("image_ref", "is required unless a block device boots")
+        image = (await self.catalog.image(ref, "image_ref", who)).image
+        if image.status != C.IMAGE_STATUS_ACTIVE:
+            raise errors.InvalidArgument("image_ref", f"image {image.id} is not active")
+        if image.disk_format in ("aki", "ari"):
+            raise errors.InvalidArgument("image_ref", f"image {image.id} is a kernel or ramdisk, "
+                                                      "not a bootable disk")
+        if image.min_ram_mb > flavor.ram_mb:
+            raise errors.InvalidArgument(
+                "flavor_ref", f"flavor's memory ({flavor.ram_mb} MB) is below the image's "
+                              f"min_ram ({image.min_ram_mb} MB)")
+        if flavor.disk_gb and image.min_disk_gb > flavor.disk_gb:
+            raise errors.InvalidArgument(
+                "flavor_ref", f"flavor's disk ({flavor.disk_gb} GB) is below the image's "
+                              f"min_disk ({image.min_disk_gb} GB)")
+        return image
 
     async def _server(self, server_id: str, who: auth.Identity):
         if not server_id:

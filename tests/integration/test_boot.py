@@ -188,6 +188,9 @@ async def test_watch_lists_existing_then_synced_then_changes(stack):
     call.cancel()
 
 
+NIL = "00000000-0000-4000-8000-000000000001"
+
+
 def _violation(err: grpc.aio.AioRpcError) -> str:
     for key, value in err.trailing_metadata() or ():
         if key == "grpc-status-details-bin":
@@ -215,6 +218,42 @@ def _violation(err: grpc.aio.AioRpcError) -> str:
     (dict(max_count=1000), grpc.StatusCode.INVALID_ARGUMENT, "max_count"),
     (dict(metadata={"k" * 256: "v"}), grpc.StatusCode.INVALID_ARGUMENT, f"metadata[{'k' * 256!r}]"),
     (dict(metadata={"k": "v" * 256}), grpc.StatusCode.INVALID_ARGUMENT, "metadata['k']"),
+    (dict(user_data=b"x" * 65536), grpc.StatusCode.INVALID_ARGUMENT, "user_data"),
+    (dict(description="d" * 256), grpc.StatusCode.INVALID_ARGUMENT, "description"),
+    (dict(access_ipv4="1.2.3"), grpc.StatusCode.INVALID_ARGUMENT, "access_ipv4"),
+    (dict(access_ipv6="1.2.3.4"), grpc.StatusCode.INVALID_ARGUMENT, "access_ipv6"),
+    (dict(personality=[C.Personality(path=" ", contents=b"x")]), grpc.StatusCode.INVALID_ARGUMENT,
+     "personality[0].path"),
+    (dict(networks=[C.NetworkRequest(uuid="net")]), grpc.StatusCode.INVALID_ARGUMENT,
+     "networks[0].uuid"),
+    (dict(networks=[C.NetworkRequest(uuid=NIL, fixed_ip="10.0.0.300")]),
+     grpc.StatusCode.INVALID_ARGUMENT, "networks[0].fixed_ip"),
+    (dict(networks_mode="sometimes"), grpc.StatusCode.INVALID_ARGUMENT, "networks_mode"),
+    (dict(networks_mode="auto", networks=[C.NetworkRequest(uuid=NIL)]),
+     grpc.StatusCode.INVALID_ARGUMENT, "networks_mode"),
+    (dict(networks=[C.NetworkRequest(uuid=NIL)]), grpc.StatusCode.NOT_FOUND, "network"),
+    (dict(block_device_mapping=[C.BlockDeviceMappingLegacy(device_name="vdb", volume_id=NIL)],
+          block_device_mapping_v2=[C.BlockDeviceMapping(source_type="blank", volume_size=1)]),
+     grpc.StatusCode.INVALID_ARGUMENT, "block_device_mapping"),
+    (dict(block_device_mapping=[C.BlockDeviceMappingLegacy(
+        device_name="vdb", volume_id=NIL, delete_on_termination="maybe")]),
+     grpc.StatusCode.INVALID_ARGUMENT, "block_device_mapping[0].delete_on_termination"),
+    (dict(block_device_mapping_v2=[C.BlockDeviceMapping(source_type="blank", device_name="Bad Name")]),
+     grpc.StatusCode.INVALID_ARGUMENT, "block_device_mapping_v2[0].device_name"),
+    (dict(block_device_mapping_v2=[C.BlockDeviceMapping(source_type="tape")]),
+     grpc.StatusCode.INVALID_ARGUMENT, "block_device_mapping_v2[0].source_type"),
+    (dict(block_device_mapping_v2=[C.BlockDeviceMapping(source_type="volume", uuid=NIL,
+                                                        volume_size=-1)]),
+     grpc.StatusCode.INVALID_ARGUMENT, "block_device_mapping_v2[0].volume_size"),
+    (dict(block_device_mapping_v2=[C.BlockDeviceMapping(source_type="volume", uuid=NIL)]),
+     grpc.StatusCode.NOT_FOUND, "volume"),
+    (dict(availability_zone="nova:host-1"), grpc.StatusCode.PERMISSION_DENIED, ""),
+    (dict(availability_zone="a:b:c:d"), grpc.StatusCode.INVALID_ARGUMENT, "availability_zone"),
+    (dict(scheduler_hints=C.SchedulerHints(group="g")), grpc.StatusCode.INVALID_ARGUMENT,
+     "scheduler_hints.group"),
+    (dict(scheduler_hints=C.SchedulerHints(same_host=["x"])), grpc.StatusCode.INVALID_ARGUMENT,
+     "scheduler_hints.same_host[0]"),
+    (dict(kernel_id="no-such-kernel"), grpc.StatusCode.NOT_FOUND, "image"),
 ])
 async def test_bad_create_requests_are_refused_and_leave_nothing(stack, request_kw, code, field):
     kw = dict(name="ok", image="cirros", flavor="m1.tiny")
@@ -268,3 +307,30 @@ async def test_bad_images_are_refused(stack, tmp_path):
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     images = await stack.api.ListImages(C.ListImagesRequest(), metadata=ADMIN)
     assert "liar" not in {i.name for i in images.images}
+
+
+async def test_admin_pass_is_returned_once_and_reservation_only_answers(stack):
+    resp = await stack.api.CreateServer(boot(name="pw"), metadata=user())
+    assert len(resp.admin_pass) == 12 and resp.admin_pass.isalnum()
+    got = await stack.api.GetServer(C.GetServerRequest(id=resp.servers[0].id), metadata=user())
+    assert resp.admin_pass.encode() not in got.server.SerializeToString()
+    record = await stack.conductor.store.get(f"instances/{resp.servers[0].id}",
+                                             records_pb2.InstanceRecord)
+    assert resp.admin_pass.encode() not in record.msg.SerializeToString()   # never stored
+    given = await stack.api.CreateServer(boot(name="pw2", admin_pass="s3cret-pass"), metadata=user())
+    assert given.admin_pass == "s3cret-pass"
+    only = await stack.api.CreateServer(boot(name="r", return_reservation_id=True), metadata=user())
+    assert only.reservation_id and not only.servers
+    listed = await stack.api.ListServers(C.ListServersRequest(reservation_id=only.reservation_id),
+                                         metadata=user())
+    assert len(listed.servers) == 1
+
+
+async def test_create_keeps_request_details_on_the_server(stack):
+    resp = await stack.api.CreateServer(boot(
+        name="d", description="web tier", access_ipv4="192.0.2.10", access_ipv6="2001:db8::10",
+        security_groups=["default", "default"]), metadata=user())
+    server = resp.servers[0]
+    assert (server.description, server.access_ipv4, server.access_ipv6) == (
+        "web tier", "192.0.2.10", "2001:db8::10")
+    assert list(server.security_groups) == ["default"]

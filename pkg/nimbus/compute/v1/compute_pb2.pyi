@@ -134,7 +134,7 @@ class Flavor(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., vcpus: _Optional[int] = ..., ram_mb: _Optional[int] = ..., disk_gb: _Optional[int] = ..., ephemeral_gb: _Optional[int] = ..., swap_mb: _Optional[int] = ..., is_public: _Optional[bool] = ..., extra_specs: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Server(_message.Message):
-    __slots__ = ("id", "name", "project_id", "user_id", "vm_state", "task_state", "power_state", "host", "flavor_ref", "image_ref", "flavor", "fault", "reservation_id", "launch_index", "created_at", "updated_at", "launched_at", "metadata", "config_drive")
+    __slots__ = ("id", "name", "project_id", "user_id", "vm_state", "task_state", "power_state", "host", "flavor_ref", "image_ref", "flavor", "fault", "reservation_id", "launch_index", "created_at", "updated_at", "launched_at", "metadata", "config_drive", "key_name", "security_groups", "access_ipv4", "access_ipv6", "availability_zone", "description", "server_group")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -161,6 +161,13 @@ class Server(_message.Message):
     LAUNCHED_AT_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     CONFIG_DRIVE_FIELD_NUMBER: _ClassVar[int]
+    KEY_NAME_FIELD_NUMBER: _ClassVar[int]
+    SECURITY_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    ACCESS_IPV4_FIELD_NUMBER: _ClassVar[int]
+    ACCESS_IPV6_FIELD_NUMBER: _ClassVar[int]
+    AVAILABILITY_ZONE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    SERVER_GROUP_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     project_id: str
@@ -180,10 +187,17 @@ class Server(_message.Message):
     launched_at: _timestamp_pb2.Timestamp
     metadata: _containers.ScalarMap[str, str]
     config_drive: bool
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., vm_state: _Optional[_Union[VmState, str]] = ..., task_state: _Optional[_Union[TaskState, str]] = ..., power_state: _Optional[_Union[PowerState, str]] = ..., host: _Optional[str] = ..., flavor_ref: _Optional[str] = ..., image_ref: _Optional[str] = ..., flavor: _Optional[_Union[Flavor, _Mapping]] = ..., fault: _Optional[_Union[Fault, _Mapping]] = ..., reservation_id: _Optional[str] = ..., launch_index: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., launched_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., config_drive: _Optional[bool] = ...) -> None: ...
+    key_name: str
+    security_groups: _containers.RepeatedScalarFieldContainer[str]
+    access_ipv4: str
+    access_ipv6: str
+    availability_zone: str
+    description: str
+    server_group: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., vm_state: _Optional[_Union[VmState, str]] = ..., task_state: _Optional[_Union[TaskState, str]] = ..., power_state: _Optional[_Union[PowerState, str]] = ..., host: _Optional[str] = ..., flavor_ref: _Optional[str] = ..., image_ref: _Optional[str] = ..., flavor: _Optional[_Union[Flavor, _Mapping]] = ..., fault: _Optional[_Union[Fault, _Mapping]] = ..., reservation_id: _Optional[str] = ..., launch_index: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., launched_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., config_drive: _Optional[bool] = ..., key_name: _Optional[str] = ..., security_groups: _Optional[_Iterable[str]] = ..., access_ipv4: _Optional[str] = ..., access_ipv6: _Optional[str] = ..., availability_zone: _Optional[str] = ..., description: _Optional[str] = ..., server_group: _Optional[str] = ...) -> None: ...
 
 class CreateServerRequest(_message.Message):
-    __slots__ = ("name", "image_ref", "flavor_ref", "min_count", "max_count", "metadata", "config_drive", "user_data")
+    __slots__ = ("name", "image_ref", "flavor_ref", "min_count", "max_count", "metadata", "config_drive", "user_data", "admin_pass", "personality", "security_groups", "networks", "networks_mode", "access_ipv4", "access_ipv6", "key_name", "availability_zone", "block_device_mapping", "block_device_mapping_v2", "return_reservation_id", "scheduler_hints", "kernel_id", "ramdisk_id", "description")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -199,6 +213,22 @@ class CreateServerRequest(_message.Message):
     METADATA_FIELD_NUMBER: _ClassVar[int]
     CONFIG_DRIVE_FIELD_NUMBER: _ClassVar[int]
     USER_DATA_FIELD_NUMBER: _ClassVar[int]
+    ADMIN_PASS_FIELD_NUMBER: _ClassVar[int]
+    PERSONALITY_FIELD_NUMBER: _ClassVar[int]
+    SECURITY_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    NETWORKS_MODE_FIELD_NUMBER: _ClassVar[int]
+    ACCESS_IPV4_FIELD_NUMBER: _ClassVar[int]
+    ACCESS_IPV6_FIELD_NUMBER: _ClassVar[int]
+    KEY_NAME_FIELD_NUMBER: _ClassVar[int]
+    AVAILABILITY_ZONE_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_DEVICE_MAPPING_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_DEVICE_MAPPING_V2_FIELD_NUMBER: _ClassVar[int]
+    RETURN_RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULER_HINTS_FIELD_NUMBER: _ClassVar[int]
+    KERNEL_ID_FIELD_NUMBER: _ClassVar[int]
+    RAMDISK_ID_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     name: str
     image_ref: str
     flavor_ref: str
@@ -207,15 +237,107 @@ class CreateServerRequest(_message.Message):
     metadata: _containers.ScalarMap[str, str]
     config_drive: bool
     user_data: bytes
-    def __init__(self, name: _Optional[str] = ..., image_ref: _Optional[str] = ..., flavor_ref: _Optional[str] = ..., min_count: _Optional[int] = ..., max_count: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., config_drive: _Optional[bool] = ..., user_data: _Optional[bytes] = ...) -> None: ...
+    admin_pass: str
+    personality: _containers.RepeatedCompositeFieldContainer[Personality]
+    security_groups: _containers.RepeatedScalarFieldContainer[str]
+    networks: _containers.RepeatedCompositeFieldContainer[NetworkRequest]
+    networks_mode: str
+    access_ipv4: str
+    access_ipv6: str
+    key_name: str
+    availability_zone: str
+    block_device_mapping: _containers.RepeatedCompositeFieldContainer[BlockDeviceMappingLegacy]
+    block_device_mapping_v2: _containers.RepeatedCompositeFieldContainer[BlockDeviceMapping]
+    return_reservation_id: bool
+    scheduler_hints: SchedulerHints
+    kernel_id: str
+    ramdisk_id: str
+    description: str
+    def __init__(self, name: _Optional[str] = ..., image_ref: _Optional[str] = ..., flavor_ref: _Optional[str] = ..., min_count: _Optional[int] = ..., max_count: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., config_drive: _Optional[bool] = ..., user_data: _Optional[bytes] = ..., admin_pass: _Optional[str] = ..., personality: _Optional[_Iterable[_Union[Personality, _Mapping]]] = ..., security_groups: _Optional[_Iterable[str]] = ..., networks: _Optional[_Iterable[_Union[NetworkRequest, _Mapping]]] = ..., networks_mode: _Optional[str] = ..., access_ipv4: _Optional[str] = ..., access_ipv6: _Optional[str] = ..., key_name: _Optional[str] = ..., availability_zone: _Optional[str] = ..., block_device_mapping: _Optional[_Iterable[_Union[BlockDeviceMappingLegacy, _Mapping]]] = ..., block_device_mapping_v2: _Optional[_Iterable[_Union[BlockDeviceMapping, _Mapping]]] = ..., return_reservation_id: _Optional[bool] = ..., scheduler_hints: _Optional[_Union[SchedulerHints, _Mapping]] = ..., kernel_id: _Optional[str] = ..., ramdisk_id: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+
+class Personality(_message.Message):
+    __slots__ = ("path", "contents")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    CONTENTS_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    contents: bytes
+    def __init__(self, path: _Optional[str] = ..., contents: _Optional[bytes] = ...) -> None: ...
+
+class NetworkRequest(_message.Message):
+    __slots__ = ("uuid", "port", "fixed_ip")
+    UUID_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    FIXED_IP_FIELD_NUMBER: _ClassVar[int]
+    uuid: str
+    port: str
+    fixed_ip: str
+    def __init__(self, uuid: _Optional[str] = ..., port: _Optional[str] = ..., fixed_ip: _Optional[str] = ...) -> None: ...
+
+class SchedulerHints(_message.Message):
+    __slots__ = ("group", "different_host", "same_host")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    DIFFERENT_HOST_FIELD_NUMBER: _ClassVar[int]
+    SAME_HOST_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    different_host: _containers.RepeatedScalarFieldContainer[str]
+    same_host: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, group: _Optional[str] = ..., different_host: _Optional[_Iterable[str]] = ..., same_host: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class BlockDeviceMappingLegacy(_message.Message):
+    __slots__ = ("device_name", "volume_id", "snapshot_id", "volume_size", "delete_on_termination", "no_device", "virtual_name")
+    DEVICE_NAME_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_SIZE_FIELD_NUMBER: _ClassVar[int]
+    DELETE_ON_TERMINATION_FIELD_NUMBER: _ClassVar[int]
+    NO_DEVICE_FIELD_NUMBER: _ClassVar[int]
+    VIRTUAL_NAME_FIELD_NUMBER: _ClassVar[int]
+    device_name: str
+    volume_id: str
+    snapshot_id: str
+    volume_size: int
+    delete_on_termination: str
+    no_device: bool
+    virtual_name: str
+    def __init__(self, device_name: _Optional[str] = ..., volume_id: _Optional[str] = ..., snapshot_id: _Optional[str] = ..., volume_size: _Optional[int] = ..., delete_on_termination: _Optional[str] = ..., no_device: _Optional[bool] = ..., virtual_name: _Optional[str] = ...) -> None: ...
+
+class BlockDeviceMapping(_message.Message):
+    __slots__ = ("boot_index", "has_boot_index", "uuid", "source_type", "destination_type", "volume_size", "device_name", "delete_on_termination", "guest_format", "disk_bus", "device_type", "no_device")
+    BOOT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    HAS_BOOT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    UUID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_TYPE_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_SIZE_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_NAME_FIELD_NUMBER: _ClassVar[int]
+    DELETE_ON_TERMINATION_FIELD_NUMBER: _ClassVar[int]
+    GUEST_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    DISK_BUS_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    NO_DEVICE_FIELD_NUMBER: _ClassVar[int]
+    boot_index: int
+    has_boot_index: bool
+    uuid: str
+    source_type: str
+    destination_type: str
+    volume_size: int
+    device_name: str
+    delete_on_termination: bool
+    guest_format: str
+    disk_bus: str
+    device_type: str
+    no_device: bool
+    def __init__(self, boot_index: _Optional[int] = ..., has_boot_index: _Optional[bool] = ..., uuid: _Optional[str] = ..., source_type: _Optional[str] = ..., destination_type: _Optional[str] = ..., volume_size: _Optional[int] = ..., device_name: _Optional[str] = ..., delete_on_termination: _Optional[bool] = ..., guest_format: _Optional[str] = ..., disk_bus: _Optional[str] = ..., device_type: _Optional[str] = ..., no_device: _Optional[bool] = ...) -> None: ...
 
 class CreateServerResponse(_message.Message):
-    __slots__ = ("servers", "reservation_id")
+    __slots__ = ("servers", "reservation_id", "admin_pass")
     SERVERS_FIELD_NUMBER: _ClassVar[int]
     RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    ADMIN_PASS_FIELD_NUMBER: _ClassVar[int]
     servers: _containers.RepeatedCompositeFieldContainer[Server]
     reservation_id: str
-    def __init__(self, servers: _Optional[_Iterable[_Union[Server, _Mapping]]] = ..., reservation_id: _Optional[str] = ...) -> None: ...
+    admin_pass: str
+    def __init__(self, servers: _Optional[_Iterable[_Union[Server, _Mapping]]] = ..., reservation_id: _Optional[str] = ..., admin_pass: _Optional[str] = ...) -> None: ...
 
 class GetServerRequest(_message.Message):
     __slots__ = ("id",)
