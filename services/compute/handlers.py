@@ -155,7 +155,11 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
     # ---- servers ----------------------------------------------------------
 
     async def CreateServer(self, request, context):
-        who = auth.identity()
+        return await self.create_servers(request, auth.identity())
+
+    async def create_servers(self, request: C.CreateServerRequest,
+                             who: auth.Identity) -> C.CreateServerResponse:
+        """The one create path (CreateServer and EC2's RunInstances)."""
         # Shape first (cheap, no reads), then references, then quota + write.
         name = validate_name(request.name)
         min_count, max_count = validate_counts(request.min_count, request.max_count)

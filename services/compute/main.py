@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 
 from nimbus import config, log, process
-from nimbus.compute.v1 import compute_pb2, compute_pb2_grpc
+from nimbus.compute.v1 import compute_pb2, compute_pb2_grpc, ec2_pb2, ec2_pb2_grpc
 from nimbus.imagestore import make_store
 from nimbus.rpc import auth
 from nimbus.rpc.server import Server
+from nimbus.services.compute.ec2 import Ec2Servicer
 from nimbus.services.compute.handlers import Catalog, ComputeServicer
 from nimbus.state.v1 import records_pb2
 from nimbus.store import keys
@@ -34,12 +35,15 @@ class ComputeProcess(process.ServiceProcess):
         self.server = Server("compute", cfg.listen or config.DEFAULT_API_ADDRESS,
                              auth.Authenticator(noauth=cfg.noauth,
                                                 service_token=cfg.service_token or None))
-        self.server.add(compute_pb2_grpc.add_ComputeServiceServicer_to_server,
-                        ComputeServicer(self.store, self.catalog, self.instances,
-                                        make_store(cfg.image_store, cfg.image_dir, cfg.ceph_conf,
-                                                   cfg.rbd_images_pool),
-                                        os.path.join(cfg.state_dir, "staging")),
+        compute = ComputeServicer(self.store, self.catalog, self.instances,
+                                  make_store(cfg.image_store, cfg.image_dir, cfg.ceph_conf,
+                                             cfg.rbd_images_pool),
+                                  os.path.join(cfg.state_dir, "staging"))
+        self.server.add(compute_pb2_grpc.add_ComputeServiceServicer_to_server, compute,
                         compute_pb2.DESCRIPTOR.services_by_name["ComputeService"])
+        self.server.add(ec2_pb2_grpc.add_Ec2ServiceServicer_to_server,
+                        Ec2Servicer(self.store, compute),
+                        ec2_pb2.DESCRIPTOR.services_by_name["Ec2Service"])
         await self.server.start()
         for informer in informers:
             await informer.synced.wait()

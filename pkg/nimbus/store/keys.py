@@ -14,6 +14,7 @@
     aggregates/<id>                  Aggregate (hosts, availability zone)
     quotas/<project>                 per-project quota limits (overrides of the defaults)
     usages/<project>                 per-project usage, changed in the same txn as the records
+    ec2-ids/<ec2 id>, ec2-uuids/<uuid>   Ec2Id: an EC2 id mapping, both directions
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ SERVER_GROUPS = "server-groups/"
 AGGREGATES = "aggregates/"
 QUOTAS = "quotas/"
 USAGES = "usages/"
+EC2_IDS = "ec2-ids/"
+EC2_UUIDS = "ec2-uuids/"
 
 
 def instance(instance_id: str) -> str:
@@ -88,3 +91,11 @@ def quota(project_id: str) -> str:
 
 def usage(project_id: str) -> str:
     return USAGES + project_id
+
+
+def ec2_id(ec2: str) -> str:
+    return EC2_IDS + ec2
+
+
+def ec2_uuid(uuid: str) -> str:
+    return EC2_UUIDS + uuid

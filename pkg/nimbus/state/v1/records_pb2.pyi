@@ -142,3 +142,11 @@ class ImageRecord(_message.Message):
     image: _compute_pb2.Image
     location: str
     def __init__(self, image: _Optional[_Union[_compute_pb2.Image, _Mapping]] = ..., location: _Optional[str] = ...) -> None: ...
+
+class Ec2Id(_message.Message):
+    __slots__ = ("ec2_id", "uuid")
+    EC2_ID_FIELD_NUMBER: _ClassVar[int]
+    UUID_FIELD_NUMBER: _ClassVar[int]
+    ec2_id: str
+    uuid: str
+    def __init__(self, ec2_id: _Optional[str] = ..., uuid: _Optional[str] = ...) -> None: ...
