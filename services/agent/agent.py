@@ -271,6 +271,18 @@ class ComputeAgent:
                 request.expected_task_states.append(fields["task_state"])
             await asyncio.sleep(0.2)
 
+    async def _check_server_group(self, instance_id: str) -> str:
+        """The late policy check (Nova's _validate_instance_group_policy):
+        the violation, or '' when building here is fine."""
+        try:
+            await self.conductor.CheckServerGroup(conductor_pb2.CheckServerGroupRequest(
+                host=self.host, instance_id=instance_id), metadata=self.metadata, timeout=30)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                return exc.details()
+            raise
+        return ""
+
     async def _give_back(self, server: C.Server, message: str, expected: list[int]) -> None:
         fault = C.Fault(code=500, message=message, created_at=now())
         await self._retrying(self.conductor.RescheduleInstance, conductor_pb2.RescheduleInstanceRequest(
@@ -318,6 +330,14 @@ class ComputeAgent:
             return
         stage = C.TASK_STATE_SCHEDULING
         try:
+            if server.server_group:
+                violation = await self._check_server_group(sid)
+                if violation:
+                    self.tracker.drop(sid)
+                    self.log.info("server group policy violated, rescheduling", instance_id=sid)
+                    await self._give_back(server, f"Build of instance {sid} was re-scheduled: "
+                                                  f"{violation}", [C.TASK_STATE_SCHEDULING])
+                    return
             await self._update(sid, [C.TASK_STATE_SCHEDULING, C.TASK_STATE_UNSPECIFIED],
                                vm_state=C.VM_STATE_BUILDING, task_state=C.TASK_STATE_NETWORKING)
             stage = C.TASK_STATE_NETWORKING

@@ -48,6 +48,29 @@ class Conductor:
         return self.cached(instance_id) or await self.store.get(
             keys.instance(instance_id), records_pb2.InstanceRecord)
 
+    async def group_hosts(self, group_id: str, exclude: str, fresh: bool = False) -> list[str]:
+        """Hosts of the group's placed members, one entry per member. `fresh`
+        reads etcd (the late check must not trust a lagging cache)."""
+        if fresh:
+            items, _ = await self.store.list(keys.INSTANCES, records_pb2.InstanceRecord)
+            records = (v.msg for _, v in items)
+        else:
+            records = (v.msg for v in self.instances.items.values())
+        return [r.server.host for r in records
+                if r.server.server_group == group_id and r.server.host and r.server.id != exclude]
+
+    async def group_violation(self, rec: records_pb2.InstanceRecord, host: str) -> str:
+        """Nova's _validate_instance_group_policy, on fresh data."""
+        group, policy = rec.server.server_group, rec.group_policy
+        if not group or policy not in ("affinity", "anti-affinity"):
+            return ""
+        hosts = await self.group_hosts(group, rec.server.id, fresh=True)
+        if policy == "anti-affinity" and hosts.count(host) >= max(1, rec.group_max_per_host):
+            return "Anti-affinity instance group policy was violated."
+        if policy == "affinity" and any(h != host for h in hosts):
+            return "Affinity instance group policy was violated."
+        return ""
+
     async def give_back(self, instance_id: str, host: str, fault: compute_pb2.Fault,
                         expected=None) -> compute_pb2.Server:
         """Take a server off `host` after a failed build: drop the claim and
@@ -210,6 +233,16 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
         server = await self.c.give_back(request.instance_id, request.host, request.fault,
                                         list(request.expected_task_states))
         return conductor_pb2.RescheduleInstanceResponse(server=server)
+
+    async def CheckServerGroup(self, request, context):
+        auth.require_service()
+        rec = await self.store.get(keys.instance(request.instance_id), records_pb2.InstanceRecord)
+        if rec is None:
+            raise errors.NotFound("server", request.instance_id)
+        violation = await self.c.group_violation(rec.msg, request.host)
+        if violation:
+            raise errors.FailedPrecondition(violation)
+        return conductor_pb2.CheckServerGroupResponse()
 
     async def FinishDeleteInstance(self, request, context):
         auth.require_service()

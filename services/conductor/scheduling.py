@@ -116,10 +116,7 @@ class BuildScheduler:
         for attempt in range(rounds):
             request = scheduler_pb2.SelectDestinationsRequest(num_alternates=self.num_alternates)
             for v in waiting:
-                server = v.msg.server
-                request.specs.add(instance_id=server.id, project_id=server.project_id,
-                                  resources=resources.for_flavor(server.flavor),
-                                  ignore_hosts=[*v.msg.tried_hosts, *ignore[server.id]])
+                await self._add_spec(request, v, ignore[v.msg.server.id])
             response = await self.scheduler.SelectDestinations(request, metadata=self.metadata,
                                                                timeout=30)
             by_id = {v.msg.server.id: v for v in waiting}
@@ -142,6 +139,28 @@ class BuildScheduler:
                 return
         await asyncio.gather(*(self._no_valid_host(v, "There are not enough hosts available.")
                                for v in waiting))
+
+    async def _add_spec(self, request, v: Versioned, ignore: set[str]) -> None:
+        """Nova's RequestSpec: resources, zone, forced host, server group
+        (policy from the record, members' hosts from our view) and hints."""
+        rec = v.msg
+        server = rec.server
+        spec = request.specs.add(
+            instance_id=server.id, project_id=server.project_id,
+            resources=resources.for_flavor(server.flavor),
+            ignore_hosts=[*rec.tried_hosts, *ignore], availability_zone=server.availability_zone,
+            forced_host=rec.forced_host, group_id=server.server_group,
+            group_policy=rec.group_policy, group_max_per_host=rec.group_max_per_host)
+        if server.server_group:
+            spec.group_hosts.extend(await self.c.group_hosts(server.server_group, server.id))
+        for hint, field in ((rec.scheduler_hints.same_host, spec.same_host),
+                            (rec.scheduler_hints.different_host, spec.different_host)):
+            for other in hint:
+                found = self.c.cached(other)
+                if found is not None and found.msg.server.host:
+                    field.append(found.msg.server.host)
+        if rec.scheduler_hints.same_host and not spec.same_host:
+            spec.same_host.append("")   # none of them is placed: no host qualifies
 
     async def _claim_first(self, v: Versioned, hosts: list[str]) -> bool:
         """Claim on the first host that fits; the rest become alternates."""

@@ -18,7 +18,8 @@ class HostState:
     used_vcpus: int = 0
     used_memory_mb: int = 0
     used_disk_gb: int = 0
-
+    # zone: the host's availability zone (its aggregate's, else the default).
+    zone: str = "nova"
     capacity: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     def __post_init__(self) -> None:
@@ -47,12 +48,35 @@ def fits(free: float, want: int) -> bool:
     return want <= free
 
 
+def group_count(spec, host: str) -> int:
+    return sum(1 for h in spec.group_hosts if h == host)
+
+
+def anti_affinity_ok(hs: HostState, spec) -> bool:
+    if spec.group_policy != "anti-affinity":
+        return True
+    return group_count(spec, hs.host) < max(1, spec.group_max_per_host)
+
+
+def affinity_ok(hs: HostState, spec) -> bool:
+    if spec.group_policy != "affinity" or not spec.group_hosts:
+        return True
+    return hs.host in spec.group_hosts
+
+
 # Each filter: (name, predicate(host_state, request_spec) -> passes).
 Filter = tuple[str, Callable[[HostState, object], bool]]
 
 FILTERS: list[Filter] = [
     ("ComputeFilter", lambda hs, spec: not hs.node.disabled),
+    ("ForcedHostFilter", lambda hs, spec: not spec.forced_host or hs.host == spec.forced_host),
     ("IgnoreHostsFilter", lambda hs, spec: hs.host not in spec.ignore_hosts),
+    ("AvailabilityZoneFilter",
+     lambda hs, spec: not spec.availability_zone or hs.zone == spec.availability_zone),
+    ("ServerGroupAffinityFilter", affinity_ok),
+    ("ServerGroupAntiAffinityFilter", anti_affinity_ok),
+    ("SameHostFilter", lambda hs, spec: not spec.same_host or hs.host in spec.same_host),
+    ("DifferentHostFilter", lambda hs, spec: hs.host not in spec.different_host),
     ("VCPUFilter", lambda hs, spec: fits(hs.free_vcpus, spec.resources.vcpus)),
     ("RamFilter", lambda hs, spec: fits(hs.free_memory_mb, spec.resources.memory_mb)),
     ("DiskFilter", lambda hs, spec: fits(hs.free_disk_gb, spec.resources.disk_gb)),
@@ -76,8 +100,18 @@ def ram_weight(hs: HostState) -> float:
     return hs.free_memory_mb / total
 
 
-def weigh(hosts: list[HostState], rng: random.Random) -> list[HostState]:
+def soft_group_weight(hs: HostState, spec) -> float:
+    """Nova's ServerGroupSoftAffinityWeigher / SoftAntiAffinityWeigher: the
+    members already on a host pull (soft-affinity) or push (soft-anti-
+    affinity); it outweighs the RAM spread, as its multiplier does in Nova."""
+    if spec is None or spec.group_policy not in ("soft-affinity", "soft-anti-affinity"):
+        return 0.0
+    members = group_count(spec, hs.host)
+    return float(members if spec.group_policy == "soft-affinity" else -members)
+
+
+def weigh(hosts: list[HostState], rng: random.Random, spec=None) -> list[HostState]:
     """Best first; ties broken at random so equal hosts share the load."""
-    keyed = [(ram_weight(hs), rng.random(), hs) for hs in hosts]
-    keyed.sort(key=lambda t: (-t[0], t[1]))
-    return [hs for _, _, hs in keyed]
+    keyed = [(soft_group_weight(hs, spec), ram_weight(hs), rng.random(), hs) for hs in hosts]
+    keyed.sort(key=lambda t: (-t[0], -t[1], t[2]))
+    return [hs for *_, hs in keyed]

@@ -75,12 +75,19 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         auth.require_service()
         response = scheduler_pb2.SelectDestinationsResponse()
         candidates = self.hosts.host_states()
+        # Members of one group placed earlier in this request count like
+        # placed members (multi-create affinity and anti-affinity).
+        placed_in_request: dict[str, list[str]] = {}
         for spec in request.specs:
+            if spec.group_id and placed_in_request.get(spec.group_id):
+                spec.group_hosts.extend(placed_in_request[spec.group_id])
             passing, reason = filter_hosts(candidates, spec)
-            chosen = weigh(passing, self.rng)[: 1 + max(0, request.num_alternates)]
+            chosen = weigh(passing, self.rng, spec)[: 1 + max(0, request.num_alternates)]
             if chosen:
                 chosen[0].consume(spec.resources)
                 self.hosts.assume(spec.instance_id, chosen[0].host, spec.resources)
+                if spec.group_id:
+                    placed_in_request.setdefault(spec.group_id, []).append(chosen[0].host)
             response.selections.add(instance_id=spec.instance_id,
                                     hosts=[hs.host for hs in chosen],
                                     reason=f"filter {reason} returned 0 hosts" if reason else "")

@@ -20,10 +20,10 @@ def node(host="h1", vcpus=4, memory_mb=4096, disk_gb=40, reserved_mb=0, cpu_rati
                         ram_allocation_ratio=ram_ratio, disk_allocation_ratio=1.0, disabled=disabled)
 
 
-def spec(vcpus=1, memory_mb=512, disk_gb=1, ignore=()):
+def spec(vcpus=1, memory_mb=512, disk_gb=1, ignore=(), **kw):
     from nimbus.scheduler.v1 import scheduler_pb2
     return scheduler_pb2.RequestSpec(resources=R.Resources(vcpus=vcpus, memory_mb=memory_mb,
-                                                           disk_gb=disk_gb), ignore_hosts=ignore)
+                                                           disk_gb=disk_gb), ignore_hosts=ignore, **kw)
 
 
 @pytest.mark.parametrize("hs, want, passes, reason", [
@@ -37,6 +37,20 @@ def spec(vcpus=1, memory_mb=512, disk_gb=1, ignore=()):
     (HostState("h", node(memory_mb=1024), used_memory_mb=513), spec(memory_mb=512), False, "RamFilter"),
     (HostState("h", node(memory_mb=1024, ram_ratio=1.5), used_memory_mb=1024), spec(memory_mb=512), True, ""),
     (HostState("h", node(disk_gb=10), used_disk_gb=10), spec(disk_gb=1), False, "DiskFilter"),
+    (HostState("h", node()), spec(forced_host="other"), False, "ForcedHostFilter"),
+    (HostState("h", node()), spec(forced_host="h"), True, ""),
+    (HostState("h", node(), zone="az1"), spec(availability_zone="az2"), False, "AvailabilityZoneFilter"),
+    (HostState("h", node(), zone="az1"), spec(availability_zone="az1"), True, ""),
+    (HostState("h", node()), spec(group_policy="anti-affinity", group_hosts=["h"]), False,
+     "ServerGroupAntiAffinityFilter"),
+    (HostState("h", node()), spec(group_policy="anti-affinity", group_hosts=["h"],
+                                  group_max_per_host=2), True, ""),
+    (HostState("h", node()), spec(group_policy="affinity", group_hosts=["g"]), False,
+     "ServerGroupAffinityFilter"),
+    (HostState("h", node()), spec(group_policy="affinity", group_hosts=[]), True, ""),
+    (HostState("h", node()), spec(group_policy="soft-anti-affinity", group_hosts=["h"]), True, ""),
+    (HostState("h", node()), spec(same_host=["g"]), False, "SameHostFilter"),
+    (HostState("h", node()), spec(different_host=["h"]), False, "DifferentHostFilter"),
 ])
 def test_filters(hs, want, passes, reason):
     passing, why = filter_hosts([hs], want)
@@ -47,6 +61,14 @@ def test_weigher_spreads_by_free_memory_fraction():
     big_busy = HostState("a", node("a", memory_mb=8192), used_memory_mb=6144)
     small_idle = HostState("b", node("b", memory_mb=2048))
     assert [h.host for h in weigh([big_busy, small_idle], random.Random(1))] == ["b", "a"]
+
+
+@pytest.mark.parametrize("policy, expected_first", [
+    ("soft-affinity", "a"), ("soft-anti-affinity", "b")])
+def test_soft_group_weighers(policy, expected_first):
+    hosts = [HostState("a", node("a")), HostState("b", node("b"))]
+    want = spec(group_policy=policy, group_hosts=["a", "a"])
+    assert weigh(hosts, random.Random(0), want)[0].host == expected_first
 
 
 def test_weigher_breaks_ties_at_random():

@@ -10,6 +10,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class CheckServerGroupRequest(_message.Message):
+    __slots__ = ("host", "instance_id")
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    host: str
+    instance_id: str
+    def __init__(self, host: _Optional[str] = ..., instance_id: _Optional[str] = ...) -> None: ...
+
+class CheckServerGroupResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class ReportNodeRequest(_message.Message):
     __slots__ = ("node", "lease_id")
     NODE_FIELD_NUMBER: _ClassVar[int]

@@ -61,6 +61,11 @@ class ConductorServiceStub:
                 request_serializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.FinishDeleteInstanceRequest.SerializeToString,
                 response_deserializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.FinishDeleteInstanceResponse.FromString,
                 _registered_method=True)
+        self.CheckServerGroup = channel.unary_unary(
+                '/nimbus.conductor.v1.ConductorService/CheckServerGroup',
+                request_serializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.CheckServerGroupRequest.SerializeToString,
+                response_deserializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.CheckServerGroupResponse.FromString,
+                _registered_method=True)
 
 
 class ConductorServiceServicer:
@@ -108,6 +113,15 @@ class ConductorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckServerGroup(self, request, context):
+        """CheckServerGroup is the host's late check of its server group's policy
+        (two members scheduled at once can both land wrong): FAILED_PRECONDITION
+        when building here would violate it; the host then reschedules.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConductorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -135,6 +149,11 @@ def add_ConductorServiceServicer_to_server(servicer, server):
                     servicer.FinishDeleteInstance,
                     request_deserializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.FinishDeleteInstanceRequest.FromString,
                     response_serializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.FinishDeleteInstanceResponse.SerializeToString,
+            ),
+            'CheckServerGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckServerGroup,
+                    request_deserializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.CheckServerGroupRequest.FromString,
+                    response_serializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.CheckServerGroupResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -274,6 +293,33 @@ class ConductorService:
             '/nimbus.conductor.v1.ConductorService/FinishDeleteInstance',
             nimbus_dot_conductor_dot_v1_dot_conductor__pb2.FinishDeleteInstanceRequest.SerializeToString,
             nimbus_dot_conductor_dot_v1_dot_conductor__pb2.FinishDeleteInstanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckServerGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.conductor.v1.ConductorService/CheckServerGroup',
+            nimbus_dot_conductor_dot_v1_dot_conductor__pb2.CheckServerGroupRequest.SerializeToString,
+            nimbus_dot_conductor_dot_v1_dot_conductor__pb2.CheckServerGroupResponse.FromString,
             options,
             channel_credentials,
             insecure,

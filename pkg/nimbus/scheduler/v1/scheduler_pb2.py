@@ -25,21 +25,21 @@ _sym_db = _symbol_database.Default()
 from nimbus.state.v1 import records_pb2 as nimbus_dot_state_dot_v1_dot_records__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#nimbus/scheduler/v1/scheduler.proto\x12\x13nimbus.scheduler.v1\x1a\x1dnimbus/state/v1/records.proto\"{\n\x0bRequestSpec\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12-\n\tresources\x18\x03 \x01(\x0b\x32\x1a.nimbus.state.v1.Resources\x12\x14\n\x0cignore_hosts\x18\x04 \x03(\t\"d\n\x19SelectDestinationsRequest\x12/\n\x05specs\x18\x01 \x03(\x0b\x32 .nimbus.scheduler.v1.RequestSpec\x12\x16\n\x0enum_alternates\x18\x02 \x01(\x05\"?\n\tSelection\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12\r\n\x05hosts\x18\x02 \x03(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"P\n\x1aSelectDestinationsResponse\x12\x32\n\nselections\x18\x01 \x03(\x0b\x32\x1e.nimbus.scheduler.v1.Selection2\x89\x01\n\x10SchedulerService\x12u\n\x12SelectDestinations\x12..nimbus.scheduler.v1.SelectDestinationsRequest\x1a/.nimbus.scheduler.v1.SelectDestinationsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#nimbus/scheduler/v1/scheduler.proto\x12\x13nimbus.scheduler.v1\x1a\x1dnimbus/state/v1/records.proto\"\xaf\x02\n\x0bRequestSpec\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12-\n\tresources\x18\x03 \x01(\x0b\x32\x1a.nimbus.state.v1.Resources\x12\x14\n\x0cignore_hosts\x18\x04 \x03(\t\x12\x19\n\x11\x61vailability_zone\x18\x05 \x01(\t\x12\x13\n\x0b\x66orced_host\x18\x06 \x01(\t\x12\x10\n\x08group_id\x18\x07 \x01(\t\x12\x14\n\x0cgroup_policy\x18\x08 \x01(\t\x12\x13\n\x0bgroup_hosts\x18\t \x03(\t\x12\x1a\n\x12group_max_per_host\x18\n \x01(\x05\x12\x11\n\tsame_host\x18\x0b \x03(\t\x12\x16\n\x0e\x64ifferent_host\x18\x0c \x03(\t\"d\n\x19SelectDestinationsRequest\x12/\n\x05specs\x18\x01 \x03(\x0b\x32 .nimbus.scheduler.v1.RequestSpec\x12\x16\n\x0enum_alternates\x18\x02 \x01(\x05\"?\n\tSelection\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12\r\n\x05hosts\x18\x02 \x03(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"P\n\x1aSelectDestinationsResponse\x12\x32\n\nselections\x18\x01 \x03(\x0b\x32\x1e.nimbus.scheduler.v1.Selection2\x89\x01\n\x10SchedulerService\x12u\n\x12SelectDestinations\x12..nimbus.scheduler.v1.SelectDestinationsRequest\x1a/.nimbus.scheduler.v1.SelectDestinationsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'nimbus.scheduler.v1.scheduler_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REQUESTSPEC']._serialized_start=91
-  _globals['_REQUESTSPEC']._serialized_end=214
-  _globals['_SELECTDESTINATIONSREQUEST']._serialized_start=216
-  _globals['_SELECTDESTINATIONSREQUEST']._serialized_end=316
-  _globals['_SELECTION']._serialized_start=318
-  _globals['_SELECTION']._serialized_end=381
-  _globals['_SELECTDESTINATIONSRESPONSE']._serialized_start=383
-  _globals['_SELECTDESTINATIONSRESPONSE']._serialized_end=463
-  _globals['_SCHEDULERSERVICE']._serialized_start=466
-  _globals['_SCHEDULERSERVICE']._serialized_end=603
+  _globals['_REQUESTSPEC']._serialized_start=92
+  _globals['_REQUESTSPEC']._serialized_end=395
+  _globals['_SELECTDESTINATIONSREQUEST']._serialized_start=397
+  _globals['_SELECTDESTINATIONSREQUEST']._serialized_end=497
+  _globals['_SELECTION']._serialized_start=499
+  _globals['_SELECTION']._serialized_end=562
+  _globals['_SELECTDESTINATIONSRESPONSE']._serialized_start=564
+  _globals['_SELECTDESTINATIONSRESPONSE']._serialized_end=644
+  _globals['_SCHEDULERSERVICE']._serialized_start=647
+  _globals['_SCHEDULERSERVICE']._serialized_end=784
 # @@protoc_insertion_point(module_scope)

@@ -21,7 +21,7 @@ class Resources(_message.Message):
     def __init__(self, vcpus: _Optional[int] = ..., memory_mb: _Optional[int] = ..., disk_gb: _Optional[int] = ...) -> None: ...
 
 class InstanceRecord(_message.Message):
-    __slots__ = ("server", "alternates", "tried_hosts", "request_id", "task_changed_at", "user_data", "personality", "public_keys", "networks", "networks_mode", "block_devices", "scheduler_hints", "forced_host")
+    __slots__ = ("server", "alternates", "tried_hosts", "request_id", "task_changed_at", "user_data", "personality", "public_keys", "networks", "networks_mode", "block_devices", "scheduler_hints", "forced_host", "group_policy", "group_max_per_host")
     class PublicKeysEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +42,8 @@ class InstanceRecord(_message.Message):
     BLOCK_DEVICES_FIELD_NUMBER: _ClassVar[int]
     SCHEDULER_HINTS_FIELD_NUMBER: _ClassVar[int]
     FORCED_HOST_FIELD_NUMBER: _ClassVar[int]
+    GROUP_POLICY_FIELD_NUMBER: _ClassVar[int]
+    GROUP_MAX_PER_HOST_FIELD_NUMBER: _ClassVar[int]
     server: _compute_pb2.Server
     alternates: _containers.RepeatedScalarFieldContainer[str]
     tried_hosts: _containers.RepeatedScalarFieldContainer[str]
@@ -55,7 +57,9 @@ class InstanceRecord(_message.Message):
     block_devices: _containers.RepeatedCompositeFieldContainer[_compute_pb2.BlockDeviceMapping]
     scheduler_hints: _compute_pb2.SchedulerHints
     forced_host: str
-    def __init__(self, server: _Optional[_Union[_compute_pb2.Server, _Mapping]] = ..., alternates: _Optional[_Iterable[str]] = ..., tried_hosts: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ..., task_changed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_data: _Optional[bytes] = ..., personality: _Optional[_Iterable[_Union[_compute_pb2.Personality, _Mapping]]] = ..., public_keys: _Optional[_Mapping[str, str]] = ..., networks: _Optional[_Iterable[_Union[_compute_pb2.NetworkRequest, _Mapping]]] = ..., networks_mode: _Optional[str] = ..., block_devices: _Optional[_Iterable[_Union[_compute_pb2.BlockDeviceMapping, _Mapping]]] = ..., scheduler_hints: _Optional[_Union[_compute_pb2.SchedulerHints, _Mapping]] = ..., forced_host: _Optional[str] = ...) -> None: ...
+    group_policy: str
+    group_max_per_host: int
+    def __init__(self, server: _Optional[_Union[_compute_pb2.Server, _Mapping]] = ..., alternates: _Optional[_Iterable[str]] = ..., tried_hosts: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ..., task_changed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_data: _Optional[bytes] = ..., personality: _Optional[_Iterable[_Union[_compute_pb2.Personality, _Mapping]]] = ..., public_keys: _Optional[_Mapping[str, str]] = ..., networks: _Optional[_Iterable[_Union[_compute_pb2.NetworkRequest, _Mapping]]] = ..., networks_mode: _Optional[str] = ..., block_devices: _Optional[_Iterable[_Union[_compute_pb2.BlockDeviceMapping, _Mapping]]] = ..., scheduler_hints: _Optional[_Union[_compute_pb2.SchedulerHints, _Mapping]] = ..., forced_host: _Optional[str] = ..., group_policy: _Optional[str] = ..., group_max_per_host: _Optional[int] = ...) -> None: ...
 
 class NodeRecord(_message.Message):
     __slots__ = ("host", "hypervisor_type", "total", "reserved", "cpu_allocation_ratio", "ram_allocation_ratio", "disk_allocation_ratio", "disabled", "started_at")
