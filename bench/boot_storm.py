@@ -38,8 +38,8 @@ import urllib.request
 import grpc
 
 from nimbus.compute.v1 import compute_pb2 as C
-from nimbus.compute.v1 import compute_pb2_grpc
-from nimbus.devstack import ProcessStack, seed
+from nimbus.compute.v1 import compute_pb2_grpc, quotas_pb2, quotas_pb2_grpc
+from nimbus.devstack import ADMIN, ProcessStack, seed
 from nimbus.etcd import free_port
 from nimbus.state.v1 import records_pb2
 from nimbus.store.store import Compacted, Store, prefix_end
@@ -468,6 +468,10 @@ def combine(rounds: list[dict]) -> dict:
 async def boot_storm(args, stack: ProcessStack) -> dict:
     await seed(stack.api, stack.state_dir)
     async with grpc.aio.insecure_channel(stack.api) as ch:
+        # The bench project boots far more than Nova's default quotas allow.
+        await quotas_pb2_grpc.QuotaServiceStub(ch).UpdateQuotas(quotas_pb2.UpdateQuotasRequest(
+            project_id="bench", quota_set=quotas_pb2.QuotaSet(instances=-1, cores=-1, ram=-1)),
+            metadata=ADMIN)
         api = compute_pb2_grpc.ComputeServiceStub(ch)
         watch = Watch(api)
         try:

@@ -7,6 +7,8 @@ escapes a handler is a bug and becomes INTERNAL (and is logged).
 
 from __future__ import annotations
 
+import dataclasses
+
 import grpc
 from google.rpc import error_details_pb2
 
@@ -93,3 +95,58 @@ class PermissionDenied(NimbusError):
 class Unavailable(NimbusError):
     code = grpc.StatusCode.UNAVAILABLE
     reason = "UNAVAILABLE"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class QuotaViolation:
+    """One resource over its limit: `requested` more on top of `in_use`
+    would exceed `limit` (in_use is 0 for limits checked per request)."""
+    resource: str
+    limit: int
+    in_use: int
+    requested: int
+
+    def describe(self) -> str:
+        if self.in_use:
+            return (f"Quota exceeded for {self.resource}: Requested {self.requested}, "
+                    f"but already used {self.in_use} of {self.limit} {self.resource}")
+        return (f"Quota exceeded for {self.resource}: Requested {self.requested}, "
+                f"but the limit is {self.limit}")
+
+
+class QuotaExceeded(ResourceExhausted):
+    """RESOURCE_EXHAUSTED with a google.rpc.QuotaFailure (one violation per
+    resource: subject project:<id>, quota_metric nimbus.dev/<resource>,
+    quota_value the limit, the numbers in the description), an ErrorInfo
+    whose metadata holds <resource>_limit/_in_use/_requested, and, when the
+    request field is known, a BadRequest naming it."""
+    reason = "QUOTA_EXCEEDED"
+
+    def __init__(self, project_id: str, violations: list[QuotaViolation], field: str = ""):
+        super().__init__("; ".join(v.describe() for v in violations))
+        self.project_id = project_id
+        self.violations = list(violations)
+        self.field = field
+
+    @property
+    def resources(self) -> list[str]:
+        return [v.resource for v in self.violations]
+
+    def details(self) -> list:
+        failure = error_details_pb2.QuotaFailure(violations=[
+            error_details_pb2.QuotaFailure.Violation(
+                subject=f"project:{self.project_id}", description=v.describe(),
+                quota_metric=f"{DOMAIN}/{v.resource}", quota_id=f"{v.resource}-per-project",
+                quota_dimensions={"project_id": self.project_id}, quota_value=v.limit)
+            for v in self.violations])
+        metadata = {"project_id": self.project_id}
+        for v in self.violations:
+            metadata |= {f"{v.resource}_limit": str(v.limit), f"{v.resource}_in_use": str(v.in_use),
+                         f"{v.resource}_requested": str(v.requested)}
+        out = [failure, error_details_pb2.ErrorInfo(reason=self.reason, domain=DOMAIN,
+                                                    metadata=metadata)]
+        if self.field:
+            out.append(error_details_pb2.BadRequest(field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=self.field,
+                                                            description=self.message)]))
+        return out

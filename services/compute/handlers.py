@@ -8,12 +8,14 @@ ResourceInfo and the request field that named them."""
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import hashlib
 import os
 import re
 import uuid
 
-from nimbus import errors, log
+from nimbus import errors, log, quota
 from nimbus.compute.v1 import compute_pb2, compute_pb2_grpc
 from nimbus.imagestore import ImageStore, file_chunks
 from nimbus.rpc import auth, interceptor
@@ -26,7 +28,9 @@ from nimbus.store.store import Store, now
 _log = log.get("nimbus.compute")
 C = compute_pb2
 MAX_NAME = 255
-MAX_COUNT = 64           # servers per CreateServer call: one etcd txn (128 ops)
+# Servers per CreateServer call: one etcd txn holds them all, and etcd takes
+# at most 128 operations per txn (2 per server + the usage).
+MAX_COUNT = 60
 MAX_METADATA_ITEMS = 128
 MAX_PAGE = 1000
 # aki/ari: a kernel or a ramdisk for direct kernel boot (Glance's names).
@@ -64,9 +68,11 @@ def validate_counts(min_count: int, max_count: int) -> tuple[int, int]:
     return min_count, max_count
 
 
-def validate_metadata(metadata, field: str = "metadata") -> None:
-    if len(metadata) > MAX_METADATA_ITEMS:
-        raise errors.InvalidArgument(field, f"at most {MAX_METADATA_ITEMS} items")
+def validate_metadata(metadata, field: str = "metadata", max_items: int | None = MAX_METADATA_ITEMS) -> None:
+    """Key and value lengths; the item count too, unless a quota limits it
+    (server metadata: the project's metadata_items)."""
+    if max_items is not None and len(metadata) > max_items:
+        raise errors.InvalidArgument(field, f"at most {max_items} items")
     for key, value in metadata.items():
         if not key or len(key) > 255:
             raise errors.InvalidArgument(f"{field}[{key!r}]", "keys must be 1 to 255 characters")
@@ -150,6 +156,11 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         self.instances = instances
         self.images = images
         self.staging_dir = staging_dir
+        # One quota change per project at a time in this process: the usage
+        # compare keeps it correct across processes; the lock only spares
+        # concurrent creates of one project a storm of lost races (measured:
+        # 18 txns per boot instead of 6 with 16 clients of one project).
+        self.quota_locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
         os.makedirs(staging_dir, exist_ok=True)
 
     # ---- servers ----------------------------------------------------------
@@ -163,7 +174,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         # Shape first (cheap, no reads), then references, then quota + write.
         name = validate_name(request.name)
         min_count, max_count = validate_counts(request.min_count, request.max_count)
-        validate_metadata(request.metadata)
+        validate_metadata(request.metadata, max_items=None)
         create.check_user_data(request)
         create.check_description(request)
         create.check_access_ips(request)
@@ -173,6 +184,9 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         block_devices = create.block_devices(request)
         zone, forced_host = create.parse_availability_zone(request.availability_zone, who.is_admin)
 
+        limits = await quota.limits(self.store, who.project_id)
+        quota.check_metadata(limits, request.metadata, project=who.project_id)
+        quota.check_personality(limits, request.personality, project=who.project_id)
         flavor = await self.catalog.flavor(request.flavor_ref, "flavor_ref")
         image = await self._boot_image(request, block_devices, flavor, who)
         for field in ("kernel_id", "ramdisk_id"):
@@ -192,7 +206,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         admin_pass = request.admin_pass or create.generate_password()
         response = C.CreateServerResponse(reservation_id=reservation_id, admin_pass=admin_pass)
         security_groups = list(dict.fromkeys(request.security_groups)) or ["default"]
-        ops = []
+        per_server = []
         for index in range(max_count):
             server = response.servers.add(
                 id=str(uuid.uuid4()), name=f"{name}-{index + 1}" if max_count > 1 else name,
@@ -214,11 +228,22 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
             action = records_pb2.InstanceAction(
                 request_id=request_id, instance_id=server.id, action="create",
                 project_id=who.project_id, user_id=who.user_id, start_time=created)
-            ops += [self.store.put(keys.instance(server.id), record),
-                    self.store.put(keys.action(server.id, request_id), action)]
-        # One transaction: the servers and their actions appear together or not at all.
-        await self.store.txn([], ops)
-        _log.info("servers created", count=max_count, reservation_id=reservation_id,
+            per_server.append([self.store.put(keys.instance(server.id), record),
+                               self.store.put(keys.action(server.id, request_id), action)])
+        # One transaction: as many servers as the quota allows between
+        # min_count and max_count, their actions and the project's usage
+        # appear together or not at all; a lost race on the usage plans again.
+        per_item = quota.instance_deltas(flavor.vcpus, flavor.ram_mb)
+        async with self.quota_locks[who.project_id]:
+            while True:
+                plan = await quota.plan_fit(self.store, who.project_id, per_item, min_count,
+                                            max_count)
+                ops = [op for server_ops in per_server[:plan.count] for op in server_ops]
+                resp = await self.store.txn(plan.compares, [*plan.ops, *ops], plan.failure_ops)
+                if resp.succeeded:
+                    break
+        del response.servers[plan.count:]
+        _log.info("servers created", count=plan.count, reservation_id=reservation_id,
                   flavor=flavor.name, image=image.id if image else "")
         if request.return_reservation_id:
             del response.servers[:]
@@ -301,10 +326,16 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
                 return C.DeleteServerResponse(server=public_view(server, who))  # idempotent
             if not server.host:
                 # Never placed (or failed before placement): nothing on any
-                # host to clean up, so delete here (Nova's local delete).
-                resp = await self.store.txn(
-                    [self.store.mod_is(ikey, found.mod_revision)],
-                    [self.store.delete(ikey), self.store.delete(keys.action(server.id, ""), True)])
+                # host to clean up, so delete here (Nova's local delete),
+                # releasing its quota in the same transaction.
+                async with self.quota_locks[server.project_id]:
+                    plan = await quota.plan(self.store, server.project_id, quota.instance_deltas(
+                        server.flavor.vcpus, server.flavor.ram_mb, -1))
+                    resp = await self.store.txn(
+                        [self.store.mod_is(ikey, found.mod_revision), *plan.compares],
+                        [self.store.delete(ikey),
+                         self.store.delete(keys.action(server.id, ""), True), *plan.ops],
+                        plan.failure_ops)
                 if resp.succeeded:
                     server.task_state = C.TASK_STATE_DELETING
                     return C.DeleteServerResponse(server=public_view(server, who))

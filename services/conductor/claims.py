@@ -85,17 +85,18 @@ class Claims:
                     raise InstanceChanged(server.id)
                 self._refresh(host, resp.responses[1].response_range.kvs)
 
-    async def release_with(self, host: str, consumer_id: str, inst_compare: rpc.Compare,
+    async def release_with(self, host: str, consumer_id: str, compares: list[rpc.Compare],
                            inst_ops: list) -> None:
         """Drop consumer's allocation on host together with `inst_ops`, all
-        only if `inst_compare` holds; raises InstanceChanged when it does not.
+        only if `compares` (the instance's, a quota usage's) hold; raises
+        InstanceChanged when one does not, so the caller reads again.
         Without an allocation (already released) only inst_ops are applied."""
         akey, pkey = keys.allocation(host, consumer_id), keys.provider(host)
         async with self._locks[host]:
             while True:
                 allocation = await self.store.get(akey, records_pb2.Allocation)
                 if allocation is None:
-                    resp = await self.store.txn([inst_compare], inst_ops)
+                    resp = await self.store.txn(compares, inst_ops)
                     if not resp.succeeded:
                         raise InstanceChanged(consumer_id)
                     return
@@ -106,7 +107,7 @@ class Claims:
                 resources.add(new_usage.used, allocation.msg.resources, -1)
                 new_usage.consumers = max(0, new_usage.consumers - 1)
                 resp = await self.store.txn(
-                    [inst_compare, self.store.mod_is(akey, allocation.mod_revision),
+                    [*compares, self.store.mod_is(akey, allocation.mod_revision),
                      self.store.mod_is(pkey, usage.mod_revision)],
                     [*inst_ops, self.store.delete(akey), self.store.put(pkey, new_usage)],
                     [self.store.get_op(pkey)])
@@ -117,7 +118,8 @@ class Claims:
                 if kvs and kvs[0].mod_revision != usage.mod_revision:
                     self._refresh(host, kvs)
                     continue
-                # Usage unchanged: the instance (or the allocation) changed.
-                check = await self.store.txn([inst_compare], [])
+                # Usage unchanged: the instance, a caller's record or the
+                # allocation changed.
+                check = await self.store.txn(compares, [])
                 if not check.succeeded:
                     raise InstanceChanged(consumer_id)

@@ -4,7 +4,10 @@ applied with compare-and-swap on the expected task states."""
 
 from __future__ import annotations
 
-from nimbus import errors, log
+import asyncio
+import collections
+
+from nimbus import errors, log, quota
 from nimbus.compute.v1 import compute_pb2
 from nimbus.conductor.v1 import conductor_pb2, conductor_pb2_grpc
 from nimbus.rpc import auth
@@ -40,6 +43,7 @@ class Conductor:
         self.nodes = Informer(store, keys.NODES, records_pb2.NodeRecord)
         self.providers = Informer(store, keys.PROVIDERS, records_pb2.ProviderUsage)
         self.claims = Claims(store, self.providers)
+        self.quota_locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
 
     def cached(self, instance_id: str) -> Versioned | None:
         return self.instances.items.get(keys.instance(instance_id))
@@ -115,7 +119,7 @@ class Conductor:
             ikey = keys.instance(instance_id)
             try:
                 await self.claims.release_with(host, instance_id,
-                                               self.store.mod_is(ikey, current.mod_revision),
+                                               [self.store.mod_is(ikey, current.mod_revision)],
                                                [self.store.put(ikey, new)])
             except InstanceChanged:
                 current = await self.store.get(ikey, records_pb2.InstanceRecord)
@@ -137,14 +141,20 @@ class Conductor:
                 raise errors.FailedPrecondition(f"server {instance_id} is not being deleted")
             if host is not None and server.host != host:
                 raise errors.FailedPrecondition(f"server {instance_id} is not on host {host}")
-            ops = [self.store.delete(ikey), self.store.delete(keys.action(instance_id, ""),
-                                                               prefix=True)]
-            compare = self.store.mod_is(ikey, current.mod_revision)
+            # The record, its actions, its claim and its quota usage go
+            # together; one release per project at a time here (see the API's
+            # quota_locks: correctness is the compare's, the lock saves retries).
             try:
-                if server.host:
-                    await self.claims.release_with(server.host, instance_id, compare, ops)
-                elif not (await self.store.txn([compare], ops)).succeeded:
-                    raise InstanceChanged(instance_id)
+                async with self.quota_locks[server.project_id]:
+                    plan = await quota.plan(self.store, server.project_id, quota.instance_deltas(
+                        server.flavor.vcpus, server.flavor.ram_mb, -1))
+                    ops = [self.store.delete(ikey),
+                           self.store.delete(keys.action(instance_id, ""), prefix=True), *plan.ops]
+                    compares = [self.store.mod_is(ikey, current.mod_revision), *plan.compares]
+                    if server.host:
+                        await self.claims.release_with(server.host, instance_id, compares, ops)
+                    elif not (await self.store.txn(compares, ops)).succeeded:
+                        raise InstanceChanged(instance_id)
                 return
             except InstanceChanged:
                 current = await self.store.get(ikey, records_pb2.InstanceRecord)

@@ -237,7 +237,7 @@ class BuildScheduler:
             _log.warning("releasing orphaned allocation", host=host, consumer=consumer)
             try:
                 await self.c.claims.release_with(
-                    host, consumer, self.c.store.mod_is(ikey, inst.mod_revision if inst else 0), [])
+                    host, consumer, [self.c.store.mod_is(ikey, inst.mod_revision if inst else 0)], [])
             except InstanceChanged:
                 pass   # it moved meanwhile: the next sweep looks again
 

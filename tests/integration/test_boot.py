@@ -59,7 +59,7 @@ async def test_boot_reaches_active_and_delete_cleans_up(stack):
 
 
 async def test_flavor_no_host_can_hold_ends_in_error_with_fault(stack):
-    await stack.flavor("huge", vcpus=1, ram_mb=10 ** 6, disk_gb=1)
+    await stack.flavor("huge", vcpus=1, ram_mb=40000, disk_gb=1)   # within quota, above any host
     server = (await stack.api.CreateServer(boot(flavor="huge"), metadata=user())).servers[0]
     done = await stack.wait_settled(server.id)
     assert done.vm_state == C.VM_STATE_ERROR and not done.host
