@@ -6,11 +6,15 @@ import os
 
 from nimbus import config, log, process
 from nimbus.compute.v1 import compute_pb2, compute_pb2_grpc, ec2_pb2, ec2_pb2_grpc
+from nimbus.compute.v1 import (instance_actions_pb2, instance_actions_pb2_grpc, quotas_pb2,
+                               quotas_pb2_grpc)
 from nimbus.imagestore import make_store
 from nimbus.rpc import auth
 from nimbus.rpc.server import Server
 from nimbus.services.compute.ec2 import Ec2Servicer
 from nimbus.services.compute.handlers import Catalog, ComputeServicer
+from nimbus.services.compute.instance_actions import InstanceActionServicer
+from nimbus.services.compute.quotas import QuotaServicer
 from nimbus.state.v1 import records_pb2
 from nimbus.store import keys
 from nimbus.store.informer import Informer
@@ -41,9 +45,36 @@ class ComputeProcess(process.ServiceProcess):
                                   os.path.join(cfg.state_dir, "staging"))
         self.server.add(compute_pb2_grpc.add_ComputeServiceServicer_to_server, compute,
                         compute_pb2.DESCRIPTOR.services_by_name["ComputeService"])
+        self.server.add(quotas_pb2_grpc.add_QuotaServiceServicer_to_server,
+                        QuotaServicer(self.store),
+                        quotas_pb2.DESCRIPTOR.services_by_name["QuotaService"])
+        self.server.add(instance_actions_pb2_grpc.add_InstanceActionServiceServicer_to_server,
+                        InstanceActionServicer(self.store),
+                        instance_actions_pb2.DESCRIPTOR.services_by_name["InstanceActionService"])
         self.server.add(ec2_pb2_grpc.add_Ec2ServiceServicer_to_server,
                         Ec2Servicer(self.store, compute),
                         ec2_pb2.DESCRIPTOR.services_by_name["Ec2Service"])
+        # Key pairs, security groups, server groups, aggregates/zones.
+        from nimbus.compute.v1 import (aggregates_pb2, aggregates_pb2_grpc, keypairs_pb2,
+                                       keypairs_pb2_grpc, security_groups_pb2,
+                                       security_groups_pb2_grpc, server_groups_pb2,
+                                       server_groups_pb2_grpc)
+        from nimbus.services.compute.aggregates import AggregateServicer
+        from nimbus.services.compute.keypairs import KeypairServicer
+        from nimbus.services.compute.security_groups import SecurityGroupServicer
+        from nimbus.services.compute.server_groups import ServerGroupServicer
+        for add_fn, servicer, descriptor in (
+                (keypairs_pb2_grpc.add_KeypairServiceServicer_to_server, KeypairServicer,
+                 keypairs_pb2.DESCRIPTOR.services_by_name["KeypairService"]),
+                (security_groups_pb2_grpc.add_SecurityGroupServiceServicer_to_server,
+                 SecurityGroupServicer,
+                 security_groups_pb2.DESCRIPTOR.services_by_name["SecurityGroupService"]),
+                (server_groups_pb2_grpc.add_ServerGroupServiceServicer_to_server,
+                 ServerGroupServicer,
+                 server_groups_pb2.DESCRIPTOR.services_by_name["ServerGroupService"]),
+                (aggregates_pb2_grpc.add_AggregateServiceServicer_to_server, AggregateServicer,
+                 aggregates_pb2.DESCRIPTOR.services_by_name["AggregateService"])):
+            self.server.add(add_fn, servicer(self.store), descriptor)
         await self.server.start()
         for informer in informers:
             await informer.synced.wait()
