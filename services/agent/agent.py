@@ -15,6 +15,7 @@ failure cleans up and gives the server back for rescheduling."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import shutil
 
@@ -44,6 +45,14 @@ RETRY_SECONDS = 20.0
 RECONCILE_EVERY = 6          # power-sync rounds between leftover sweeps
 
 
+@dataclasses.dataclass
+class BuildInputs:
+    """What the config drive needs beyond the public Server (secrets: never logged)."""
+    user_data: bytes = b""
+    public_keys: dict[str, str] = dataclasses.field(default_factory=dict)
+    files: list[tuple[str, bytes]] = dataclasses.field(default_factory=list)
+
+
 class Lost(Exception):
     """Another actor changed the server (deleted it, most often): stop."""
 
@@ -65,7 +74,7 @@ class ComputeAgent:
         self.node = node
         self.servers: dict[str, C.Server] = {}
         self.revisions: dict[str, int] = {}   # etcd mod_revision of self.servers[id]
-        self.user_data: dict[str, bytes] = {}
+        self.build_inputs: dict[str, BuildInputs] = {}
         self.force_config_drive = False
         self.power_sync_interval = 10.0
         self.synced = asyncio.Event()
@@ -166,8 +175,10 @@ class ComputeAgent:
                         self._forget(event.server.id)
                     else:
                         seen.add(event.server.id)
-                        if event.user_data:
-                            self.user_data[event.server.id] = event.user_data
+                        if event.user_data or event.public_keys or event.personality:
+                            self.build_inputs[event.server.id] = BuildInputs(
+                                event.user_data, dict(event.public_keys),
+                                [(f.path, f.contents) for f in event.personality])
                         if self._learn(event.server, event.revision):
                             self._on_server(event.server)
             except grpc.aio.AioRpcError as exc:
@@ -193,7 +204,7 @@ class ComputeAgent:
     # ---- dispatch ---------------------------------------------------------
 
     def _forget(self, instance_id: str) -> None:
-        for table in (self.servers, self.revisions, self.user_data):
+        for table in (self.servers, self.revisions, self.build_inputs):
             table.pop(instance_id, None)
 
     def _learn(self, server: C.Server, revision: int) -> bool:
@@ -219,7 +230,8 @@ class ComputeAgent:
         elif running is not None:
             return
         elif server.vm_state == C.VM_STATE_BUILDING and server.task_state == C.TASK_STATE_SCHEDULING:
-            self._start(server.id, "build", self._build(server, self.user_data.get(server.id, b"")))
+            self._start(server.id, "build",
+                        self._build(server, self.build_inputs.get(server.id, BuildInputs())))
         elif server.vm_state == C.VM_STATE_BUILDING and server.task_state in BUILDING_TASKS:
             # We restarted in the middle of this build: clean up, give it back.
             self._start(server.id, "recover", self._recover(server))
@@ -321,7 +333,7 @@ class ComputeAgent:
                 yield part.chunk
         return chunks
 
-    async def _build(self, server: C.Server, user_data: bytes = b"") -> None:
+    async def _build(self, server: C.Server, inputs: "BuildInputs") -> None:
         sid = server.id
         if not self.tracker.claim(server):
             self.log.info("claim failed on the node, rescheduling", instance_id=sid)
@@ -346,7 +358,7 @@ class ComputeAgent:
             stage = C.TASK_STATE_BLOCK_DEVICE_MAPPING
             await self._update(sid, [stage], task_state=C.TASK_STATE_SPAWNING)
             stage = C.TASK_STATE_SPAWNING
-            await self._spawn(server, user_data)
+            await self._spawn(server, inputs)
             await self._update(sid, [stage], vm_state=C.VM_STATE_ACTIVE,
                                task_state=C.TASK_STATE_UNSPECIFIED,
                                power_state=C.POWER_STATE_RUNNING, launched_at=now())
@@ -375,7 +387,7 @@ class ComputeAgent:
         shutil.copyfile(cached, dest)
         return dest
 
-    async def _spawn(self, server: C.Server, user_data: bytes) -> None:
+    async def _spawn(self, server: C.Server, inputs: "BuildInputs") -> None:
         image = await self._image(server.image_ref)
         inst_dir = self.driver.instance_dir(server.id)
         os.makedirs(inst_dir, exist_ok=True)
@@ -392,7 +404,9 @@ class ComputeAgent:
                 disks.append(GuestDisk(*mapping[name], DiskSource("file", "qcow2", path=path)))
         if use_config_drive:
             iso = os.path.join(inst_dir, "disk.config")
-            await configdrive.build(iso, server, user_data=user_data)
+            await configdrive.build(iso, server, user_data=inputs.user_data,
+                                    public_keys=inputs.public_keys, files=inputs.files,
+                                    availability_zone=server.availability_zone or "nova")
             disks.append(GuestDisk(*mapping["disk.config"],
                                    await self.backend.import_config_drive(server.id, iso)))
         kernel = initrd = cmdline = ""

@@ -15,11 +15,15 @@ import os
 import re
 import uuid
 
-from nimbus import errors, log, quota
+from nimbus import errors, log, quota, servergroups
 from nimbus.compute.v1 import compute_pb2, compute_pb2_grpc
 from nimbus.imagestore import ImageStore, file_chunks
 from nimbus.rpc import auth, interceptor
 from nimbus.services.compute import create
+from nimbus.services.compute.validation import validate_metadata, validate_name
+from nimbus.services.compute.aggregates import zones as aggregate_zones
+from nimbus.services.compute.keypairs import get_keypair
+from nimbus.services.compute.security_groups import resolve_security_groups
 from nimbus.state.v1 import records_pb2
 from nimbus.store import keys
 from nimbus.store.informer import DELETED, OVERFLOW, SYNCED, Informer
@@ -27,11 +31,9 @@ from nimbus.store.store import Store, now
 
 _log = log.get("nimbus.compute")
 C = compute_pb2
-MAX_NAME = 255
 # Servers per CreateServer call: one etcd txn holds them all, and etcd takes
 # at most 128 operations per txn (2 per server + the usage).
 MAX_COUNT = 60
-MAX_METADATA_ITEMS = 128
 MAX_PAGE = 1000
 # aki/ari: a kernel or a ramdisk for direct kernel boot (Glance's names).
 DISK_FORMATS = ("qcow2", "raw", "iso", "aki", "ari")
@@ -45,17 +47,6 @@ def _uuid_like(value: str) -> bool:
         return False
 
 
-def validate_name(name: str, field: str = "name") -> str:
-    stripped = name.strip()
-    if not stripped:
-        raise errors.InvalidArgument(field, "is required and must not be blank")
-    if len(stripped) > MAX_NAME:
-        raise errors.InvalidArgument(field, f"must be at most {MAX_NAME} characters")
-    if any(ord(ch) < 32 for ch in stripped):
-        raise errors.InvalidArgument(field, "must not contain control characters")
-    return stripped
-
-
 def validate_counts(min_count: int, max_count: int) -> tuple[int, int]:
     min_count = min_count or 1
     max_count = max_count or min_count
@@ -66,18 +57,6 @@ def validate_counts(min_count: int, max_count: int) -> tuple[int, int]:
     if max_count > MAX_COUNT:
         raise errors.InvalidArgument("max_count", f"must be at most {MAX_COUNT}")
     return min_count, max_count
-
-
-def validate_metadata(metadata, field: str = "metadata", max_items: int | None = MAX_METADATA_ITEMS) -> None:
-    """Key and value lengths; the item count too, unless a quota limits it
-    (server metadata: the project's metadata_items)."""
-    if max_items is not None and len(metadata) > max_items:
-        raise errors.InvalidArgument(field, f"at most {max_items} items")
-    for key, value in metadata.items():
-        if not key or len(key) > 255:
-            raise errors.InvalidArgument(f"{field}[{key!r}]", "keys must be 1 to 255 characters")
-        if len(value) > 255:
-            raise errors.InvalidArgument(f"{field}[{key!r}]", "values must be at most 255 characters")
 
 
 def visible(server: C.Server, who: auth.Identity, all_projects: bool = False) -> bool:
@@ -199,13 +178,28 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         for i, net in enumerate(request.networks):
             # Networks arrive with IPAM; until then none exists.
             raise errors.NotFound("port" if net.port else "network", net.port or net.uuid)
+        public_keys = {}
+        if request.key_name:
+            keypair = await get_keypair(self.store, who.user_id, request.key_name)
+            public_keys[keypair.msg.name] = keypair.msg.public_key
+        groups = await resolve_security_groups(self.store, who.project_id, request.security_groups)
+        if zone or forced_host:
+            zones = await aggregate_zones(self.store)
+            if zone and zone not in zones:
+                raise errors.NotFound("availability_zone", zone)
+            if forced_host and not any(forced_host in hosts for hosts in zones.values()):
+                raise errors.NotFound("host", forced_host)
+        group = None
+        if request.scheduler_hints.group:
+            group = await servergroups.get_server_group(self.store, who.project_id,
+                                                        request.scheduler_hints.group)
 
         reservation_id = "r-" + uuid.uuid4().hex[:8]
         request_id = interceptor.request_id()
         created = now()
         admin_pass = request.admin_pass or create.generate_password()
         response = C.CreateServerResponse(reservation_id=reservation_id, admin_pass=admin_pass)
-        security_groups = list(dict.fromkeys(request.security_groups)) or ["default"]
+        security_groups = [g.name for g in groups]
         per_server = []
         for index in range(max_count):
             server = response.servers.add(
@@ -224,7 +218,10 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
                 user_data=request.user_data, personality=request.personality,
                 networks=request.networks, networks_mode=request.networks_mode,
                 block_devices=block_devices, scheduler_hints=request.scheduler_hints,
-                forced_host=forced_host)
+                forced_host=forced_host, public_keys=public_keys)
+            if group is not None:
+                record.group_policy = servergroups.policy_name(group.msg.policy)
+                record.group_max_per_host = group.msg.rules.max_server_per_host
             action = records_pb2.InstanceAction(
                 request_id=request_id, instance_id=server.id, action="create",
                 project_id=who.project_id, user_id=who.user_id, start_time=created)
@@ -239,9 +236,21 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
                 plan = await quota.plan_fit(self.store, who.project_id, per_item, min_count,
                                             max_count)
                 ops = [op for server_ops in per_server[:plan.count] for op in server_ops]
-                resp = await self.store.txn(plan.compares, [*plan.ops, *ops], plan.failure_ops)
+                compares = list(plan.compares)
+                if group is not None:
+                    # The members join the group in the same transaction.
+                    quota.check_server_group_members(limits, len(group.msg.members), plan.count,
+                                                     project=who.project_id)
+                    g_compares, g_ops = servergroups.add_members(
+                        self.store, group, [s.id for s in response.servers[:plan.count]])
+                    compares += g_compares
+                    ops += g_ops
+                resp = await self.store.txn(compares, [*plan.ops, *ops], plan.failure_ops)
                 if resp.succeeded:
                     break
+                if group is not None and not plan.lost(resp):
+                    group = await servergroups.get_server_group(   # changed or deleted
+                        self.store, who.project_id, group.msg.id)
         del response.servers[plan.count:]
         _log.info("servers created", count=plan.count, reservation_id=reservation_id,
                   flavor=flavor.name, image=image.id if image else "")
@@ -331,10 +340,12 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
                 async with self.quota_locks[server.project_id]:
                     plan = await quota.plan(self.store, server.project_id, quota.instance_deltas(
                         server.flavor.vcpus, server.flavor.ram_mb, -1))
+                    g_compares, g_ops = await servergroups.leave(
+                        self.store, server.project_id, server.server_group, server.id)
                     resp = await self.store.txn(
-                        [self.store.mod_is(ikey, found.mod_revision), *plan.compares],
+                        [self.store.mod_is(ikey, found.mod_revision), *plan.compares, *g_compares],
                         [self.store.delete(ikey),
-                         self.store.delete(keys.action(server.id, ""), True), *plan.ops],
+                         self.store.delete(keys.action(server.id, ""), True), *plan.ops, *g_ops],
                         plan.failure_ops)
                 if resp.succeeded:
                     server.task_state = C.TASK_STATE_DELETING

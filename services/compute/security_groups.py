@@ -34,7 +34,7 @@ from aetcd import rpc
 from nimbus import errors, log
 from nimbus.compute.v1 import security_groups_pb2 as S, security_groups_pb2_grpc
 from nimbus.rpc import auth
-from nimbus.services.compute.handlers import validate_name
+from nimbus.services.compute.validation import validate_name
 from nimbus.state.v1 import records_pb2
 from nimbus.store import keys
 from nimbus.store.store import Store, Versioned, now, prefix_end

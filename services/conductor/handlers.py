@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import collections
 
-from nimbus import errors, log, quota
+from nimbus import errors, log, quota, servergroups
 from nimbus.compute.v1 import compute_pb2
 from nimbus.conductor.v1 import conductor_pb2, conductor_pb2_grpc
 from nimbus.rpc import auth
@@ -148,9 +148,13 @@ class Conductor:
                 async with self.quota_locks[server.project_id]:
                     plan = await quota.plan(self.store, server.project_id, quota.instance_deltas(
                         server.flavor.vcpus, server.flavor.ram_mb, -1))
+                    g_compares, g_ops = await servergroups.leave(
+                        self.store, server.project_id, server.server_group, instance_id)
                     ops = [self.store.delete(ikey),
-                           self.store.delete(keys.action(instance_id, ""), prefix=True), *plan.ops]
-                    compares = [self.store.mod_is(ikey, current.mod_revision), *plan.compares]
+                           self.store.delete(keys.action(instance_id, ""), prefix=True),
+                           *plan.ops, *g_ops]
+                    compares = [self.store.mod_is(ikey, current.mod_revision), *plan.compares,
+                                *g_compares]
                     if server.host:
                         await self.claims.release_with(server.host, instance_id, compares, ops)
                     elif not (await self.store.txn(compares, ops)).succeeded:
@@ -206,8 +210,13 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
                     yield Event(type=Event.EVENT_TYPE_DELETED, server=rec.msg.server,
                                 revision=rec.mod_revision)
                 else:
+                    build = rec.msg.server.vm_state == TS.VM_STATE_BUILDING
                     yield Event(type=Event.EVENT_TYPE_UPSERT, server=rec.msg.server,
-                                revision=rec.mod_revision, user_data=rec.msg.user_data)
+                                revision=rec.mod_revision,
+                                # Build inputs only while building: they can be large.
+                                user_data=rec.msg.user_data if build else b"",
+                                public_keys=rec.msg.public_keys if build else {},
+                                personality=rec.msg.personality if build else ())
         finally:
             sub.close()
 

@@ -9,6 +9,7 @@ import time
 
 from nimbus import log, resources
 from nimbus.rpc import auth
+from nimbus.compute.v1 import aggregates_pb2
 from nimbus.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
 from nimbus.services.scheduler.filters import HostState, filter_hosts, weigh
 from nimbus.state.v1 import records_pb2
@@ -17,6 +18,7 @@ from nimbus.store.informer import Informer
 from nimbus.store.store import Store
 
 _log = log.get("nimbus.scheduler")
+DEFAULT_ZONE = "nova"   # hosts in no zoned aggregate (Nova's default_availability_zone)
 
 
 class HostManager:
@@ -34,6 +36,7 @@ class HostManager:
     def __init__(self, store: Store):
         self.nodes = Informer(store, keys.NODES, records_pb2.NodeRecord)
         self.allocations = Informer(store, keys.ALLOCATIONS, records_pb2.Allocation)
+        self.aggregates = Informer(store, keys.AGGREGATES, aggregates_pb2.Aggregate)
         self.used: dict[str, records_pb2.Resources] = {}
         self.assumed: dict[str, tuple[str, records_pb2.Resources, float]] = {}
         self.allocations.add_listener(self._on_allocation)
@@ -55,11 +58,13 @@ class HostManager:
         for instance_id, (_, _, deadline) in list(self.assumed.items()):
             if deadline < clock:
                 del self.assumed[instance_id]
+        zone_of = {host: agg.msg.availability_zone for agg in self.aggregates.items.values()
+                   if agg.msg.availability_zone for host in agg.msg.hosts}
         states = {}
         for key, v in self.nodes.items.items():
             used = self.used.get(v.msg.host, records_pb2.Resources())
             states[v.msg.host] = HostState(v.msg.host, v.msg, used.vcpus, used.memory_mb,
-                                           used.disk_gb)
+                                           used.disk_gb, zone_of.get(v.msg.host, DEFAULT_ZONE))
         for host, want, _ in self.assumed.values():
             if host in states:
                 states[host].consume(want)

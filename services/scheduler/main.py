@@ -18,6 +18,7 @@ class SchedulerProcess(process.ServiceProcess):
         self.hosts = HostManager(self.store)
         self.spawn(self.hosts.nodes.run())
         self.spawn(self.hosts.allocations.run())
+        self.spawn(self.hosts.aggregates.run())
         self.server = Server("scheduler", cfg.listen or config.DEFAULT_SCHEDULER_ADDRESS,
                              auth.Authenticator(service_token=cfg.service_token))
         self.server.add(scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server,
@@ -26,6 +27,7 @@ class SchedulerProcess(process.ServiceProcess):
         await self.server.start()
         await self.hosts.nodes.synced.wait()
         await self.hosts.allocations.synced.wait()
+        await self.hosts.aggregates.synced.wait()
         await self.server.set_serving()
         return self
 

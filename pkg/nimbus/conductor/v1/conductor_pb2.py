@@ -27,13 +27,15 @@ from nimbus.compute.v1 import compute_pb2 as nimbus_dot_compute_dot_v1_dot_compu
 from nimbus.state.v1 import records_pb2 as nimbus_dot_state_dot_v1_dot_records__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#nimbus/conductor/v1/conductor.proto\x12\x13nimbus.conductor.v1\x1a google/protobuf/field_mask.proto\x1a\x1fnimbus/compute/v1/compute.proto\x1a\x1dnimbus/state/v1/records.proto\"<\n\x17\x43heckServerGroupRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\"\x1a\n\x18\x43heckServerGroupResponse\"P\n\x11ReportNodeRequest\x12)\n\x04node\x18\x01 \x01(\x0b\x32\x1b.nimbus.state.v1.NodeRecord\x12\x10\n\x08lease_id\x18\x02 \x01(\x03\";\n\x12ReportNodeResponse\x12\x10\n\x08lease_id\x18\x01 \x01(\x03\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\x03\"(\n\x18StreamAssignmentsRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\"\xa2\x02\n\x19StreamAssignmentsResponse\x12\x46\n\x04type\x18\x01 \x01(\x0e\x32\x38.nimbus.conductor.v1.StreamAssignmentsResponse.EventType\x12)\n\x06server\x18\x02 \x01(\x0b\x32\x19.nimbus.compute.v1.Server\x12\x10\n\x08revision\x18\x03 \x01(\x03\x12\x11\n\tuser_data\x18\x04 \x01(\x0c\"m\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11\x45VENT_TYPE_UPSERT\x10\x01\x12\x16\n\x12\x45VENT_TYPE_DELETED\x10\x02\x12\x15\n\x11\x45VENT_TYPE_SYNCED\x10\x03\"\xbd\x01\n\x15UpdateInstanceRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12)\n\x06server\x18\x02 \x01(\x0b\x32\x19.nimbus.compute.v1.Server\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12:\n\x14\x65xpected_task_states\x18\x04 \x03(\x0e\x32\x1c.nimbus.compute.v1.TaskState\"U\n\x16UpdateInstanceResponse\x12)\n\x06server\x18\x01 \x01(\x0b\x32\x19.nimbus.compute.v1.Server\x12\x10\n\x08revision\x18\x02 \x01(\x03\"\xa3\x01\n\x19RescheduleInstanceRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\x12\'\n\x05\x66\x61ult\x18\x03 \x01(\x0b\x32\x18.nimbus.compute.v1.Fault\x12:\n\x14\x65xpected_task_states\x18\x04 \x03(\x0e\x32\x1c.nimbus.compute.v1.TaskState\"G\n\x1aRescheduleInstanceResponse\x12)\n\x06server\x18\x01 \x01(\x0b\x32\x19.nimbus.compute.v1.Server\"@\n\x1b\x46inishDeleteInstanceRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\"\x1e\n\x1c\x46inishDeleteInstanceResponse2\xb7\x05\n\x10\x43onductorService\x12]\n\nReportNode\x12&.nimbus.conductor.v1.ReportNodeRequest\x1a\'.nimbus.conductor.v1.ReportNodeResponse\x12t\n\x11StreamAssignments\x12-.nimbus.conductor.v1.StreamAssignmentsRequest\x1a..nimbus.conductor.v1.StreamAssignmentsResponse0\x01\x12i\n\x0eUpdateInstance\x12*.nimbus.conductor.v1.UpdateInstanceRequest\x1a+.nimbus.conductor.v1.UpdateInstanceResponse\x12u\n\x12RescheduleInstance\x12..nimbus.conductor.v1.RescheduleInstanceRequest\x1a/.nimbus.conductor.v1.RescheduleInstanceResponse\x12{\n\x14\x46inishDeleteInstance\x12\x30.nimbus.conductor.v1.FinishDeleteInstanceRequest\x1a\x31.nimbus.conductor.v1.FinishDeleteInstanceResponse\x12o\n\x10\x43heckServerGroup\x12,.nimbus.conductor.v1.CheckServerGroupRequest\x1a-.nimbus.conductor.v1.CheckServerGroupResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#nimbus/conductor/v1/conductor.proto\x12\x13nimbus.conductor.v1\x1a google/protobuf/field_mask.proto\x1a\x1fnimbus/compute/v1/compute.proto\x1a\x1dnimbus/state/v1/records.proto\"<\n\x17\x43heckServerGroupRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\"\x1a\n\x18\x43heckServerGroupResponse\"P\n\x11ReportNodeRequest\x12)\n\x04node\x18\x01 \x01(\x0b\x32\x1b.nimbus.state.v1.NodeRecord\x12\x10\n\x08lease_id\x18\x02 \x01(\x03\";\n\x12ReportNodeResponse\x12\x10\n\x08lease_id\x18\x01 \x01(\x03\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\x03\"(\n\x18StreamAssignmentsRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\"\xdf\x03\n\x19StreamAssignmentsResponse\x12\x46\n\x04type\x18\x01 \x01(\x0e\x32\x38.nimbus.conductor.v1.StreamAssignmentsResponse.EventType\x12)\n\x06server\x18\x02 \x01(\x0b\x32\x19.nimbus.compute.v1.Server\x12\x10\n\x08revision\x18\x03 \x01(\x03\x12\x11\n\tuser_data\x18\x04 \x01(\x0c\x12S\n\x0bpublic_keys\x18\x05 \x03(\x0b\x32>.nimbus.conductor.v1.StreamAssignmentsResponse.PublicKeysEntry\x12\x33\n\x0bpersonality\x18\x06 \x03(\x0b\x32\x1e.nimbus.compute.v1.Personality\x1a\x31\n\x0fPublicKeysEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"m\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11\x45VENT_TYPE_UPSERT\x10\x01\x12\x16\n\x12\x45VENT_TYPE_DELETED\x10\x02\x12\x15\n\x11\x45VENT_TYPE_SYNCED\x10\x03\"\xbd\x01\n\x15UpdateInstanceRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12)\n\x06server\x18\x02 \x01(\x0b\x32\x19.nimbus.compute.v1.Server\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12:\n\x14\x65xpected_task_states\x18\x04 \x03(\x0e\x32\x1c.nimbus.compute.v1.TaskState\"U\n\x16UpdateInstanceResponse\x12)\n\x06server\x18\x01 \x01(\x0b\x32\x19.nimbus.compute.v1.Server\x12\x10\n\x08revision\x18\x02 \x01(\x03\"\xa3\x01\n\x19RescheduleInstanceRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\x12\'\n\x05\x66\x61ult\x18\x03 \x01(\x0b\x32\x18.nimbus.compute.v1.Fault\x12:\n\x14\x65xpected_task_states\x18\x04 \x03(\x0e\x32\x1c.nimbus.compute.v1.TaskState\"G\n\x1aRescheduleInstanceResponse\x12)\n\x06server\x18\x01 \x01(\x0b\x32\x19.nimbus.compute.v1.Server\"@\n\x1b\x46inishDeleteInstanceRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\"\x1e\n\x1c\x46inishDeleteInstanceResponse2\xb7\x05\n\x10\x43onductorService\x12]\n\nReportNode\x12&.nimbus.conductor.v1.ReportNodeRequest\x1a\'.nimbus.conductor.v1.ReportNodeResponse\x12t\n\x11StreamAssignments\x12-.nimbus.conductor.v1.StreamAssignmentsRequest\x1a..nimbus.conductor.v1.StreamAssignmentsResponse0\x01\x12i\n\x0eUpdateInstance\x12*.nimbus.conductor.v1.UpdateInstanceRequest\x1a+.nimbus.conductor.v1.UpdateInstanceResponse\x12u\n\x12RescheduleInstance\x12..nimbus.conductor.v1.RescheduleInstanceRequest\x1a/.nimbus.conductor.v1.RescheduleInstanceResponse\x12{\n\x14\x46inishDeleteInstance\x12\x30.nimbus.conductor.v1.FinishDeleteInstanceRequest\x1a\x31.nimbus.conductor.v1.FinishDeleteInstanceResponse\x12o\n\x10\x43heckServerGroup\x12,.nimbus.conductor.v1.CheckServerGroupRequest\x1a-.nimbus.conductor.v1.CheckServerGroupResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'nimbus.conductor.v1.conductor_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_STREAMASSIGNMENTSRESPONSE_PUBLICKEYSENTRY']._loaded_options = None
+  _globals['_STREAMASSIGNMENTSRESPONSE_PUBLICKEYSENTRY']._serialized_options = b'8\001'
   _globals['_CHECKSERVERGROUPREQUEST']._serialized_start=158
   _globals['_CHECKSERVERGROUPREQUEST']._serialized_end=218
   _globals['_CHECKSERVERGROUPRESPONSE']._serialized_start=220
@@ -45,21 +47,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STREAMASSIGNMENTSREQUEST']._serialized_start=391
   _globals['_STREAMASSIGNMENTSREQUEST']._serialized_end=431
   _globals['_STREAMASSIGNMENTSRESPONSE']._serialized_start=434
-  _globals['_STREAMASSIGNMENTSRESPONSE']._serialized_end=724
-  _globals['_STREAMASSIGNMENTSRESPONSE_EVENTTYPE']._serialized_start=615
-  _globals['_STREAMASSIGNMENTSRESPONSE_EVENTTYPE']._serialized_end=724
-  _globals['_UPDATEINSTANCEREQUEST']._serialized_start=727
-  _globals['_UPDATEINSTANCEREQUEST']._serialized_end=916
-  _globals['_UPDATEINSTANCERESPONSE']._serialized_start=918
-  _globals['_UPDATEINSTANCERESPONSE']._serialized_end=1003
-  _globals['_RESCHEDULEINSTANCEREQUEST']._serialized_start=1006
-  _globals['_RESCHEDULEINSTANCEREQUEST']._serialized_end=1169
-  _globals['_RESCHEDULEINSTANCERESPONSE']._serialized_start=1171
-  _globals['_RESCHEDULEINSTANCERESPONSE']._serialized_end=1242
-  _globals['_FINISHDELETEINSTANCEREQUEST']._serialized_start=1244
-  _globals['_FINISHDELETEINSTANCEREQUEST']._serialized_end=1308
-  _globals['_FINISHDELETEINSTANCERESPONSE']._serialized_start=1310
-  _globals['_FINISHDELETEINSTANCERESPONSE']._serialized_end=1340
-  _globals['_CONDUCTORSERVICE']._serialized_start=1343
-  _globals['_CONDUCTORSERVICE']._serialized_end=2038
+  _globals['_STREAMASSIGNMENTSRESPONSE']._serialized_end=913
+  _globals['_STREAMASSIGNMENTSRESPONSE_PUBLICKEYSENTRY']._serialized_start=753
+  _globals['_STREAMASSIGNMENTSRESPONSE_PUBLICKEYSENTRY']._serialized_end=802
+  _globals['_STREAMASSIGNMENTSRESPONSE_EVENTTYPE']._serialized_start=804
+  _globals['_STREAMASSIGNMENTSRESPONSE_EVENTTYPE']._serialized_end=913
+  _globals['_UPDATEINSTANCEREQUEST']._serialized_start=916
+  _globals['_UPDATEINSTANCEREQUEST']._serialized_end=1105
+  _globals['_UPDATEINSTANCERESPONSE']._serialized_start=1107
+  _globals['_UPDATEINSTANCERESPONSE']._serialized_end=1192
+  _globals['_RESCHEDULEINSTANCEREQUEST']._serialized_start=1195
+  _globals['_RESCHEDULEINSTANCEREQUEST']._serialized_end=1358
+  _globals['_RESCHEDULEINSTANCERESPONSE']._serialized_start=1360
+  _globals['_RESCHEDULEINSTANCERESPONSE']._serialized_end=1431
+  _globals['_FINISHDELETEINSTANCEREQUEST']._serialized_start=1433
+  _globals['_FINISHDELETEINSTANCEREQUEST']._serialized_end=1497
+  _globals['_FINISHDELETEINSTANCERESPONSE']._serialized_start=1499
+  _globals['_FINISHDELETEINSTANCERESPONSE']._serialized_end=1529
+  _globals['_CONDUCTORSERVICE']._serialized_start=1532
+  _globals['_CONDUCTORSERVICE']._serialized_end=2227
 # @@protoc_insertion_point(module_scope)
