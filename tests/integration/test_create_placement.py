@@ -125,3 +125,17 @@ async def test_multi_create_takes_what_quota_allows(stack):
         name="q", image_ref="cirros", flavor_ref="m1.tiny", min_count=2, max_count=15),
         metadata=user())
     assert len(resp.servers) == 10    # Nova's default instances quota
+
+
+async def test_parallel_creates_never_exceed_the_quota(stack):
+    import asyncio
+    calls = [stack.api.CreateServer(C.CreateServerRequest(
+        name=f"p{i}", image_ref="cirros", flavor_ref="m1.tiny"), metadata=user("u", "race"))
+        for i in range(20)]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    created = [r for r in results if not isinstance(r, Exception)]
+    refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert len(created) == 10 and len(refused) == 10    # the default instances quota
+    assert {r.code() for r in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+    from nimbus import quota
+    assert (await quota.usage(stack.conductor.store, "race"))["instances"] == 10

@@ -1,0 +1,128 @@
+"""Admitting new servers: quota, records and server-group membership in one
+etcd transaction, with group commit per project.
+
+Creates of one project all change the same usage key. Run one after the
+other they cost an etcd round trip (and fsync) each and leave every other
+component with batches of one; run concurrently they lose compare races and
+retry. So while one transaction of a project is in flight, that project's
+next creates queue, and the queue is committed as ONE transaction: each
+create gets as many servers as still fit between its min_count and
+max_count (Nova's rule, applied in arrival order), usage moves once, and
+the compare on the usage key still makes it correct across API replicas.
+Creates that join a server group are committed alone (each group's record
+is compared and rewritten by its own create)."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+
+from nimbus import errors, quota, servergroups
+from nimbus.compute.v1 import quotas_pb2
+from nimbus.store import keys
+from nimbus.store.store import Store, Versioned
+
+MAX_OPS = 120          # etcd refuses a txn of more than 128 operations
+
+
+@dataclasses.dataclass
+class Admission:
+    project: str
+    per_item: dict[str, int]
+    min_count: int
+    max_count: int
+    server_ops: list[list]              # the ops of each candidate server, in order
+    server_ids: list[str]
+    group: Versioned | None = None
+    future: asyncio.Future | None = None
+
+    @property
+    def size(self) -> int:
+        return sum(len(ops) for ops in self.server_ops) + 2
+
+
+class Committer:
+    def __init__(self, store: Store):
+        self.store = store
+        self._queues: dict[str, list[Admission]] = collections.defaultdict(list)
+        self._draining: set[str] = set()
+
+    async def admit(self, admission: Admission) -> int:
+        """How many of the admission's servers were written (>= min_count),
+        or QuotaExceeded."""
+        admission.future = asyncio.get_running_loop().create_future()
+        self._queues[admission.project].append(admission)
+        if admission.project not in self._draining:
+            self._draining.add(admission.project)
+            asyncio.create_task(self._drain(admission.project))
+        return await admission.future
+
+    async def _drain(self, project: str) -> None:
+        queue = self._queues[project]
+        try:
+            while queue:
+                batch, ops = [], 0
+                while queue and (not batch or (ops + queue[0].size <= MAX_OPS
+                                               and queue[0].group is None
+                                               and batch[0].group is None)):
+                    ops += queue[0].size
+                    batch.append(queue.pop(0))
+                try:
+                    await self._commit(project, batch)
+                except Exception as exc:  # noqa: BLE001 - each caller gets the error
+                    for adm in batch:
+                        if not adm.future.done():
+                            adm.future.set_exception(exc)
+        finally:
+            self._draining.discard(project)
+            if queue:   # arrived after the loop's last look
+                self._draining.add(project)
+                asyncio.create_task(self._drain(project))
+
+    async def _commit(self, project: str, batch: list[Admission]) -> None:
+        while True:
+            snap = await quota.snapshot(self.store, project)
+            in_use, admitted, compares, ops = dict(snap.usage), [], [], []
+            for adm in batch:
+                if adm.future.done():
+                    continue
+                count = quota.fit_count(snap.limits, in_use, adm.per_item, adm.max_count)
+                if count < adm.min_count:
+                    adm.future.set_exception(errors.QuotaExceeded(project, quota.violations(
+                        snap.limits, in_use, quota.scaled(adm.per_item, adm.min_count))))
+                    continue
+                if adm.group is not None:
+                    try:
+                        quota.check_server_group_members(
+                            snap.limits, len(adm.group.msg.members), count, project=project)
+                    except errors.QuotaExceeded as exc:
+                        adm.future.set_exception(exc)
+                        continue
+                    g_compares, g_ops = servergroups.add_members(
+                        self.store, adm.group, adm.server_ids[:count])
+                    compares += g_compares
+                    ops += g_ops
+                in_use = quota.apply_deltas(in_use, quota.scaled(adm.per_item, count))
+                ops += [op for server_ops in adm.server_ops[:count] for op in server_ops]
+                admitted.append((adm, count))
+            if not admitted:
+                return
+            usage_key = keys.usage(project)
+            compares.append(self.store.mod_is(usage_key, snap.usage_revision))
+            ops.append(self.store.put(usage_key, quotas_pb2.QuotaUsage(**in_use)))
+            resp = await self.store.txn(compares, ops, [self.store.get_op(usage_key)])
+            if resp.succeeded:
+                for adm, count in admitted:
+                    adm.future.set_result(count)
+                return
+            kvs = resp.responses[0].response_range.kvs
+            if (kvs[0].mod_revision if kvs else 0) == snap.usage_revision:
+                # The usage held, so a server group changed (or went): read it again.
+                for adm, _ in admitted:
+                    if adm.group is not None:
+                        try:
+                            adm.group = await servergroups.get_server_group(
+                                self.store, project, adm.group.msg.id)
+                        except errors.NotFound as exc:
+                            adm.future.set_exception(exc)
