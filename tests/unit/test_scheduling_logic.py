@@ -102,6 +102,8 @@ def test_tracker_claims_within_limits_and_is_idempotent():
     ((("authorization", "Basic abc"),), errors.Unauthenticated),
     ((("authorization", "Bearer alice"),), errors.Unauthenticated),
     ((("authorization", "Bearer :demo"),), errors.Unauthenticated),
+    ((("authorization", "Bearer a/b:demo"),), errors.Unauthenticated),
+    ((("authorization", "Bearer alice:de/mo"),), errors.Unauthenticated),
 ])
 def test_noauth_tokens(metadata, outcome):
     auth = Authenticator(noauth=True, service_token="s3cret")

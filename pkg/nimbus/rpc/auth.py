@@ -16,10 +16,13 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import hmac
+import re
 
 from nimbus import errors
 
 ADMIN = "admin"
+# Ids become etcd key segments: no '/' (a user 'a/b' would list 'a's keys).
+USER_OR_PROJECT = re.compile(r"[A-Za-z0-9._@-]{1,255}")
 SERVICE = "service"
 
 
@@ -86,8 +89,9 @@ class Authenticator:
             return self._service
         if self.noauth:
             user, sep, project = token.partition(":")
-            if not sep or not user or not project:
-                raise errors.Unauthenticated("noauth tokens are '<user>:<project>'")
+            if not sep or not USER_OR_PROJECT.fullmatch(user) or not USER_OR_PROJECT.fullmatch(project):
+                raise errors.Unauthenticated(
+                    "noauth tokens are '<user>:<project>' (letters, digits, '.', '_', '@', '-')")
             roles = frozenset({ADMIN, "member"}) if user == ADMIN else frozenset({"member"})
             return Identity(user, project, roles)
         raise errors.Unauthenticated("invalid token")
