@@ -63,6 +63,8 @@ class ComputeProcess(process.ServiceProcess):
         from nimbus.services.compute.keypairs import KeypairServicer
         from nimbus.services.compute.security_groups import SecurityGroupServicer
         from nimbus.services.compute.server_groups import ServerGroupServicer
+        from nimbus.compute.v1 import networks_pb2, networks_pb2_grpc
+        from nimbus.services.compute.networks import NetworkServicer
         for add_fn, servicer, descriptor in (
                 (keypairs_pb2_grpc.add_KeypairServiceServicer_to_server, KeypairServicer,
                  keypairs_pb2.DESCRIPTOR.services_by_name["KeypairService"]),
@@ -73,7 +75,9 @@ class ComputeProcess(process.ServiceProcess):
                  ServerGroupServicer,
                  server_groups_pb2.DESCRIPTOR.services_by_name["ServerGroupService"]),
                 (aggregates_pb2_grpc.add_AggregateServiceServicer_to_server, AggregateServicer,
-                 aggregates_pb2.DESCRIPTOR.services_by_name["AggregateService"])):
+                 aggregates_pb2.DESCRIPTOR.services_by_name["AggregateService"]),
+                (networks_pb2_grpc.add_NetworkServiceServicer_to_server, NetworkServicer,
+                 networks_pb2.DESCRIPTOR.services_by_name["NetworkService"])):
             self.server.add(add_fn, servicer(self.store), descriptor)
         await self.server.start()
         for informer in informers:

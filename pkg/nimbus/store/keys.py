@@ -15,6 +15,13 @@
     quotas/<project>                 per-project quota limits (overrides of the defaults)
     usages/<project>                 per-project usage, changed in the same txn as the records
     ec2-ids/<ec2 id>, ec2-uuids/<uuid>   Ec2Id: an EC2 id mapping, both directions
+    networks/<id>                    Network (its subnet ids in order)
+    subnets/<id>                     Subnet
+    ports/<id>                       Port
+    ips/<subnet id>/<address>        StringValue port id: one key per allocated address
+    macs/<mac>                       StringValue port id: one key per MAC in use
+    network-ports/<network>/<port>   StringValue port id: the network's ports
+    server-ports/<server>/<nn>       StringValue port id: the server's ports in NIC order
 """
 
 from __future__ import annotations
@@ -99,3 +106,55 @@ def ec2_id(ec2: str) -> str:
 
 def ec2_uuid(uuid: str) -> str:
     return EC2_UUIDS + uuid
+
+
+# ---- networks, subnets, ports, IPAM (nimbus.ipam) ----------------------------
+
+NETWORKS = "networks/"
+SUBNETS = "subnets/"
+PORTS = "ports/"
+IPS = "ips/"
+MACS = "macs/"
+NETWORK_PORTS = "network-ports/"
+SERVER_PORTS = "server-ports/"
+
+
+def network(network_id: str) -> str:
+    return NETWORKS + network_id
+
+
+def subnet(subnet_id: str) -> str:
+    return SUBNETS + subnet_id
+
+
+def port(port_id: str) -> str:
+    return PORTS + port_id
+
+
+def subnet_ips(subnet_id: str) -> str:
+    """The prefix of a subnet's allocated addresses."""
+    return f"{IPS}{subnet_id}/"
+
+
+def ip(subnet_id: str, address: str) -> str:
+    return f"{IPS}{subnet_id}/{address}"
+
+
+def mac(address: str) -> str:
+    return MACS + address
+
+
+def network_ports(network_id: str) -> str:
+    return f"{NETWORK_PORTS}{network_id}/"
+
+
+def network_port(network_id: str, port_id: str) -> str:
+    return f"{NETWORK_PORTS}{network_id}/{port_id}"
+
+
+def server_ports(server_id: str) -> str:
+    return f"{SERVER_PORTS}{server_id}/"
+
+
+def server_port(server_id: str, index: int) -> str:
+    return f"{SERVER_PORTS}{server_id}/{index:02d}"
