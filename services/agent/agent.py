@@ -22,7 +22,7 @@ import shutil
 import grpc
 from google.protobuf import field_mask_pb2
 
-from nimbus import log
+from nimbus import ipam, log
 from nimbus.compute.v1 import compute_pb2, compute_pb2_grpc
 from nimbus.conductor.v1 import conductor_pb2, conductor_pb2_grpc
 from nimbus.imagebackend import Backend, DiskSource, ImageError, qemu_img
@@ -31,7 +31,8 @@ from nimbus.virt import configdrive
 from nimbus.services.agent.tracker import ResourceTracker
 from nimbus.state.v1 import records_pb2
 from nimbus.store.store import now
-from nimbus.virt.driver import GuestConfig, GuestDisk, LibvirtDriver, SpawnError, disk_mapping
+from nimbus.virt.driver import (GuestConfig, GuestDisk, LibvirtDriver, SpawnError, Vif,
+                                disk_mapping)
 
 C = compute_pb2
 Event = conductor_pb2.StreamAssignmentsResponse
@@ -283,6 +284,23 @@ class ComputeAgent:
                 request.expected_task_states.append(fields["task_state"])
             await asyncio.sleep(0.2)
 
+    async def _allocate_networks(self, instance_id: str):
+        """The server's VIFs (NETWORKING -> BLOCK_DEVICE_MAPPING), or None when
+        the conductor could not get its ports and put it in ERROR."""
+        request = conductor_pb2.AllocateNetworksRequest(host=self.host, instance_id=instance_id)
+        try:
+            resp = await self.conductor.AllocateNetworks(request, metadata=self.metadata, timeout=30)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
+                raise Lost(exc.details()) from None
+            raise
+        self._learn(resp.server, resp.revision)
+        if resp.HasField("fault"):
+            self.log.info("network allocation failed", instance_id=instance_id,
+                          reason=resp.fault.message)
+            return None
+        return list(resp.vifs)
+
     async def _check_server_group(self, instance_id: str) -> str:
         """The late policy check (Nova's _validate_instance_group_policy):
         the violation, or '' when building here is fine."""
@@ -353,12 +371,14 @@ class ComputeAgent:
             await self._update(sid, [C.TASK_STATE_SCHEDULING, C.TASK_STATE_UNSPECIFIED],
                                vm_state=C.VM_STATE_BUILDING, task_state=C.TASK_STATE_NETWORKING)
             stage = C.TASK_STATE_NETWORKING
-            # No networks yet in nimbus: nothing to allocate (issue 3 adds IPAM).
-            await self._update(sid, [stage], task_state=C.TASK_STATE_BLOCK_DEVICE_MAPPING)
+            vifs = await self._allocate_networks(sid)
+            if vifs is None:   # no ports to be had: the conductor put it in ERROR
+                await self._cleanup(sid)
+                return
             stage = C.TASK_STATE_BLOCK_DEVICE_MAPPING
             await self._update(sid, [stage], task_state=C.TASK_STATE_SPAWNING)
             stage = C.TASK_STATE_SPAWNING
-            await self._spawn(server, inputs)
+            await self._spawn(server, inputs, vifs)
             await self._update(sid, [stage], vm_state=C.VM_STATE_ACTIVE,
                                task_state=C.TASK_STATE_UNSPECIFIED,
                                power_state=C.POWER_STATE_RUNNING, launched_at=now())
@@ -387,7 +407,7 @@ class ComputeAgent:
         shutil.copyfile(cached, dest)
         return dest
 
-    async def _spawn(self, server: C.Server, inputs: "BuildInputs") -> None:
+    async def _spawn(self, server: C.Server, inputs: "BuildInputs", vifs) -> None:
         image = await self._image(server.image_ref)
         inst_dir = self.driver.instance_dir(server.id)
         os.makedirs(inst_dir, exist_ok=True)
@@ -406,7 +426,8 @@ class ComputeAgent:
             iso = os.path.join(inst_dir, "disk.config")
             await configdrive.build(iso, server, user_data=inputs.user_data,
                                     public_keys=inputs.public_keys, files=inputs.files,
-                                    availability_zone=server.availability_zone or "nova")
+                                    availability_zone=server.availability_zone or "nova",
+                                    network_data=ipam.network_data_for_vifs(vifs))
             disks.append(GuestDisk(*mapping["disk.config"],
                                    await self.backend.import_config_drive(server.id, iso)))
         kernel = initrd = cmdline = ""
@@ -419,9 +440,9 @@ class ComputeAgent:
             cmdline = props.get("os_command_line", "console=ttyS0 root=/dev/vda")
         cfg = GuestConfig(server=server, virt_type=self.driver.virt_type, disks=disks,
                           console_log=os.path.join(inst_dir, "console.log"),
+                          vifs=[Vif(v.bridge, v.mac_address) for v in vifs],
                           kernel=kernel, initrd=initrd, cmdline=cmdline)
-        # No networks yet (IPAM arrives with the create-API issue): no VIFs.
-        await self.driver.spawn(cfg)
+        await self.driver.spawn(cfg, plug_vifs=self.driver.plug_vifs)
 
     async def _cleanup(self, instance_id: str) -> None:
         """Undo a build or finish a delete: domain, disks (local or RBD,

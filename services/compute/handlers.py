@@ -15,7 +15,7 @@ import os
 import re
 import uuid
 
-from nimbus import errors, log, quota, servergroups
+from nimbus import errors, ipam, log, quota, servergroups
 from nimbus.compute.v1 import compute_pb2, compute_pb2_grpc
 from nimbus.imagestore import ImageStore, file_chunks
 from nimbus.rpc import auth, interceptor
@@ -176,9 +176,8 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
             if bdm.source_type in ("volume", "snapshot"):
                 # nimbus has no block storage service yet: no volume exists.
                 raise errors.NotFound(bdm.source_type, bdm.uuid)
-        for i, net in enumerate(request.networks):
-            # Networks arrive with IPAM; until then none exists.
-            raise errors.NotFound("port" if net.port else "network", net.port or net.uuid)
+        await ipam.validate_requests(self.store, who.project_id, request.networks,
+                                     networks_mode=request.networks_mode, max_count=max_count)
         public_keys = {}
         if request.key_name:
             keypair = await get_keypair(self.store, who.user_id, request.key_name)
@@ -334,6 +333,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
                          self.store.delete(keys.action(server.id, ""), True), *plan.ops, *g_ops],
                         plan.failure_ops)
                 if resp.succeeded:
+                    await ipam.release_for_server(self.store, server.id)   # ports of an ERROR build
                     server.task_state = C.TASK_STATE_DELETING
                     return C.DeleteServerResponse(server=public_view(server, who))
             else:

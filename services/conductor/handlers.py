@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import collections
 
-from nimbus import errors, log, quota, servergroups
+from nimbus import errors, ipam, log, quota, servergroups
 from nimbus.compute.v1 import compute_pb2
 from nimbus.conductor.v1 import conductor_pb2, conductor_pb2_grpc
 from nimbus.rpc import auth
@@ -159,6 +159,8 @@ class Conductor:
                         await self.claims.release_with(server.host, instance_id, compares, ops)
                     elif not (await self.store.txn(compares, ops)).succeeded:
                         raise InstanceChanged(instance_id)
+                # The record is gone, so no late allocation can recreate ports.
+                await ipam.release_for_server(self.store, instance_id)
                 return
             except InstanceChanged:
                 current = await self.store.get(ikey, records_pb2.InstanceRecord)
@@ -252,6 +254,47 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
         server = await self.c.give_back(request.instance_id, request.host, request.fault,
                                         list(request.expected_task_states))
         return conductor_pb2.RescheduleInstanceResponse(server=server)
+
+    async def AllocateNetworks(self, request, context):
+        auth.require_service()
+        sid, host = request.instance_id, request.host
+        current = await self.c.current(sid)
+        if current is None:
+            raise errors.NotFound("server", sid)
+        rec = current.msg
+        if rec.server.host != host:
+            raise errors.FailedPrecondition(f"server {sid} is not on host {host}")
+        fault = None
+        try:
+            vifs = await ipam.allocate_for_server(
+                self.store, sid, rec.server.project_id, rec.networks, rec.networks_mode,
+                security_groups=rec.server.security_groups)
+        except (errors.NotFound, errors.FailedPrecondition, errors.AlreadyExists,
+                errors.InvalidArgument, errors.ResourceExhausted) as exc:
+            # Final for this request: no other host would get other ports.
+            vifs = []
+            fault = compute_pb2.Fault(code=500, created_at=now(),
+                                      message=f"Build of instance {sid} aborted: {exc.message}")
+
+        def mutate(r: records_pb2.InstanceRecord):
+            if r.server.host != host:
+                raise errors.FailedPrecondition(f"server {sid} is not on host {host}")
+            stamp = now()
+            r.server.updated_at.CopyFrom(stamp)
+            r.task_changed_at.CopyFrom(stamp)
+            if fault is None:
+                r.server.task_state = TS.TASK_STATE_BLOCK_DEVICE_MAPPING
+            else:
+                r.server.vm_state = TS.VM_STATE_ERROR
+                r.server.task_state = TS.TASK_STATE_UNSPECIFIED
+                r.server.fault.CopyFrom(fault)
+
+        updated = await self.store.update_instance(
+            sid, mutate, expected_task_states=[TS.TASK_STATE_NETWORKING], current=self.c.cached(sid))
+        if fault is not None:
+            _log.info("network allocation failed", instance_id=sid, reason=fault.message)
+        return conductor_pb2.AllocateNetworksResponse(
+            server=updated.msg.server, revision=updated.mod_revision, vifs=vifs, fault=fault)
 
     async def CheckServerGroup(self, request, context):
         auth.require_service()

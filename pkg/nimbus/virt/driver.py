@@ -224,6 +224,22 @@ class LibvirtDriver:
             raise SpawnError(f"libvirt: {exc.get_error_message()}") from exc
         return xml
 
+    async def plug_vifs(self, vifs: list[Vif]) -> None:
+        """Make sure each VIF's bridge exists and is up (Nova's linux-bridge
+        plug). The test driver needs no real bridge."""
+        if self.virt_type == "test":
+            return
+        for bridge in dict.fromkeys(v.bridge for v in vifs):
+            if os.path.exists(f"/sys/class/net/{bridge}"):
+                continue
+            for argv in (("ip", "link", "add", "name", bridge, "type", "bridge"),
+                         ("ip", "link", "set", bridge, "up")):
+                proc = await asyncio.create_subprocess_exec(
+                    *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+                _, err = await proc.communicate()
+                if proc.returncode != 0 and not os.path.exists(f"/sys/class/net/{bridge}"):
+                    raise SpawnError(f"cannot create bridge {bridge}: {err.decode().strip()}")
+
     def _destroy_sync(self, instance_id: str) -> None:
         try:
             dom = self.conn.lookupByUUIDString(instance_id)

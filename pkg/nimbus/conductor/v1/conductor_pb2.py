@@ -24,10 +24,11 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from nimbus.compute.v1 import compute_pb2 as nimbus_dot_compute_dot_v1_dot_compute__pb2
+from nimbus.compute.v1 import networks_pb2 as nimbus_dot_compute_dot_v1_dot_networks__pb2
 from nimbus.state.v1 import records_pb2 as nimbus_dot_state_dot_v1_dot_records__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#nimbus/conductor/v1/conductor.proto\x12\x13nimbus.conductor.v1\x1a google/protobuf/field_mask.proto\x1a\x1fnimbus/compute/v1/compute.proto\x1a\x1dnimbus/state/v1/records.proto\"<\n\x17\x43heckServerGroupRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\"\x1a\n\x18\x43heckServerGroupResponse\"P\n\x11ReportNodeRequest\x12)\n\x04node\x18\x01 \x01(\x0b\x32\x1b.nimbus.state.v1.NodeRecord\x12\x10\n\x08lease_id\x18\x02 \x01(\x03\";\n\x12ReportNodeResponse\x12\x10\n\x08lease_id\x18\x01 \x01(\x03\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\x03\"(\n\x18StreamAssignmentsRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\"\xdf\x03\n\x19StreamAssignmentsResponse\x12\x46\n\x04type\x18\x01 \x01(\x0e\x32\x38.nimbus.conductor.v1.StreamAssignmentsResponse.EventType\x12)\n\x06server\x18\x02 \x01(\x0b\x32\x19.nimbus.compute.v1.Server\x12\x10\n\x08revision\x18\x03 \x01(\x03\x12\x11\n\tuser_data\x18\x04 \x01(\x0c\x12S\n\x0bpublic_keys\x18\x05 \x03(\x0b\x32>.nimbus.conductor.v1.StreamAssignmentsResponse.PublicKeysEntry\x12\x33\n\x0bpersonality\x18\x06 \x03(\x0b\x32\x1e.nimbus.compute.v1.Personality\x1a\x31\n\x0fPublicKeysEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"m\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11\x45VENT_TYPE_UPSERT\x10\x01\x12\x16\n\x12\x45VENT_TYPE_DELETED\x10\x02\x12\x15\n\x11\x45VENT_TYPE_SYNCED\x10\x03\"\xbd\x01\n\x15UpdateInstanceRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12)\n\x06server\x18\x02 \x01(\x0b\x32\x19.nimbus.compute.v1.Server\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12:\n\x14\x65xpected_task_states\x18\x04 \x03(\x0e\x32\x1c.nimbus.compute.v1.TaskState\"U\n\x16UpdateInstanceResponse\x12)\n\x06server\x18\x01 \x01(\x0b\x32\x19.nimbus.compute.v1.Server\x12\x10\n\x08revision\x18\x02 \x01(\x03\"\xa3\x01\n\x19RescheduleInstanceRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\x12\'\n\x05\x66\x61ult\x18\x03 \x01(\x0b\x32\x18.nimbus.compute.v1.Fault\x12:\n\x14\x65xpected_task_states\x18\x04 \x03(\x0e\x32\x1c.nimbus.compute.v1.TaskState\"G\n\x1aRescheduleInstanceResponse\x12)\n\x06server\x18\x01 \x01(\x0b\x32\x19.nimbus.compute.v1.Server\"@\n\x1b\x46inishDeleteInstanceRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\"\x1e\n\x1c\x46inishDeleteInstanceResponse2\xb7\x05\n\x10\x43onductorService\x12]\n\nReportNode\x12&.nimbus.conductor.v1.ReportNodeRequest\x1a\'.nimbus.conductor.v1.ReportNodeResponse\x12t\n\x11StreamAssignments\x12-.nimbus.conductor.v1.StreamAssignmentsRequest\x1a..nimbus.conductor.v1.StreamAssignmentsResponse0\x01\x12i\n\x0eUpdateInstance\x12*.nimbus.conductor.v1.UpdateInstanceRequest\x1a+.nimbus.conductor.v1.UpdateInstanceResponse\x12u\n\x12RescheduleInstance\x12..nimbus.conductor.v1.RescheduleInstanceRequest\x1a/.nimbus.conductor.v1.RescheduleInstanceResponse\x12{\n\x14\x46inishDeleteInstance\x12\x30.nimbus.conductor.v1.FinishDeleteInstanceRequest\x1a\x31.nimbus.conductor.v1.FinishDeleteInstanceResponse\x12o\n\x10\x43heckServerGroup\x12,.nimbus.conductor.v1.CheckServerGroupRequest\x1a-.nimbus.conductor.v1.CheckServerGroupResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#nimbus/conductor/v1/conductor.proto\x12\x13nimbus.conductor.v1\x1a google/protobuf/field_mask.proto\x1a\x1fnimbus/compute/v1/compute.proto\x1a nimbus/compute/v1/networks.proto\x1a\x1dnimbus/state/v1/records.proto\"<\n\x17\x41llocateNetworksRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\"\xa6\x01\n\x18\x41llocateNetworksResponse\x12)\n\x06server\x18\x01 \x01(\x0b\x32\x19.nimbus.compute.v1.Server\x12\x10\n\x08revision\x18\x02 \x01(\x03\x12$\n\x04vifs\x18\x03 \x03(\x0b\x32\x16.nimbus.compute.v1.Vif\x12\'\n\x05\x66\x61ult\x18\x04 \x01(\x0b\x32\x18.nimbus.compute.v1.Fault\"<\n\x17\x43heckServerGroupRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\"\x1a\n\x18\x43heckServerGroupResponse\"P\n\x11ReportNodeRequest\x12)\n\x04node\x18\x01 \x01(\x0b\x32\x1b.nimbus.state.v1.NodeRecord\x12\x10\n\x08lease_id\x18\x02 \x01(\x03\";\n\x12ReportNodeResponse\x12\x10\n\x08lease_id\x18\x01 \x01(\x03\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\x03\"(\n\x18StreamAssignmentsRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\"\xdf\x03\n\x19StreamAssignmentsResponse\x12\x46\n\x04type\x18\x01 \x01(\x0e\x32\x38.nimbus.conductor.v1.StreamAssignmentsResponse.EventType\x12)\n\x06server\x18\x02 \x01(\x0b\x32\x19.nimbus.compute.v1.Server\x12\x10\n\x08revision\x18\x03 \x01(\x03\x12\x11\n\tuser_data\x18\x04 \x01(\x0c\x12S\n\x0bpublic_keys\x18\x05 \x03(\x0b\x32>.nimbus.conductor.v1.StreamAssignmentsResponse.PublicKeysEntry\x12\x33\n\x0bpersonality\x18\x06 \x03(\x0b\x32\x1e.nimbus.compute.v1.Personality\x1a\x31\n\x0fPublicKeysEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"m\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11\x45VENT_TYPE_UPSERT\x10\x01\x12\x16\n\x12\x45VENT_TYPE_DELETED\x10\x02\x12\x15\n\x11\x45VENT_TYPE_SYNCED\x10\x03\"\xbd\x01\n\x15UpdateInstanceRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12)\n\x06server\x18\x02 \x01(\x0b\x32\x19.nimbus.compute.v1.Server\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12:\n\x14\x65xpected_task_states\x18\x04 \x03(\x0e\x32\x1c.nimbus.compute.v1.TaskState\"U\n\x16UpdateInstanceResponse\x12)\n\x06server\x18\x01 \x01(\x0b\x32\x19.nimbus.compute.v1.Server\x12\x10\n\x08revision\x18\x02 \x01(\x03\"\xa3\x01\n\x19RescheduleInstanceRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\x12\'\n\x05\x66\x61ult\x18\x03 \x01(\x0b\x32\x18.nimbus.compute.v1.Fault\x12:\n\x14\x65xpected_task_states\x18\x04 \x03(\x0e\x32\x1c.nimbus.compute.v1.TaskState\"G\n\x1aRescheduleInstanceResponse\x12)\n\x06server\x18\x01 \x01(\x0b\x32\x19.nimbus.compute.v1.Server\"@\n\x1b\x46inishDeleteInstanceRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\"\x1e\n\x1c\x46inishDeleteInstanceResponse2\xa8\x06\n\x10\x43onductorService\x12]\n\nReportNode\x12&.nimbus.conductor.v1.ReportNodeRequest\x1a\'.nimbus.conductor.v1.ReportNodeResponse\x12t\n\x11StreamAssignments\x12-.nimbus.conductor.v1.StreamAssignmentsRequest\x1a..nimbus.conductor.v1.StreamAssignmentsResponse0\x01\x12i\n\x0eUpdateInstance\x12*.nimbus.conductor.v1.UpdateInstanceRequest\x1a+.nimbus.conductor.v1.UpdateInstanceResponse\x12u\n\x12RescheduleInstance\x12..nimbus.conductor.v1.RescheduleInstanceRequest\x1a/.nimbus.conductor.v1.RescheduleInstanceResponse\x12{\n\x14\x46inishDeleteInstance\x12\x30.nimbus.conductor.v1.FinishDeleteInstanceRequest\x1a\x31.nimbus.conductor.v1.FinishDeleteInstanceResponse\x12o\n\x10\x41llocateNetworks\x12,.nimbus.conductor.v1.AllocateNetworksRequest\x1a-.nimbus.conductor.v1.AllocateNetworksResponse\x12o\n\x10\x43heckServerGroup\x12,.nimbus.conductor.v1.CheckServerGroupRequest\x1a-.nimbus.conductor.v1.CheckServerGroupResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,34 +37,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_STREAMASSIGNMENTSRESPONSE_PUBLICKEYSENTRY']._loaded_options = None
   _globals['_STREAMASSIGNMENTSRESPONSE_PUBLICKEYSENTRY']._serialized_options = b'8\001'
-  _globals['_CHECKSERVERGROUPREQUEST']._serialized_start=158
-  _globals['_CHECKSERVERGROUPREQUEST']._serialized_end=218
-  _globals['_CHECKSERVERGROUPRESPONSE']._serialized_start=220
-  _globals['_CHECKSERVERGROUPRESPONSE']._serialized_end=246
-  _globals['_REPORTNODEREQUEST']._serialized_start=248
-  _globals['_REPORTNODEREQUEST']._serialized_end=328
-  _globals['_REPORTNODERESPONSE']._serialized_start=330
-  _globals['_REPORTNODERESPONSE']._serialized_end=389
-  _globals['_STREAMASSIGNMENTSREQUEST']._serialized_start=391
-  _globals['_STREAMASSIGNMENTSREQUEST']._serialized_end=431
-  _globals['_STREAMASSIGNMENTSRESPONSE']._serialized_start=434
-  _globals['_STREAMASSIGNMENTSRESPONSE']._serialized_end=913
-  _globals['_STREAMASSIGNMENTSRESPONSE_PUBLICKEYSENTRY']._serialized_start=753
-  _globals['_STREAMASSIGNMENTSRESPONSE_PUBLICKEYSENTRY']._serialized_end=802
-  _globals['_STREAMASSIGNMENTSRESPONSE_EVENTTYPE']._serialized_start=804
-  _globals['_STREAMASSIGNMENTSRESPONSE_EVENTTYPE']._serialized_end=913
-  _globals['_UPDATEINSTANCEREQUEST']._serialized_start=916
-  _globals['_UPDATEINSTANCEREQUEST']._serialized_end=1105
-  _globals['_UPDATEINSTANCERESPONSE']._serialized_start=1107
-  _globals['_UPDATEINSTANCERESPONSE']._serialized_end=1192
-  _globals['_RESCHEDULEINSTANCEREQUEST']._serialized_start=1195
-  _globals['_RESCHEDULEINSTANCEREQUEST']._serialized_end=1358
-  _globals['_RESCHEDULEINSTANCERESPONSE']._serialized_start=1360
-  _globals['_RESCHEDULEINSTANCERESPONSE']._serialized_end=1431
-  _globals['_FINISHDELETEINSTANCEREQUEST']._serialized_start=1433
-  _globals['_FINISHDELETEINSTANCEREQUEST']._serialized_end=1497
-  _globals['_FINISHDELETEINSTANCERESPONSE']._serialized_start=1499
-  _globals['_FINISHDELETEINSTANCERESPONSE']._serialized_end=1529
-  _globals['_CONDUCTORSERVICE']._serialized_start=1532
-  _globals['_CONDUCTORSERVICE']._serialized_end=2227
+  _globals['_ALLOCATENETWORKSREQUEST']._serialized_start=192
+  _globals['_ALLOCATENETWORKSREQUEST']._serialized_end=252
+  _globals['_ALLOCATENETWORKSRESPONSE']._serialized_start=255
+  _globals['_ALLOCATENETWORKSRESPONSE']._serialized_end=421
+  _globals['_CHECKSERVERGROUPREQUEST']._serialized_start=423
+  _globals['_CHECKSERVERGROUPREQUEST']._serialized_end=483
+  _globals['_CHECKSERVERGROUPRESPONSE']._serialized_start=485
+  _globals['_CHECKSERVERGROUPRESPONSE']._serialized_end=511
+  _globals['_REPORTNODEREQUEST']._serialized_start=513
+  _globals['_REPORTNODEREQUEST']._serialized_end=593
+  _globals['_REPORTNODERESPONSE']._serialized_start=595
+  _globals['_REPORTNODERESPONSE']._serialized_end=654
+  _globals['_STREAMASSIGNMENTSREQUEST']._serialized_start=656
+  _globals['_STREAMASSIGNMENTSREQUEST']._serialized_end=696
+  _globals['_STREAMASSIGNMENTSRESPONSE']._serialized_start=699
+  _globals['_STREAMASSIGNMENTSRESPONSE']._serialized_end=1178
+  _globals['_STREAMASSIGNMENTSRESPONSE_PUBLICKEYSENTRY']._serialized_start=1018
+  _globals['_STREAMASSIGNMENTSRESPONSE_PUBLICKEYSENTRY']._serialized_end=1067
+  _globals['_STREAMASSIGNMENTSRESPONSE_EVENTTYPE']._serialized_start=1069
+  _globals['_STREAMASSIGNMENTSRESPONSE_EVENTTYPE']._serialized_end=1178
+  _globals['_UPDATEINSTANCEREQUEST']._serialized_start=1181
+  _globals['_UPDATEINSTANCEREQUEST']._serialized_end=1370
+  _globals['_UPDATEINSTANCERESPONSE']._serialized_start=1372
+  _globals['_UPDATEINSTANCERESPONSE']._serialized_end=1457
+  _globals['_RESCHEDULEINSTANCEREQUEST']._serialized_start=1460
+  _globals['_RESCHEDULEINSTANCEREQUEST']._serialized_end=1623
+  _globals['_RESCHEDULEINSTANCERESPONSE']._serialized_start=1625
+  _globals['_RESCHEDULEINSTANCERESPONSE']._serialized_end=1696
+  _globals['_FINISHDELETEINSTANCEREQUEST']._serialized_start=1698
+  _globals['_FINISHDELETEINSTANCEREQUEST']._serialized_end=1762
+  _globals['_FINISHDELETEINSTANCERESPONSE']._serialized_start=1764
+  _globals['_FINISHDELETEINSTANCERESPONSE']._serialized_end=1794
+  _globals['_CONDUCTORSERVICE']._serialized_start=1797
+  _globals['_CONDUCTORSERVICE']._serialized_end=2605
 # @@protoc_insertion_point(module_scope)

@@ -1,5 +1,6 @@
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from nimbus.compute.v1 import compute_pb2 as _compute_pb2
+from nimbus.compute.v1 import networks_pb2 as _networks_pb2
 from nimbus.state.v1 import records_pb2 as _records_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -9,6 +10,26 @@ from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class AllocateNetworksRequest(_message.Message):
+    __slots__ = ("host", "instance_id")
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    host: str
+    instance_id: str
+    def __init__(self, host: _Optional[str] = ..., instance_id: _Optional[str] = ...) -> None: ...
+
+class AllocateNetworksResponse(_message.Message):
+    __slots__ = ("server", "revision", "vifs", "fault")
+    SERVER_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    VIFS_FIELD_NUMBER: _ClassVar[int]
+    FAULT_FIELD_NUMBER: _ClassVar[int]
+    server: _compute_pb2.Server
+    revision: int
+    vifs: _containers.RepeatedCompositeFieldContainer[_networks_pb2.Vif]
+    fault: _compute_pb2.Fault
+    def __init__(self, server: _Optional[_Union[_compute_pb2.Server, _Mapping]] = ..., revision: _Optional[int] = ..., vifs: _Optional[_Iterable[_Union[_networks_pb2.Vif, _Mapping]]] = ..., fault: _Optional[_Union[_compute_pb2.Fault, _Mapping]] = ...) -> None: ...
 
 class CheckServerGroupRequest(_message.Message):
     __slots__ = ("host", "instance_id")

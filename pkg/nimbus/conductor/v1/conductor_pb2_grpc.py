@@ -61,6 +61,11 @@ class ConductorServiceStub:
                 request_serializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.FinishDeleteInstanceRequest.SerializeToString,
                 response_deserializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.FinishDeleteInstanceResponse.FromString,
                 _registered_method=True)
+        self.AllocateNetworks = channel.unary_unary(
+                '/nimbus.conductor.v1.ConductorService/AllocateNetworks',
+                request_serializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.AllocateNetworksRequest.SerializeToString,
+                response_deserializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.AllocateNetworksResponse.FromString,
+                _registered_method=True)
         self.CheckServerGroup = channel.unary_unary(
                 '/nimbus.conductor.v1.ConductorService/CheckServerGroup',
                 request_serializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.CheckServerGroupRequest.SerializeToString,
@@ -113,6 +118,16 @@ class ConductorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AllocateNetworks(self, request, context):
+        """AllocateNetworks gives a server in NETWORKING its ports (IP and MAC
+        each, from IPAM in etcd) and moves it on to BLOCK_DEVICE_MAPPING. When
+        the ports cannot be had (no free address, a port in use) the server is
+        put in ERROR with a fault instead: another host would not do better.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CheckServerGroup(self, request, context):
         """CheckServerGroup is the host's late check of its server group's policy
         (two members scheduled at once can both land wrong): FAILED_PRECONDITION
@@ -149,6 +164,11 @@ def add_ConductorServiceServicer_to_server(servicer, server):
                     servicer.FinishDeleteInstance,
                     request_deserializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.FinishDeleteInstanceRequest.FromString,
                     response_serializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.FinishDeleteInstanceResponse.SerializeToString,
+            ),
+            'AllocateNetworks': grpc.unary_unary_rpc_method_handler(
+                    servicer.AllocateNetworks,
+                    request_deserializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.AllocateNetworksRequest.FromString,
+                    response_serializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.AllocateNetworksResponse.SerializeToString,
             ),
             'CheckServerGroup': grpc.unary_unary_rpc_method_handler(
                     servicer.CheckServerGroup,
@@ -293,6 +313,33 @@ class ConductorService:
             '/nimbus.conductor.v1.ConductorService/FinishDeleteInstance',
             nimbus_dot_conductor_dot_v1_dot_conductor__pb2.FinishDeleteInstanceRequest.SerializeToString,
             nimbus_dot_conductor_dot_v1_dot_conductor__pb2.FinishDeleteInstanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AllocateNetworks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.conductor.v1.ConductorService/AllocateNetworks',
+            nimbus_dot_conductor_dot_v1_dot_conductor__pb2.AllocateNetworksRequest.SerializeToString,
+            nimbus_dot_conductor_dot_v1_dot_conductor__pb2.AllocateNetworksResponse.FromString,
             options,
             channel_credentials,
             insecure,
