@@ -8,7 +8,7 @@ import asyncio
 import collections
 
 from nimbus import errors, ipam, log, quota, servergroups
-from nimbus.compute.v1 import compute_pb2
+from nimbus.compute.v1 import compute_pb2, networks_pb2
 from nimbus.conductor.v1 import conductor_pb2, conductor_pb2_grpc
 from nimbus.rpc import auth
 from nimbus.services.conductor.claims import Claims, InstanceChanged
@@ -40,10 +40,23 @@ class Conductor:
         self.max_attempts = max_attempts
         self.node_ttl = node_ttl
         self.instances = Informer(store, keys.INSTANCES, records_pb2.InstanceRecord)
+        self.networks = Informer(store, keys.NETWORKS, networks_pb2.Network)
         self.nodes = Informer(store, keys.NODES, records_pb2.NodeRecord)
         self.providers = Informer(store, keys.PROVIDERS, records_pb2.ProviderUsage)
         self.claims = Claims(store, self.providers)
         self.quota_locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+
+    def may_have_ports(self, rec: records_pb2.InstanceRecord) -> bool:
+        """False when IPAM would surely give no port: no network requested
+        and, for auto, no network of the project nor a shared one (from our
+        view of networks/; one created this very moment may be missed)."""
+        if rec.networks:
+            return True
+        if rec.networks_mode == "none":
+            return False
+        project = rec.server.project_id
+        return any(v.msg.project_id == project or v.msg.shared
+                   for v in self.networks.items.values())
 
     def cached(self, instance_id: str) -> Versioned | None:
         return self.instances.items.get(keys.instance(instance_id))
@@ -266,9 +279,12 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
             raise errors.FailedPrecondition(f"server {sid} is not on host {host}")
         fault = None
         try:
-            vifs = await ipam.allocate_for_server(
-                self.store, sid, rec.server.project_id, rec.networks, rec.networks_mode,
-                security_groups=rec.server.security_groups)
+            if not self.c.may_have_ports(rec):
+                vifs = []   # nothing to allocate: spare IPAM its reads (the common boot)
+            else:
+                vifs = await ipam.allocate_for_server(
+                    self.store, sid, rec.server.project_id, rec.networks, rec.networks_mode,
+                    security_groups=rec.server.security_groups)
         except (errors.NotFound, errors.FailedPrecondition, errors.AlreadyExists,
                 errors.InvalidArgument, errors.ResourceExhausted) as exc:
             # Final for this request: no other host would get other ports.

@@ -33,7 +33,7 @@ class ConductorProcess(process.ServiceProcess):
             auth.service_metadata(cfg.service_token), sweep_interval=self.sweep_interval)
         self.election = LeaderElection(self.store, "conductor", ttl=max(3, cfg.node_ttl // 2))
         c = self.conductor
-        for work in (c.instances.run(), c.nodes.run(), c.providers.run(),
+        for work in (c.instances.run(), c.nodes.run(), c.providers.run(), c.networks.run(),
                      self.election.run(self.builds.lead)):
             self.spawn(work)
         self.server = Server("conductor", cfg.listen or config.DEFAULT_CONDUCTOR_ADDRESS,
@@ -42,7 +42,7 @@ class ConductorProcess(process.ServiceProcess):
                         ConductorServicer(self.conductor),
                         conductor_pb2.DESCRIPTOR.services_by_name["ConductorService"])
         await self.server.start()
-        for informer in (c.instances, c.nodes, c.providers):
+        for informer in (c.instances, c.nodes, c.providers, c.networks):
             await informer.synced.wait()
         await self.server.set_serving()
         return self
