@@ -947,3 +947,16 @@ async def release_for_server(store: Store, server_id: str) -> list[str]:
             _log.info("ports released", instance_id=server_id, ports=done)
             return done
     raise errors.Unavailable("too many concurrent changes to this server's ports")
+
+
+def may_have_ports(networks: Iterable[Any], project_id: str, requests: Sequence[Any],
+                   networks_mode: str) -> bool:
+    """False when a server surely gets no port: nothing requested and, for
+    auto, no network of the project nor a shared one among `networks` (a
+    caller's informer view: one created this very moment may be missed).
+    Lets the common boot skip IPAM's reads."""
+    if requests:
+        return True
+    if networks_mode == "none":
+        return False
+    return any(n.project_id == project_id or n.shared for n in networks)

@@ -16,7 +16,7 @@ import re
 import uuid
 
 from nimbus import errors, ipam, log, quota, servergroups
-from nimbus.compute.v1 import compute_pb2, compute_pb2_grpc
+from nimbus.compute.v1 import compute_pb2, compute_pb2_grpc, networks_pb2
 from nimbus.imagestore import ImageStore, file_chunks
 from nimbus.rpc import auth, interceptor
 from nimbus.services.compute import create
@@ -39,14 +39,12 @@ MAX_PAGE = 1000
 # aki/ari: a kernel or a ramdisk for direct kernel boot (Glance's names).
 DISK_FORMATS = ("qcow2", "raw", "iso", "aki", "ari")
 
-
 def _uuid_like(value: str) -> bool:
     try:
         uuid.UUID(value)
         return True
     except ValueError:
         return False
-
 
 def validate_counts(min_count: int, max_count: int) -> tuple[int, int]:
     min_count = min_count or 1
@@ -59,15 +57,12 @@ def validate_counts(min_count: int, max_count: int) -> tuple[int, int]:
         raise errors.InvalidArgument("max_count", f"must be at most {MAX_COUNT}")
     return min_count, max_count
 
-
 def visible(server: C.Server, who: auth.Identity, all_projects: bool = False) -> bool:
     return server.project_id == who.project_id or (all_projects and who.is_admin) or who.is_service
-
 
 def check_all_projects(all_projects: bool, who: auth.Identity) -> None:
     if all_projects and not who.is_admin:
         raise errors.PermissionDenied("all_projects is restricted to admins")
-
 
 def public_view(server: C.Server, who: auth.Identity) -> C.Server:
     """Fault details (hypervisor messages) are for admins only."""
@@ -78,7 +73,6 @@ def public_view(server: C.Server, who: auth.Identity) -> C.Server:
         return copy
     return server
 
-
 class Catalog:
     """Flavors and images by id or name, from informers, with a read through
     etcd on a miss (so a flavor created a moment ago is found at once)."""
@@ -86,6 +80,8 @@ class Catalog:
     def __init__(self, store: Store):
         self.store = store
         self.flavors = Informer(store, keys.FLAVORS, C.Flavor)
+        # For auto networking: does the project have a network at all?
+        self.networks = Informer(store, keys.NETWORKS, networks_pb2.Network)
         self.images = Informer(store, keys.IMAGES, records_pb2.ImageRecord)
 
     async def _find(self, informer: Informer, ref: str, name_of) -> list:
@@ -127,7 +123,6 @@ class Catalog:
             record = fresh.msg if fresh is not None else record
         return record
 
-
 class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
     def __init__(self, store: Store, catalog: Catalog, instances: Informer, images: ImageStore,
                  staging_dir: str):
@@ -141,6 +136,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         # lock spares concurrent deletes a storm of lost races).
         self.quota_locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
         self.committer = Committer(store)
+        self.default_group_exists: set[str] = set()
         os.makedirs(staging_dir, exist_ok=True)
 
     # ---- servers ----------------------------------------------------------
@@ -164,9 +160,10 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         block_devices = create.block_devices(request)
         zone, forced_host = create.parse_availability_zone(request.availability_zone, who.is_admin)
 
-        limits = await quota.limits(self.store, who.project_id)
-        quota.check_metadata(limits, request.metadata, project=who.project_id)
-        quota.check_personality(limits, request.personality, project=who.project_id)
+        if request.metadata or request.personality:   # limits only matter for these
+            limits = await quota.limits(self.store, who.project_id)
+            quota.check_metadata(limits, request.metadata, project=who.project_id)
+            quota.check_personality(limits, request.personality, project=who.project_id)
         flavor = await self.catalog.flavor(request.flavor_ref, "flavor_ref")
         image = await self._boot_image(request, block_devices, flavor, who)
         for field in ("kernel_id", "ramdisk_id"):
@@ -176,13 +173,22 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
             if bdm.source_type in ("volume", "snapshot"):
                 # nimbus has no block storage service yet: no volume exists.
                 raise errors.NotFound(bdm.source_type, bdm.uuid)
-        await ipam.validate_requests(self.store, who.project_id, request.networks,
-                                     networks_mode=request.networks_mode, max_count=max_count)
+        if ipam.may_have_ports((v.msg for v in self.catalog.networks.items.values()),
+                               who.project_id, request.networks, request.networks_mode):
+            await ipam.validate_requests(self.store, who.project_id, request.networks,
+                                         networks_mode=request.networks_mode, max_count=max_count)
         public_keys = {}
         if request.key_name:
             keypair = await get_keypair(self.store, who.user_id, request.key_name)
             public_keys[keypair.msg.name] = keypair.msg.public_key
-        groups = await resolve_security_groups(self.store, who.project_id, request.security_groups)
+        if not request.security_groups and who.project_id in self.default_group_exists:
+            security_groups = ["default"]   # it exists and cannot be deleted: skip the read
+        else:
+            groups = await resolve_security_groups(self.store, who.project_id,
+                                                   request.security_groups)
+            security_groups = [g.name for g in groups]
+            if not request.security_groups:
+                self.default_group_exists.add(who.project_id)
         if zone or forced_host:
             zones = await aggregate_zones(self.store)
             if zone and zone not in zones:
@@ -199,7 +205,6 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         created = now()
         admin_pass = request.admin_pass or create.generate_password()
         response = C.CreateServerResponse(reservation_id=reservation_id, admin_pass=admin_pass)
-        security_groups = [g.name for g in groups]
         per_server = []
         for index in range(max_count):
             server = response.servers.add(
@@ -487,7 +492,6 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         async for chunk in self.images.read(record.location):
             yield C.DownloadImageResponse(chunk=chunk)
 
-
 async def check_image_file(path: str, disk_format: str) -> None:
     """The bytes must be what disk_format says, and never point at a backing
     file (a qcow2 could otherwise read any file on a host)."""
@@ -503,6 +507,4 @@ async def check_image_file(path: str, disk_format: str) -> None:
         raise errors.InvalidArgument("image.disk_format", f"is raw but the data is {actual}")
     if info.get("backing-filename"):
         raise errors.InvalidArgument("chunk", "images with a backing file are refused")
-
-
 

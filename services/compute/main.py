@@ -33,7 +33,8 @@ class ComputeProcess(process.ServiceProcess):
         self.closers.append(self.store.close)
         self.catalog = Catalog(self.store)
         self.instances = Informer(self.store, keys.INSTANCES, records_pb2.InstanceRecord)
-        informers = (self.catalog.flavors, self.catalog.images, self.instances)
+        informers = (self.catalog.flavors, self.catalog.images, self.catalog.networks,
+                     self.instances)
         for informer in informers:
             self.spawn(informer.run())
         self.server = Server("compute", cfg.listen or config.DEFAULT_API_ADDRESS,

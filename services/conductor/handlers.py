@@ -46,18 +46,6 @@ class Conductor:
         self.claims = Claims(store, self.providers)
         self.quota_locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
 
-    def may_have_ports(self, rec: records_pb2.InstanceRecord) -> bool:
-        """False when IPAM would surely give no port: no network requested
-        and, for auto, no network of the project nor a shared one (from our
-        view of networks/; one created this very moment may be missed)."""
-        if rec.networks:
-            return True
-        if rec.networks_mode == "none":
-            return False
-        project = rec.server.project_id
-        return any(v.msg.project_id == project or v.msg.shared
-                   for v in self.networks.items.values())
-
     def cached(self, instance_id: str) -> Versioned | None:
         return self.instances.items.get(keys.instance(instance_id))
 
@@ -279,7 +267,8 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
             raise errors.FailedPrecondition(f"server {sid} is not on host {host}")
         fault = None
         try:
-            if not self.c.may_have_ports(rec):
+            if not ipam.may_have_ports((v.msg for v in self.c.networks.items.values()),
+                                       rec.server.project_id, rec.networks, rec.networks_mode):
                 vifs = []   # nothing to allocate: spare IPAM its reads (the common boot)
             else:
                 vifs = await ipam.allocate_for_server(
