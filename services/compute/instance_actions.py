@@ -45,9 +45,7 @@ def public_action(rec: records_pb2.InstanceAction, who: auth.Identity,
                                 host_id=host_id(rec.project_id, ev.host))
         if who.is_admin:
             out.host = ev.host
-            # The stored event may not carry these yet: read them when it does.
-            out.traceback = getattr(ev, "traceback", "")
-            out.details = getattr(ev, "details", "")
+            out.details = ev.details
     action.updated_at.CopyFrom(latest)
     return action
 

@@ -15,7 +15,7 @@ from nimbus.services.conductor.claims import Claims, InstanceChanged
 from nimbus.state.v1 import records_pb2
 from nimbus.store import keys
 from nimbus.store.informer import DELETED, OVERFLOW, SYNCED, Informer
-from nimbus.store.store import Store, Versioned, now
+from nimbus.store.store import ExtraCompareFailed, Store, Versioned, now
 
 _log = log.get("nimbus.conductor")
 
@@ -52,6 +52,20 @@ class Conductor:
     async def current(self, instance_id: str) -> Versioned | None:
         return self.cached(instance_id) or await self.store.get(
             keys.instance(instance_id), records_pb2.InstanceRecord)
+
+    async def action_event(self, rec: records_pb2.InstanceRecord, event: str, result: str,
+                           host: str, start, details: str = "") -> tuple[list, list]:
+        """(compares, ops) adding an event to the server's create action in
+        the caller's transaction (Nova's instance action events)."""
+        if not rec.request_id:
+            return [], []
+        akey = keys.action(rec.server.id, rec.request_id)
+        action = await self.store.get(akey, records_pb2.InstanceAction)
+        if action is None:
+            return [], []
+        action.msg.events.add(event=event, start_time=start, finish_time=now(), result=result,
+                              host=host, details=details)
+        return [self.store.mod_is(akey, action.mod_revision)], [self.store.put(akey, action.msg)]
 
     async def group_hosts(self, group_id: str, exclude: str, fresh: bool = False) -> list[str]:
         """Hosts of the group's placed members, one entry per member. `fresh`
@@ -109,23 +123,29 @@ class Conductor:
             new.server.host = ""
             new.server.updated_at.CopyFrom(now())
             new.task_changed_at.CopyFrom(now())
+            event = ([], [])
             if len(new.tried_hosts) >= self.max_attempts:
                 new.server.vm_state = TS.VM_STATE_ERROR
                 new.server.task_state = TS.TASK_STATE_UNSPECIFIED
                 new.server.fault.CopyFrom(max_retries_fault(instance_id, fault))
+                event = await self.action_event(current.msg, "compute__do_build_and_run_instance",
+                                                "Error", host, current.msg.build_started_at,
+                                                new.server.fault.message)
             else:
                 new.server.vm_state = TS.VM_STATE_BUILDING
                 new.server.task_state = TS.TASK_STATE_SCHEDULING
                 new.server.fault.CopyFrom(fault)   # why it was rescheduled, as Nova records
             ikey = keys.instance(instance_id)
             try:
-                await self.claims.release_with(host, instance_id,
-                                               [self.store.mod_is(ikey, current.mod_revision)],
-                                               [self.store.put(ikey, new)])
+                await self.claims.release_with(
+                    host, instance_id, [self.store.mod_is(ikey, current.mod_revision), *event[0]],
+                    [self.store.put(ikey, new), *event[1]])
             except InstanceChanged:
                 current = await self.store.get(ikey, records_pb2.InstanceRecord)
                 maybe_stale = False
                 continue
+            if new.server.vm_state == TS.VM_STATE_ERROR:
+                await ipam.release_for_server(self.store, instance_id)   # a failed build keeps no ports
             _log.info("build given back", instance_id=instance_id, host=host,
                       reason=fault.message, next="error" if new.server.vm_state == TS.VM_STATE_ERROR
                       else "reschedule")
@@ -235,6 +255,9 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
         expected = list(request.expected_task_states) or None
         host = request.host
 
+        finishing = ("vm_state" in paths and request.server.vm_state in (
+            TS.VM_STATE_ACTIVE, TS.VM_STATE_ERROR) and expected == [TS.TASK_STATE_SPAWNING])
+
         def mutate(rec: records_pb2.InstanceRecord):
             if rec.server.host != host:
                 raise errors.FailedPrecondition(f"server {server_id} is not on host {host}")
@@ -244,9 +267,27 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
             rec.server.updated_at.CopyFrom(stamp)
             if rec.server.task_state != before:
                 rec.task_changed_at.CopyFrom(stamp)
+                if rec.server.task_state == TS.TASK_STATE_NETWORKING:
+                    rec.build_started_at.CopyFrom(stamp)
+            return event
 
-        updated = await self.store.update_instance(server_id, mutate, expected_task_states=expected,
-                                                   current=self.c.cached(server_id))
+        current = self.c.cached(server_id)
+        for _ in range(5):
+            event = ((), ())
+            if finishing and current is not None:
+                # The build's end joins the create action as an event, same txn.
+                ok = request.server.vm_state == TS.VM_STATE_ACTIVE
+                event = await self.c.action_event(
+                    current.msg, "compute__do_build_and_run_instance", "Success" if ok else "Error",
+                    host, current.msg.build_started_at, "" if ok else request.server.fault.message)
+            try:
+                updated = await self.store.update_instance(
+                    server_id, mutate, expected_task_states=expected, current=current)
+                break
+            except ExtraCompareFailed:   # the action changed meanwhile: read both again
+                current = await self.store.get(keys.instance(server_id), records_pb2.InstanceRecord)
+        else:
+            raise errors.Unavailable("too many concurrent changes to this server; retry")
         return conductor_pb2.UpdateInstanceResponse(server=updated.msg.server,
                                                      revision=updated.mod_revision)
 

@@ -12,7 +12,7 @@ import time
 
 import grpc
 
-from nimbus import errors, log, resources
+from nimbus import errors, ipam, log, resources
 from nimbus.compute.v1 import compute_pb2
 from nimbus.scheduler.v1 import scheduler_pb2
 from nimbus.services.conductor.claims import InstanceChanged
@@ -20,7 +20,7 @@ from nimbus.services.conductor.handlers import Conductor, max_retries_fault
 from nimbus.state.v1 import records_pb2
 from nimbus.store import keys
 from nimbus.store.informer import UPSERT
-from nimbus.store.store import Versioned, now
+from nimbus.store.store import ExtraCompareFailed, Versioned, now
 
 _log = log.get("nimbus.conductor")
 TS = compute_pb2
@@ -178,6 +178,11 @@ class BuildScheduler:
         return False
 
     async def _no_valid_host(self, v: Versioned, reason: str) -> bool:
+        message = (max_retries_fault(v.msg.server.id, v.msg.server.fault).message
+                   if v.msg.tried_hosts else NO_VALID_HOST + reason)
+        event = await self.c.action_event(v.msg, "conductor_schedule_and_build_instances", "Error",
+                                          "", v.msg.server.created_at, message)
+
         def mutate(rec):
             if rec.server.host:
                 raise errors.FailedPrecondition("already placed")
@@ -191,12 +196,18 @@ class BuildScheduler:
             else:
                 rec.server.fault.CopyFrom(compute_pb2.Fault(
                     code=500, message=NO_VALID_HOST + reason, created_at=now()))
+            return event
         try:
             await self.c.store.update_instance(v.msg.server.id, mutate, current=v,
                                                expected_task_states=[TS.TASK_STATE_SCHEDULING])
             _log.info("no valid host", instance_id=v.msg.server.id, reason=reason)
+            if v.msg.tried_hosts:   # ports from an earlier host's attempt
+                await ipam.release_for_server(self.c.store, v.msg.server.id)
         except (errors.NotFound, errors.FailedPrecondition):
             pass  # deleted or placed by someone else: nothing to do
+        except ExtraCompareFailed:
+            self.pending.add(v.msg.server.id)   # its action changed: look again
+            self.wake.set()
         return False
 
     # ---- sweeping -------------------------------------------------------
@@ -243,6 +254,12 @@ class BuildScheduler:
 
     async def sweep(self) -> None:
         self._sweeps += 1
+        # Level-triggered backstop: whatever waits for a host is pending.
+        waiting = [v.msg.server.id for v in self.c.instances.items.values()
+                   if needs_scheduling(v.msg.server)]
+        if waiting:
+            self.pending.update(waiting)
+            self.wake.set()
         if self._sweeps % ORPHAN_SWEEP_EVERY == 0:
             await self.release_orphaned_allocations()
         clock = time.monotonic()

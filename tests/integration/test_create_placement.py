@@ -139,3 +139,25 @@ async def test_parallel_creates_never_exceed_the_quota(stack):
     assert {r.code() for r in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
     from nimbus import quota
     assert (await quota.usage(stack.conductor.store, "race"))["instances"] == 10
+
+
+@pytest.mark.parametrize("flavor, event, result", [
+    ("m1.tiny", "compute__do_build_and_run_instance", "Success"),
+    ("huge", "conductor_schedule_and_build_instances", "Error"),
+])
+async def test_the_create_action_records_how_the_build_ended(stack, flavor, event, result):
+    from nimbus.compute.v1 import instance_actions_pb2 as IA
+    from nimbus.compute.v1 import instance_actions_pb2_grpc
+    await stack.flavor("huge", ram_mb=40000)
+    resp = await stack.api.CreateServer(C.CreateServerRequest(
+        name="a", image_ref="cirros", flavor_ref=flavor), metadata=ADMIN)
+    await stack.wait_settled(resp.servers[0].id)
+    actions = instance_actions_pb2_grpc.InstanceActionServiceStub(stack.channel)
+    [action] = (await actions.ListInstanceActions(IA.ListInstanceActionsRequest(
+        server_id=resp.servers[0].id), metadata=ADMIN)).actions
+    got = (await actions.GetInstanceAction(IA.GetInstanceActionRequest(
+        server_id=resp.servers[0].id, request_id=action.request_id), metadata=ADMIN)).action
+    assert [(e.event, e.result) for e in got.events] == [(event, result)]
+    assert got.events[0].finish_time.seconds >= got.events[0].start_time.seconds > 0
+    if result == "Error":
+        assert "No valid host" in got.events[0].details
