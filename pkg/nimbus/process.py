@@ -5,6 +5,7 @@ connections)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Awaitable, Callable
 
 from nimbus import config, log
@@ -46,6 +47,12 @@ def main(process: type[ServiceProcess], argv: list[str] | None, description: str
 
     async def run() -> None:
         proc = await process(cfg).start()
+        # Everything made while starting lives as long as the process: keep it
+        # out of the collector's scans, and collect the young generation less
+        # often (protobuf and gRPC make many short-lived objects per call;
+        # the collector was ~4% of the conductor's CPU in the boot storm).
+        gc.freeze()
+        gc.set_threshold(10_000, 20, 20)
         try:
             await wait_for_signal()
         finally:

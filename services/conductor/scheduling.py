@@ -254,9 +254,12 @@ class BuildScheduler:
 
     async def sweep(self) -> None:
         self._sweeps += 1
-        # Level-triggered backstop: whatever waits for a host is pending.
+        # Level-triggered backstop: whatever has waited for a host for a
+        # while is pending again (not the fresh ones: their claim may be in
+        # flight, and asking twice would count them twice).
+        stale = time.time() - 2 * self.sweep_interval
         waiting = [v.msg.server.id for v in self.c.instances.items.values()
-                   if needs_scheduling(v.msg.server)]
+                   if needs_scheduling(v.msg.server) and v.msg.task_changed_at.seconds < stale]
         if waiting:
             self.pending.update(waiting)
             self.wake.set()

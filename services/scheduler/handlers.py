@@ -39,18 +39,23 @@ class HostManager:
         self.aggregates = Informer(store, keys.AGGREGATES, aggregates_pb2.Aggregate)
         self.used: dict[str, records_pb2.Resources] = {}
         self.assumed: dict[str, tuple[str, records_pb2.Resources, float]] = {}
+        self.allocated: set[str] = set()   # consumers with an allocation
         self.allocations.add_listener(self._on_allocation)
 
     def _on_allocation(self, kind, key, new, old) -> None:
         if old is not None:
             resources.add(self.used.setdefault(old.msg.host, records_pb2.Resources()),
                           old.msg.resources, -1)
+            self.allocated.discard(old.msg.consumer_id)
         if new is not None:
             resources.add(self.used.setdefault(new.msg.host, records_pb2.Resources()),
                           new.msg.resources, +1)
+            self.allocated.add(new.msg.consumer_id)
             self.assumed.pop(new.msg.consumer_id, None)
 
     def assume(self, instance_id: str, host: str, want: records_pb2.Resources) -> None:
+        if instance_id in self.allocated:
+            return   # already placed (a late duplicate request): it is counted as is
         self.assumed[instance_id] = (host, want, time.monotonic() + self.ASSUME_SECONDS)
 
     def host_states(self) -> list[HostState]:
