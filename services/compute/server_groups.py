@@ -37,9 +37,8 @@ from nimbus.compute.v1 import server_groups_pb2 as G, server_groups_pb2_grpc
 from nimbus.rpc import auth
 from nimbus.services.compute.validation import validate_name
 from nimbus.store import keys
-from nimbus.servergroups import (POLICIES, POLICY_NAMES, SG, _is_uuid, add_members,  # noqa: F401
-                                 get_server_group, policy_name, remove_members)
-from nimbus.store.store import ExtraCompareFailed, Store, Versioned, now
+from nimbus.servergroups import POLICIES, SG, get_server_group, policy_name
+from nimbus.store.store import ExtraCompareFailed, Store, now
 
 _log = log.get("nimbus.compute.server_groups")
 # ---- the service --------------------------------------------------------------------

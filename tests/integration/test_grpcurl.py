@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from stack import C, Stack
+from stack import Stack
 
 GRPCURL = os.path.join(os.path.dirname(sys.executable), "grpcurl")
 AUTH = "authorization: Bearer alice:demo"

@@ -24,7 +24,8 @@ from nimbus.compute.v1 import security_groups_pb2 as S
 from nimbus.compute.v1 import security_groups_pb2_grpc
 from nimbus.compute.v1 import server_groups_pb2 as G
 from nimbus.compute.v1 import server_groups_pb2_grpc
-from nimbus.services.compute import aggregates, security_groups, server_groups
+from nimbus import servergroups
+from nimbus.services.compute import aggregates, security_groups
 from nimbus.services.compute.security_groups import default_group_id
 from nimbus.store import keys
 from nimbus.store.store import prefix_end
@@ -582,27 +583,27 @@ async def test_add_members_helper_joins_the_callers_transaction(stack):
     me = user("ida", tenant)
     group = (await svg.CreateServerGroup(G.CreateServerGroupRequest(
         name="anti", policy=SG.POLICY_ANTI_AFFINITY), metadata=me)).server_group
-    read = await server_groups.get_server_group(store, tenant, group.id)
+    read = await servergroups.get_server_group(store, tenant, group.id)
     a, b = str(uuid.uuid4()), str(uuid.uuid4())
     marker = "test-markers/" + a
-    compares, ops = server_groups.add_members(store, read, [a, b, a])
+    compares, ops = servergroups.add_members(store, read, [a, b, a])
     resp = await store.txn(compares, [*ops, store.put(marker, G.ServerGroup(id=a))])
     assert resp.succeeded and await store.get_raw(marker)
     got = (await svg.GetServerGroup(G.GetServerGroupRequest(id=group.id), metadata=me)).server_group
     assert list(got.members) == [a, b]
     # A second create acting on the stale read loses: nothing of it is written.
-    compares, ops = server_groups.add_members(store, read, [str(uuid.uuid4())])
+    compares, ops = servergroups.add_members(store, read, [str(uuid.uuid4())])
     resp = await store.txn(compares, [*ops, store.delete(marker)])
     assert not resp.succeeded and await store.get_raw(marker)
-    fresh = await server_groups.get_server_group(store, tenant, group.id)
-    compares, ops = server_groups.remove_members(store, fresh, [a])
+    fresh = await servergroups.get_server_group(store, tenant, group.id)
+    compares, ops = servergroups.remove_members(store, fresh, [a])
     assert (await store.txn(compares, ops)).succeeded
-    assert list((await server_groups.get_server_group(store, tenant, group.id)).msg.members) == [b]
+    assert list((await servergroups.get_server_group(store, tenant, group.id)).msg.members) == [b]
     with pytest.raises(errors.NotFound):      # another project's group
-        await server_groups.get_server_group(store, "other", group.id)
+        await servergroups.get_server_group(store, "other", group.id)
     # Deleting a group with members is allowed; the members lose it.
     await svg.DeleteServerGroup(G.DeleteServerGroupRequest(id=group.id), metadata=me)
-    compares, ops = server_groups.add_members(store, fresh, [a])
+    compares, ops = servergroups.add_members(store, fresh, [a])
     assert not (await store.txn(compares, ops)).succeeded   # a create racing the delete loses
     assert await store.get_raw(keys.server_group(tenant, group.id)) is None
     await store.txn([], [store.delete(marker)])

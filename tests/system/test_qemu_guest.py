@@ -10,7 +10,6 @@ The guest is built once into $NIMBUS_GUEST_CACHE (default <repo>/build/guest)
 from Debian packages (`apt-get download`, needs `apt-get update` done once).
 """
 
-import json
 import os
 import shutil
 import tempfile
