@@ -130,8 +130,21 @@ class Stack:
             C.VM_STATE_ACTIVE, C.VM_STATE_ERROR), **kw)
 
 
-def status_of(exc: grpc.aio.AioRpcError) -> grpc.StatusCode:
-    return exc.code()
+def violation(err: grpc.aio.AioRpcError) -> str:
+    """The BadRequest field of an error, or the ResourceInfo type of a
+    NOT_FOUND; "" when it carries neither."""
+    from google.rpc import error_details_pb2, status_pb2
+    for key, value in err.trailing_metadata() or ():
+        if key == "grpc-status-details-bin":
+            status = status_pb2.Status.FromString(value)
+            for detail in status.details:
+                bad = error_details_pb2.BadRequest()
+                if detail.Unpack(bad):
+                    return bad.field_violations[0].field
+                info = error_details_pb2.ResourceInfo()
+                if detail.Unpack(info):
+                    return info.resource_type
+    return ""
 
 
-__all__ = ["Stack", "ADMIN", "user", "make_qcow2", "C", "os"]
+__all__ = ["Stack", "ADMIN", "user", "make_qcow2", "violation", "C", "os"]

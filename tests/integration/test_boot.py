@@ -6,10 +6,9 @@ import os
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2, status_pb2
 
 from nimbus.state.v1 import records_pb2
-from stack import ADMIN, C, Stack, user
+from stack import ADMIN, C, Stack, user, violation
 
 
 @pytest.fixture
@@ -191,18 +190,6 @@ async def test_watch_lists_existing_then_synced_then_changes(stack):
 NIL = "00000000-0000-4000-8000-000000000001"
 
 
-def _violation(err: grpc.aio.AioRpcError) -> str:
-    for key, value in err.trailing_metadata() or ():
-        if key == "grpc-status-details-bin":
-            status = status_pb2.Status.FromString(value)
-            for detail in status.details:
-                bad = error_details_pb2.BadRequest()
-                if detail.Unpack(bad):
-                    return bad.field_violations[0].field
-                info = error_details_pb2.ResourceInfo()
-                if detail.Unpack(info):
-                    return info.resource_type
-    return ""
 
 
 @pytest.mark.parametrize("request_kw, code, field", [
@@ -263,7 +250,7 @@ async def test_bad_create_requests_are_refused_and_leave_nothing(stack, request_
         await stack.api.CreateServer(boot(kw.pop("name"), kw.pop("image"), kw.pop("flavor"), **kw),
                                      metadata=user())
     assert err.value.code() == code
-    assert _violation(err.value) == field
+    assert violation(err.value) == field
     assert await stack.conductor.store.count("") == before
 
 

@@ -13,9 +13,9 @@ from nimbus.compute.v1 import aggregates_pb2 as A
 from nimbus.compute.v1 import aggregates_pb2_grpc, keypairs_pb2, keypairs_pb2_grpc
 from nimbus.compute.v1 import server_groups_pb2 as G
 from nimbus.compute.v1 import server_groups_pb2_grpc
-from stack import ADMIN, C, Stack, user
+from stack import ADMIN, C, Stack, user, violation
 
-from test_boot import NIL, _violation
+from test_boot import NIL
 
 SG = G.ServerGroup
 
@@ -116,7 +116,7 @@ async def test_missing_references_and_quota(stack, kw, code, field):
             name="x", image_ref="cirros", flavor_ref="m1.tiny", **kw), metadata=user())
     assert err.value.code() == code
     if field:
-        assert _violation(err.value) == field
+        assert violation(err.value) == field
     assert await stack.conductor.store.count("") <= before + 1   # at most the lazy default group
 
 

@@ -10,9 +10,9 @@ from nimbus.compute.v1 import ec2_pb2 as E
 from nimbus.compute.v1 import ec2_pb2_grpc
 from nimbus.services.compute.ec2 import Ec2Ids, block_device_mapping
 from nimbus.store.store import Store
-from stack import C, Stack, user
+from stack import C, Stack, user, violation
 
-from test_boot import _violation
+
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ async def test_bad_run_instances(stack, kw, code, field):
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stack.ec2.RunInstances(E.RunInstancesRequest(**request), metadata=user())
     assert err.value.code() == code
-    assert _violation(err.value) == field
+    assert violation(err.value) == field
 
 
 async def test_ec2_block_device_mapping_parsing(etcd):

@@ -9,14 +9,13 @@ import uuid
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2, status_pb2
 
 from nimbus import ipam
 from nimbus.compute.v1 import compute_pb2
 from nimbus.compute.v1 import networks_pb2 as N
 from nimbus.compute.v1 import networks_pb2_grpc
 from nimbus.store import keys
-from stack import ADMIN, Stack, user
+from stack import ADMIN, Stack, user, violation
 
 CODE = grpc.StatusCode
 INV, NF, AE, FP, PD, RE = (CODE.INVALID_ARGUMENT, CODE.NOT_FOUND, CODE.ALREADY_EXISTS,
@@ -25,26 +24,13 @@ INV, NF, AE, FP, PD, RE = (CODE.INVALID_ARGUMENT, CODE.NOT_FOUND, CODE.ALREADY_E
 NOPE = "00000000-0000-4000-8000-000000000000"
 
 
-def _violation(err: grpc.aio.AioRpcError) -> str:
-    """The BadRequest field, or the ResourceInfo type of a NOT_FOUND; else ""."""
-    for key, value in err.trailing_metadata() or ():
-        if key == "grpc-status-details-bin":
-            status = status_pb2.Status.FromString(value)
-            for detail in status.details:
-                bad = error_details_pb2.BadRequest()
-                if detail.Unpack(bad):
-                    return bad.field_violations[0].field
-                info = error_details_pb2.ResourceInfo()
-                if detail.Unpack(info):
-                    return info.resource_type
-    return ""
 
 
 async def expect(call, code: grpc.StatusCode, field: str = "") -> grpc.aio.AioRpcError:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await call
     assert err.value.code() == code, err.value.details()
-    assert _violation(err.value) == field, err.value.details()
+    assert violation(err.value) == field, err.value.details()
     return err.value
 
 

@@ -6,14 +6,13 @@ import uuid
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2, status_pb2
 
 from nimbus import quota
 from nimbus.compute.v1 import (instance_actions_pb2, instance_actions_pb2_grpc, quotas_pb2,
                                quotas_pb2_grpc)
 from nimbus.state.v1 import records_pb2
 from nimbus.store import keys
-from stack import ADMIN, C, Stack, user
+from stack import ADMIN, C, Stack, user, violation
 
 Q = quotas_pb2
 A = instance_actions_pb2
@@ -31,20 +30,6 @@ async def stack(etcd, tmp_path_factory, qcow2_image):
 
 def new_project() -> str:
     return f"proj-{uuid.uuid4().hex[:8]}"
-
-
-def field_of(err: grpc.aio.AioRpcError) -> str:
-    """The BadRequest field, else the ResourceInfo type, of an error."""
-    for key, value in err.trailing_metadata() or ():
-        if key == "grpc-status-details-bin":
-            for detail in status_pb2.Status.FromString(value).details:
-                bad = error_details_pb2.BadRequest()
-                if detail.Unpack(bad):
-                    return bad.field_violations[0].field
-                info = error_details_pb2.ResourceInfo()
-                if detail.Unpack(info):
-                    return info.resource_type
-    return ""
 
 
 async def create_server(stack, metadata, request_id: str) -> C.Server:
@@ -100,7 +85,7 @@ async def test_usage_is_readable_and_limits_below_it_need_force(stack):
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stack.quotas.UpdateQuotas(Q.UpdateQuotasRequest(
             project_id=project, quota_set=Q.QuotaSet(cores=5)), metadata=ADMIN)
-    assert (err.value.code(), field_of(err.value)) == (grpc.StatusCode.INVALID_ARGUMENT,
+    assert (err.value.code(), violation(err.value)) == (grpc.StatusCode.INVALID_ARGUMENT,
                                                         "quota_set.cores")
     await stack.quotas.UpdateQuotas(Q.UpdateQuotasRequest(
         project_id=project, quota_set=Q.QuotaSet(cores=5), force=True), metadata=ADMIN)
@@ -226,4 +211,4 @@ async def test_refused(stack, victim, rpc, message, metadata, code, field):
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await getattr(getattr(stack, stub_name), method)(req, metadata=metadata)
     assert err.value.code() == code, err.value.details()
-    assert field_of(err.value) == field
+    assert violation(err.value) == field

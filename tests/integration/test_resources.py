@@ -13,7 +13,6 @@ import grpc
 import pytest
 from aetcd import rpc as etcd_rpc
 from google.protobuf import empty_pb2
-from google.rpc import error_details_pb2, status_pb2
 
 from nimbus import errors
 from nimbus.compute.v1 import aggregates_pb2 as A
@@ -29,7 +28,7 @@ from nimbus.services.compute import aggregates, security_groups
 from nimbus.services.compute.security_groups import default_group_id
 from nimbus.store import keys
 from nimbus.store.store import prefix_end
-from stack import ADMIN, C, Stack, user
+from stack import ADMIN, C, Stack, user, violation
 
 R = S.SecurityGroupRule
 SG = G.ServerGroup
@@ -42,19 +41,6 @@ ED25519 = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBUW
            "HR4f me@host")
 
 
-def _violation(err: grpc.aio.AioRpcError) -> str:
-    """The BadRequest field, or the ResourceInfo type of a NOT_FOUND; else ""."""
-    for key, value in err.trailing_metadata() or ():
-        if key == "grpc-status-details-bin":
-            status = status_pb2.Status.FromString(value)
-            for detail in status.details:
-                bad = error_details_pb2.BadRequest()
-                if detail.Unpack(bad):
-                    return bad.field_violations[0].field
-                info = error_details_pb2.ResourceInfo()
-                if detail.Unpack(info):
-                    return info.resource_type
-    return ""
 
 
 class Api:
@@ -90,7 +76,7 @@ async def expect(call, code: grpc.StatusCode, field: str = "") -> grpc.aio.AioRp
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await call
     assert err.value.code() == code, err.value.details()
-    assert _violation(err.value) == field, err.value.details()
+    assert violation(err.value) == field, err.value.details()
     return err.value
 
 
