@@ -161,3 +161,28 @@ async def test_the_create_action_records_how_the_build_ended(stack, flavor, even
     assert got.events[0].finish_time.seconds >= got.events[0].start_time.seconds > 0
     if result == "Error":
         assert "No valid host" in got.events[0].details
+
+
+async def test_late_server_group_check_on_the_host(stack):
+    # Nova's race: two members placed at once can land wrong; the host asks
+    # the conductor before building and reschedules a violation.
+    from nimbus.conductor.v1 import conductor_pb2, conductor_pb2_grpc
+    from nimbus.rpc.auth import service_metadata
+    from nimbus.rpc.server import channel
+    gid = await group(stack, SG.POLICY_ANTI_AFFINITY)
+    a, b = await boot_many(stack, 2, scheduler_hints=C.SchedulerHints(group=gid))
+    assert a.host != b.host
+    async with channel(stack.cfg.conductor_address) as ch:
+        conductor = conductor_pb2_grpc.ConductorServiceStub(ch)
+        meta = service_metadata(stack.cfg.service_token)
+        await conductor.CheckServerGroup(conductor_pb2.CheckServerGroupRequest(
+            host=a.host, instance_id=a.id), metadata=meta)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await conductor.CheckServerGroup(conductor_pb2.CheckServerGroupRequest(
+                host=b.host, instance_id=a.id), metadata=meta)
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "Anti-affinity instance group policy was violated" in err.value.details()
+        with pytest.raises(grpc.aio.AioRpcError) as err:   # agents only
+            await conductor.CheckServerGroup(conductor_pb2.CheckServerGroupRequest(
+                host=b.host, instance_id=a.id), metadata=user())
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
