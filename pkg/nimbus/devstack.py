@@ -192,6 +192,8 @@ def main(argv: list[str] | None = None) -> None:
 
     def on_signal(*_):
         nonlocal stopping
+        if stopping:
+            return   # a second Ctrl-C (or a TERM forwarded twice) must not cut the clean-up short
         stopping = True
         raise KeyboardInterrupt
 
