@@ -58,6 +58,7 @@ from typing import Any, Iterable, Iterator, Sequence
 from aetcd import rpc
 from google.protobuf import wrappers_pb2
 
+from nimbus.ids import is_uuid
 from nimbus import errors, log
 from nimbus.compute.v1 import networks_pb2 as N
 from nimbus.store import keys
@@ -85,13 +86,6 @@ _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 
 # ---- pure rules ------------------------------------------------------------------------
-
-def is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-        return True
-    except ValueError:
-        return False
 
 
 def bridge_name(network_id: str) -> str:

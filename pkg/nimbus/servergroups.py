@@ -5,11 +5,11 @@ fail the transaction, and the caller reads again)."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Iterable
 
 from aetcd import rpc
 
+from nimbus.ids import is_uuid
 from nimbus import errors
 from nimbus.compute.v1 import server_groups_pb2 as G
 from nimbus.store import keys
@@ -24,18 +24,10 @@ POLICY_NAMES = {SG.POLICY_AFFINITY: "affinity", SG.POLICY_ANTI_AFFINITY: "anti-a
                 SG.POLICY_SOFT_ANTI_AFFINITY: "soft-anti-affinity"}
 
 
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-        return True
-    except ValueError:
-        return False
-
-
 async def get_server_group(store: Store, project_id: str, group_id: str) -> Versioned:
     """The project's group with its mod_revision, or NOT_FOUND server_group."""
     found = None
-    if _is_uuid(group_id):
+    if is_uuid(group_id):
         found = await store.get(keys.server_group(project_id, group_id), G.ServerGroup)
     if found is None or found.msg.project_id != project_id:
         raise errors.NotFound("server_group", group_id)

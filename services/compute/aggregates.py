@@ -28,7 +28,8 @@ from nimbus import errors, log
 from nimbus.compute.v1 import aggregates_pb2 as A, aggregates_pb2_grpc
 from nimbus.rpc import auth
 from nimbus.services.compute.validation import validate_metadata, validate_name
-from nimbus.services.compute.security_groups import is_uuid, prefix_unchanged
+from nimbus.ids import is_uuid
+from nimbus.services.compute.security_groups import prefix_unchanged
 from nimbus.state.v1 import records_pb2
 from nimbus.store import keys
 from nimbus.store.store import Store, Versioned, now

@@ -9,8 +9,8 @@ import ipaddress
 import re
 import secrets
 import string
-import uuid
 
+from nimbus.ids import is_uuid
 from nimbus import errors
 from nimbus.compute.v1 import compute_pb2 as C
 
@@ -29,14 +29,6 @@ PASSWORD_ALPHABET = string.ascii_letters + string.digits
 def generate_password(length: int = 12) -> str:
     """Nova's generate_password: letters and digits, from the OS's CSPRNG."""
     return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(length))
-
-
-def is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-        return True
-    except ValueError:
-        return False
 
 
 def parse_bool(value: str, field: str) -> bool:

@@ -15,6 +15,7 @@ import os
 import re
 import uuid
 
+from nimbus.ids import is_uuid
 from nimbus import errors, ipam, log, quota, servergroups
 from nimbus.compute.v1 import compute_pb2, compute_pb2_grpc, networks_pb2
 from nimbus.imagestore import ImageStore, file_chunks
@@ -38,13 +39,6 @@ MAX_COUNT = 60
 MAX_PAGE = 1000
 # aki/ari: a kernel or a ramdisk for direct kernel boot (Glance's names).
 DISK_FORMATS = ("qcow2", "raw", "iso", "aki", "ari")
-
-def _uuid_like(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-        return True
-    except ValueError:
-        return False
 
 def validate_counts(min_count: int, max_count: int) -> tuple[int, int]:
     min_count = min_count or 1
@@ -279,7 +273,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
     async def _server(self, server_id: str, who: auth.Identity):
         if not server_id:
             raise errors.InvalidArgument("id", "is required")
-        if not _uuid_like(server_id):
+        if not is_uuid(server_id):
             raise errors.NotFound("server", server_id)
         found = await self.store.get(keys.instance(server_id), records_pb2.InstanceRecord)
         if found is None or not visible(found.msg.server, who, all_projects=True):

@@ -7,8 +7,8 @@ hashed hostId)."""
 from __future__ import annotations
 
 import hashlib
-import uuid
 
+from nimbus.ids import is_uuid
 from nimbus import errors
 from nimbus.compute.v1 import instance_actions_pb2, instance_actions_pb2_grpc
 from nimbus.rpc import auth
@@ -57,10 +57,8 @@ class InstanceActionServicer(instance_actions_pb2_grpc.InstanceActionServiceServ
     async def _check_server(self, server_id: str, who: auth.Identity) -> None:
         if not server_id:
             raise errors.InvalidArgument("server_id", "is required")
-        try:
-            uuid.UUID(server_id)
-        except ValueError:
-            raise errors.NotFound("server", server_id) from None
+        if not is_uuid(server_id):
+            raise errors.NotFound("server", server_id)
         found = await self.store.get(keys.instance(server_id), records_pb2.InstanceRecord)
         if found is None or not (found.msg.server.project_id == who.project_id or who.is_admin):
             raise errors.NotFound("server", server_id)

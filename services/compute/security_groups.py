@@ -31,6 +31,7 @@ import uuid
 
 from aetcd import rpc
 
+from nimbus.ids import is_uuid
 from nimbus import errors, log
 from nimbus.compute.v1 import security_groups_pb2 as S, security_groups_pb2_grpc
 from nimbus.rpc import auth
@@ -58,14 +59,6 @@ def prefix_unchanged(store: Store, prefix: str, revision: int) -> rpc.Compare:
     key = store.key(prefix)
     return rpc.Compare(key=key, range_end=prefix_end(key), result=rpc.Compare.LESS,
                        target=rpc.Compare.MOD, mod_revision=revision + 1)
-
-
-def is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-        return True
-    except ValueError:
-        return False
 
 
 def validate_description(value: str, field: str = "description") -> str:
