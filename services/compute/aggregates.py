@@ -8,7 +8,7 @@ aggregate a zone that one of its hosts already has a different one of, is
 FAILED_PRECONDITION. Aggregate names are unique.
 
 Every write lists aggregates/ and commits only if no aggregate was created
-or changed since that list (one range compare, `prefix_unchanged`), so the
+or changed since that list (one range compare, `Store.prefix_unchanged`), so the
 one-zone-per-host and unique-name rules hold under concurrent admins; a lost
 race lists again.
 
@@ -29,7 +29,6 @@ from nimbus.compute.v1 import aggregates_pb2 as A, aggregates_pb2_grpc
 from nimbus.rpc import auth
 from nimbus.services.compute.validation import validate_metadata, validate_name
 from nimbus.ids import is_uuid
-from nimbus.services.compute.security_groups import prefix_unchanged
 from nimbus.state.v1 import records_pb2
 from nimbus.store import keys
 from nimbus.store.store import Store, Versioned, now
@@ -126,7 +125,7 @@ class AggregateServicer(aggregates_pb2_grpc.AggregateServiceServicer):
             result = await change(aggregates, new)
             key = keys.aggregate(agg_id)
             op = store.delete(key) if result is None else store.put(key, result)
-            resp = await store.txn([prefix_unchanged(store, keys.AGGREGATES, revision),
+            resp = await store.txn([store.prefix_unchanged(keys.AGGREGATES, revision),
                                     store.mod_is(key, current.mod_revision)], [op])
             if resp.succeeded:
                 return result if result is not None else current.msg
@@ -154,7 +153,7 @@ class AggregateServicer(aggregates_pb2_grpc.AggregateServiceServicer):
             aggregates, revision = await list_aggregates(store)
             if any(v.msg.name == name for v in aggregates):
                 raise errors.AlreadyExists(f"an aggregate named {name!r} exists")
-            resp = await store.txn([prefix_unchanged(store, keys.AGGREGATES, revision),
+            resp = await store.txn([store.prefix_unchanged(keys.AGGREGATES, revision),
                                     store.mod_is(key, 0)], [store.put(key, agg)])
             if resp.succeeded:
                 _log.info("aggregate created", aggregate_id=agg.id, availability_zone=zone)

@@ -10,7 +10,7 @@ renamed (FAILED_PRECONDITION); its rules can change.
 
 Unique names without an index key: a create or rename lists the project's
 groups and writes only if no key under the project's prefix changed since
-that list (one range compare, `prefix_unchanged`); on a lost race it lists
+that list (one range compare, `Store.prefix_unchanged`); on a lost race it lists
 again. "default" is always taken.
 
 Servers name their groups (Server.security_groups holds names, as Nova's
@@ -29,7 +29,6 @@ from __future__ import annotations
 import ipaddress
 import uuid
 
-from aetcd import rpc
 
 from nimbus.ids import is_uuid
 from nimbus import errors, log
@@ -38,7 +37,7 @@ from nimbus.rpc import auth
 from nimbus.services.compute.validation import validate_name
 from nimbus.state.v1 import records_pb2
 from nimbus.store import keys
-from nimbus.store.store import Store, Versioned, now, prefix_end
+from nimbus.store.store import Store, Versioned, now
 
 _log = log.get("nimbus.compute.security_groups")
 R = S.SecurityGroupRule
@@ -49,16 +48,6 @@ MAX_RULES = 100          # per group (Neutron's default security_group_rule quot
 ATTEMPTS = 50            # lost races before answering UNAVAILABLE
 # Fixed namespace for the default groups' ids: uuid5(_NAMESPACE, project id).
 _NAMESPACE = uuid.UUID("6f1b8d7e-3c55-4a8e-9a43-2f0b5d0c9e11")
-
-
-# ---- shared with aggregates.py -----------------------------------------------
-
-def prefix_unchanged(store: Store, prefix: str, revision: int) -> rpc.Compare:
-    """True while no key under `prefix` was created or modified after
-    `revision` (deletions do not show; callers only need "nothing new")."""
-    key = store.key(prefix)
-    return rpc.Compare(key=key, range_end=prefix_end(key), result=rpc.Compare.LESS,
-                       target=rpc.Compare.MOD, mod_revision=revision + 1)
 
 
 def validate_description(value: str, field: str = "description") -> str:
@@ -246,7 +235,7 @@ class SecurityGroupServicer(security_groups_pb2_grpc.SecurityGroupServiceService
                 if mine is None or mine.mod_revision != current.mod_revision:
                     raise _Changed()
                 compares = [store.mod_is(key, current.mod_revision)]
-            resp = await store.txn([prefix_unchanged(store, _prefix(project_id), revision),
+            resp = await store.txn([store.prefix_unchanged(_prefix(project_id), revision),
                                     *compares], [store.put(key, group)])
             if resp.succeeded:
                 return
@@ -325,7 +314,7 @@ class SecurityGroupServicer(security_groups_pb2_grpc.SecurityGroupServiceService
             groups, revision = await list_groups(store, project)
             # Nothing in the project may change before we write: a rule naming
             # this group, added meanwhile, would escape the cascade.
-            compares = [prefix_unchanged(store, _prefix(project), revision),
+            compares = [store.prefix_unchanged(_prefix(project), revision),
                         store.mod_is(keys.security_group(project, target.msg.id),
                                      target.mod_revision)]
             ops = [store.delete(keys.security_group(project, target.msg.id))]

@@ -109,6 +109,14 @@ class Store:
         return rpc.Compare(key=self.key(suffix), result=rpc.Compare.EQUAL,
                            target=rpc.Compare.MOD, mod_revision=revision)
 
+    def prefix_unchanged(self, suffix: str, revision: int) -> rpc.Compare:
+        """True while no key under the prefix was created or modified after
+        `revision` (deletions do not show; callers only need "nothing new"):
+        a list's view, pinned in a transaction."""
+        key = self.key(suffix)
+        return rpc.Compare(key=key, range_end=prefix_end(key), result=rpc.Compare.LESS,
+                           target=rpc.Compare.MOD, mod_revision=revision + 1)
+
     # ---- reads ------------------------------------------------------------
 
     async def get(self, suffix: str, cls: type[M]) -> Versioned | None:
