@@ -24,3 +24,14 @@ def etcd(tmp_path_factory):
 def qcow2_image(tmp_path_factory):
     from stack import make_qcow2
     return make_qcow2(str(tmp_path_factory.mktemp("img") / "cirros.qcow2"))
+
+
+@pytest.fixture
+async def store(etcd):
+    """A Store on the session's etcd under a fresh key prefix of its own."""
+    import uuid
+
+    from nimbus.store.store import Store
+    s = await Store.connect(etcd.endpoint, prefix=f"/t-{uuid.uuid4().hex[:8]}/")
+    yield s
+    await s.close()

@@ -130,6 +130,16 @@ class Stack:
             C.VM_STATE_ACTIVE, C.VM_STATE_ERROR), **kw)
 
 
+async def expect(call, code: grpc.StatusCode, field: str = "") -> grpc.aio.AioRpcError:
+    """Await a call that must fail with `code` naming `field` (see violation)."""
+    import pytest
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call
+    assert err.value.code() == code, err.value.details()
+    assert violation(err.value) == field, err.value.details()
+    return err.value
+
+
 def violation(err: grpc.aio.AioRpcError) -> str:
     """The BadRequest field of an error, or the ResourceInfo type of a
     NOT_FOUND; "" when it carries neither."""
@@ -147,4 +157,4 @@ def violation(err: grpc.aio.AioRpcError) -> str:
     return ""
 
 
-__all__ = ["Stack", "ADMIN", "user", "make_qcow2", "violation", "C", "os"]
+__all__ = ["Stack", "ADMIN", "user", "make_qcow2", "expect", "violation", "C", "os"]

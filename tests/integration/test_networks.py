@@ -15,7 +15,7 @@ from nimbus.compute.v1 import compute_pb2
 from nimbus.compute.v1 import networks_pb2 as N
 from nimbus.compute.v1 import networks_pb2_grpc
 from nimbus.store import keys
-from stack import ADMIN, Stack, user, violation
+from stack import ADMIN, Stack, expect, user
 
 CODE = grpc.StatusCode
 INV, NF, AE, FP, PD, RE = (CODE.INVALID_ARGUMENT, CODE.NOT_FOUND, CODE.ALREADY_EXISTS,
@@ -24,14 +24,6 @@ INV, NF, AE, FP, PD, RE = (CODE.INVALID_ARGUMENT, CODE.NOT_FOUND, CODE.ALREADY_E
 NOPE = "00000000-0000-4000-8000-000000000000"
 
 
-
-
-async def expect(call, code: grpc.StatusCode, field: str = "") -> grpc.aio.AioRpcError:
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await call
-    assert err.value.code() == code, err.value.details()
-    assert violation(err.value) == field, err.value.details()
-    return err.value
 
 
 @pytest.fixture(scope="module")

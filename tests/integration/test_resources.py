@@ -28,7 +28,7 @@ from nimbus.services.compute import aggregates, security_groups
 from nimbus.services.compute.security_groups import default_group_id
 from nimbus.store import keys
 from nimbus.store.store import prefix_end
-from stack import ADMIN, C, Stack, user, violation
+from stack import ADMIN, C, Stack, expect, user
 
 R = S.SecurityGroupRule
 SG = G.ServerGroup
@@ -70,14 +70,6 @@ async def stack(etcd, tmp_path_factory, qcow2_image):
 
 def project() -> str:
     return "p-" + uuid.uuid4().hex[:8]
-
-
-async def expect(call, code: grpc.StatusCode, field: str = "") -> grpc.aio.AioRpcError:
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await call
-    assert err.value.code() == code, err.value.details()
-    assert violation(err.value) == field, err.value.details()
-    return err.value
 
 
 # ---- the table of bad requests ------------------------------------------------------

@@ -23,13 +23,6 @@ NET = ipaddress.ip_network
 CODE = grpc.StatusCode
 
 
-@pytest.fixture
-async def store(etcd):
-    s = await Store.connect(etcd.endpoint, prefix=f"/t-{uuid.uuid4().hex[:8]}/")
-    yield s
-    await s.close()
-
-
 def field_of(exc: errors.NimbusError) -> str:
     return getattr(exc, "field", "")
 

@@ -19,13 +19,6 @@ from nimbus.store.store import ExtraCompareFailed, Store
 D = quota.DEFAULTS
 
 
-@pytest.fixture
-async def store(etcd):
-    s = await Store.connect(etcd.endpoint, prefix=f"/t-{uuid.uuid4().hex[:8]}/")
-    yield s
-    await s.close()
-
-
 def project() -> str:
     return f"p-{uuid.uuid4().hex[:6]}"
 
