@@ -9,7 +9,6 @@ import pytest
 from nimbus.compute.v1 import ec2_pb2 as E
 from nimbus.compute.v1 import ec2_pb2_grpc
 from nimbus.services.compute.ec2 import Ec2Ids, block_device_mapping
-from nimbus.store.store import Store
 from stack import C, Stack, user, violation
 
 
@@ -73,27 +72,23 @@ async def test_bad_run_instances(stack, kw, code, field):
     assert violation(err.value) == field
 
 
-async def test_ec2_block_device_mapping_parsing(etcd):
-    store = await Store.connect(etcd.endpoint, f"/t-{uuid.uuid4().hex[:8]}/")
-    try:
-        ids = Ec2Ids(store)
-        snap, vol = str(uuid.uuid4()), str(uuid.uuid4())
-        snap_id, vol_id = await ids.ec2_id(snap, "snap"), await ids.ec2_id(vol, "vol")
-        assert await ids.ec2_id(snap, "snap") == snap_id
-        parsed = await block_device_mapping(ids, [
-            E.Ec2BlockDeviceMapping(device_name="/dev/vdb", ebs=E.Ec2Ebs(snapshot_id=snap_id, volume_size=5)),
-            E.Ec2BlockDeviceMapping(device_name="/dev/vdc", ebs=E.Ec2Ebs(
-                volume_id=vol_id, delete_on_termination=False)),
-            E.Ec2BlockDeviceMapping(device_name="/dev/vdd", virtual_name="ephemeral0"),
-            E.Ec2BlockDeviceMapping(device_name="/dev/vde", virtual_name="swap"),
-            E.Ec2BlockDeviceMapping(device_name="/dev/vdf", no_device=True),
-        ])
-        assert [(p.snapshot_id, p.volume_id, p.volume_size, p.delete_on_termination, p.virtual_name,
-                 p.no_device) for p in parsed] == [
-            (snap, "", 5, "true", "", False),        # EC2's default: delete on termination
-            ("", vol, 0, "false", "", False),
-            ("", "", 0, "", "ephemeral0", False),
-            ("", "", 0, "", "swap", False),
-            ("", "", 0, "", "", True)]
-    finally:
-        await store.close()
+async def test_ec2_block_device_mapping_parsing(store):
+    ids = Ec2Ids(store)
+    snap, vol = str(uuid.uuid4()), str(uuid.uuid4())
+    snap_id, vol_id = await ids.ec2_id(snap, "snap"), await ids.ec2_id(vol, "vol")
+    assert await ids.ec2_id(snap, "snap") == snap_id
+    parsed = await block_device_mapping(ids, [
+        E.Ec2BlockDeviceMapping(device_name="/dev/vdb", ebs=E.Ec2Ebs(snapshot_id=snap_id, volume_size=5)),
+        E.Ec2BlockDeviceMapping(device_name="/dev/vdc", ebs=E.Ec2Ebs(
+            volume_id=vol_id, delete_on_termination=False)),
+        E.Ec2BlockDeviceMapping(device_name="/dev/vdd", virtual_name="ephemeral0"),
+        E.Ec2BlockDeviceMapping(device_name="/dev/vde", virtual_name="swap"),
+        E.Ec2BlockDeviceMapping(device_name="/dev/vdf", no_device=True),
+    ])
+    assert [(p.snapshot_id, p.volume_id, p.volume_size, p.delete_on_termination, p.virtual_name,
+             p.no_device) for p in parsed] == [
+        (snap, "", 5, "true", "", False),        # EC2's default: delete on termination
+        ("", vol, 0, "false", "", False),
+        ("", "", 0, "", "ephemeral0", False),
+        ("", "", 0, "", "swap", False),
+        ("", "", 0, "", "", True)]
