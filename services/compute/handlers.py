@@ -16,7 +16,7 @@ import re
 import uuid
 
 from nimbus.ids import is_uuid
-from nimbus import errors, ipam, log, quota, servergroups
+from nimbus import errors, instances, ipam, log, quota, servergroups
 from nimbus.compute.v1 import compute_pb2, compute_pb2_grpc, networks_pb2
 from nimbus.imagestore import ImageStore, file_chunks
 from nimbus.rpc import auth, interceptor
@@ -163,7 +163,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         for field in ("kernel_id", "ramdisk_id"):
             if getattr(request, field):
                 await self.catalog.image(getattr(request, field), field, who)
-        for i, bdm in enumerate(block_devices):
+        for bdm in block_devices:
             if bdm.source_type in ("volume", "snapshot"):
                 # nimbus has no block storage service yet: no volume exists.
                 raise errors.NotFound(bdm.source_type, bdm.uuid)
@@ -227,9 +227,8 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
             per_server.append([self.store.put(keys.instance(server.id), record),
                                self.store.put(keys.action(server.id, request_id), action)])
         # One transaction: as many servers as the quota allows between
-        # min_count and max_count, their actions and the project's usage
-        # appear together or not at all; a lost race on the usage plans again.
-        # Quota, records and group membership: one transaction, shared with
+        # min_count and max_count, their actions, the project's usage and the
+        # group's members appear together or not at all; it is shared with
         # the project's concurrent creates (admission.py).
         count = await self.committer.admit(Admission(
             project=who.project_id, per_item=quota.instance_deltas(flavor.vcpus, flavor.ram_mb),
@@ -314,7 +313,6 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         found = await self._server(request.id, who)
         while True:
             server = found.msg.server
-            ikey = keys.instance(server.id)
             if server.task_state == C.TASK_STATE_DELETING:
                 return C.DeleteServerResponse(server=public_view(server, who))  # idempotent
             if not server.host:
@@ -322,15 +320,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
                 # host to clean up, so delete here (Nova's local delete),
                 # releasing its quota in the same transaction.
                 async with self.quota_locks[server.project_id]:
-                    plan = await quota.plan(self.store, server.project_id, quota.instance_deltas(
-                        server.flavor.vcpus, server.flavor.ram_mb, -1))
-                    g_compares, g_ops = await servergroups.leave(
-                        self.store, server.project_id, server.server_group, server.id)
-                    resp = await self.store.txn(
-                        [self.store.mod_is(ikey, found.mod_revision), *plan.compares, *g_compares],
-                        [self.store.delete(ikey),
-                         self.store.delete(keys.action(server.id, ""), True), *plan.ops, *g_ops],
-                        plan.failure_ops)
+                    resp = await self.store.txn(*await instances.removal(self.store, found))
                 if resp.succeeded:
                     await ipam.release_for_server(self.store, server.id)   # ports of an ERROR build
                     server.task_state = C.TASK_STATE_DELETING

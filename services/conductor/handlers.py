@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import collections
 
-from nimbus import errors, ipam, log, quota, servergroups
+from nimbus import errors, instances, ipam, log
 from nimbus.compute.v1 import compute_pb2, networks_pb2
 from nimbus.conductor.v1 import conductor_pb2, conductor_pb2_grpc
 from nimbus.rpc import auth
@@ -167,15 +167,7 @@ class Conductor:
             # quota_locks: correctness is the compare's, the lock saves retries).
             try:
                 async with self.quota_locks[server.project_id]:
-                    plan = await quota.plan(self.store, server.project_id, quota.instance_deltas(
-                        server.flavor.vcpus, server.flavor.ram_mb, -1))
-                    g_compares, g_ops = await servergroups.leave(
-                        self.store, server.project_id, server.server_group, instance_id)
-                    ops = [self.store.delete(ikey),
-                           self.store.delete(keys.action(instance_id, ""), prefix=True),
-                           *plan.ops, *g_ops]
-                    compares = [self.store.mod_is(ikey, current.mod_revision), *plan.compares,
-                                *g_compares]
+                    compares, ops = await instances.removal(self.store, current)
                     if server.host:
                         await self.claims.release_with(server.host, instance_id, compares, ops)
                     elif not (await self.store.txn(compares, ops)).succeeded:

@@ -1,0 +1,25 @@
+"""Removing an instance record, shared by the API's local delete and the
+conductor's finish_delete."""
+
+from __future__ import annotations
+
+from nimbus import quota, servergroups
+from nimbus.store import keys
+from nimbus.store.store import Store, Versioned
+
+
+async def removal(store: Store, current: Versioned) -> tuple[list, list]:
+    """(compares, ops) removing the instance record `current` together with
+    what must agree with it: its actions, its quota usage and its server
+    group membership. They join the caller's transaction (or its claim
+    release); when that fails, read the record again and call again. Ports
+    are released after the record is gone (ipam.release_for_server)."""
+    server = current.msg.server
+    plan = await quota.plan(store, server.project_id, quota.instance_deltas(
+        server.flavor.vcpus, server.flavor.ram_mb, -1))
+    g_compares, g_ops = await servergroups.leave(store, server.project_id, server.server_group,
+                                                 server.id)
+    ikey = keys.instance(server.id)
+    return ([store.mod_is(ikey, current.mod_revision), *plan.compares, *g_compares],
+            [store.delete(ikey), store.delete(keys.action(server.id, ""), prefix=True),
+             *plan.ops, *g_ops])
