@@ -259,30 +259,37 @@ class ComputeAgent:
 
     # ---- conductor calls ----------------------------------------------------
 
+    async def _call(self, method, request, before_retry=None):
+        """A conductor RPC, retried while the conductor is away (a restart, a
+        failover) for RETRY_SECONDS. A refusal (FAILED_PRECONDITION,
+        NOT_FOUND: another actor changed the server) raises Lost."""
+        deadline = asyncio.get_running_loop().time() + RETRY_SECONDS
+        while True:
+            try:
+                return await method(request, metadata=self.metadata, timeout=10)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
+                    raise Lost(exc.details()) from None
+                if exc.code() not in RETRYABLE or asyncio.get_running_loop().time() > deadline:
+                    raise
+            if before_retry is not None:
+                before_retry()
+            await asyncio.sleep(0.2)
+
     async def _update(self, server_id: str, expected: list[int], **fields) -> C.Server:
-        """Report a state change. While the conductor is unreachable (a
-        restart, a failover) retry for a while; a retry also accepts the
-        target task state, since the first try may have landed unanswered."""
+        """Report a state change. A retry also accepts the target task state,
+        since the first try may have landed unanswered."""
         request = conductor_pb2.UpdateInstanceRequest(
             host=self.host, server=C.Server(id=server_id, **fields),
             update_mask=field_mask_pb2.FieldMask(paths=list(fields)),
             expected_task_states=expected)
-        deadline = asyncio.get_running_loop().time() + RETRY_SECONDS
-        while True:
-            try:
-                resp = await self.conductor.UpdateInstance(request, metadata=self.metadata,
-                                                           timeout=10)
-                self._learn(resp.server, resp.revision)
-                return resp.server
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
-                    raise Lost(exc.details()) from None
-                if (exc.code() not in RETRYABLE
-                        or asyncio.get_running_loop().time() > deadline):
-                    raise
+
+        def accept_target() -> None:
             if "task_state" in fields and fields["task_state"] not in request.expected_task_states:
                 request.expected_task_states.append(fields["task_state"])
-            await asyncio.sleep(0.2)
+        resp = await self._call(self.conductor.UpdateInstance, request, accept_target)
+        self._learn(resp.server, resp.revision)
+        return resp.server
 
     async def _allocate_networks(self, instance_id: str):
         """The server's VIFs (NETWORKING -> BLOCK_DEVICE_MAPPING), or None when
@@ -319,21 +326,14 @@ class ComputeAgent:
             host=self.host, instance_id=server.id, fault=fault, expected_task_states=expected))
 
     async def _retrying(self, method, request) -> None:
-        """Call a conductor RPC whose refusal means 'already done or not
-        ours any more' (both fine), retrying while the conductor is away.
-        Giving up leaves the server as it is: the stream's replay after
-        the reconnect brings it back to us (level-triggered)."""
-        deadline = asyncio.get_running_loop().time() + RETRY_SECONDS
-        while True:
-            try:
-                await method(request, metadata=self.metadata, timeout=10)
-                return
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
-                    return
-                if exc.code() not in RETRYABLE or asyncio.get_running_loop().time() > deadline:
-                    raise
-            await asyncio.sleep(0.2)
+        """A conductor RPC whose refusal means 'already done or not ours any
+        more' (both fine). Giving up on an absent conductor leaves the server
+        as it is: the stream's replay after the reconnect brings it back to
+        us (level-triggered)."""
+        try:
+            await self._call(method, request)
+        except Lost:
+            pass
 
     # ---- build ----------------------------------------------------------------
 
