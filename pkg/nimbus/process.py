@@ -27,6 +27,14 @@ class ServiceProcess:
     async def start(self) -> "ServiceProcess":
         raise NotImplementedError
 
+    async def serve_when_ready(self, *informers) -> None:
+        """SERVING once every informer has synced, and from then on only
+        while etcd answers (the store's probe)."""
+        for informer in informers:
+            await informer.synced.wait()
+        await self.server.set_serving()
+        self.spawn(self.server.follow_store(self.store))
+
     async def stop(self) -> None:
         if self.server is not None:
             await self.server.stop(0.5)

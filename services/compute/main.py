@@ -29,7 +29,7 @@ class ComputeProcess(process.ServiceProcess):
         if cfg.noauth:
             _log.warning("noauth mode: 'Bearer <user>:<project>' tokens are trusted as they are; "
                          "the user 'admin' is an admin. Development only.")
-        self.store = await Store.connect(cfg.etcd_endpoint, cfg.etcd_prefix)
+        self.store = await Store.connect(cfg.etcd_endpoint, cfg.etcd_prefix, cfg.etcd_timeout)
         self.closers.append(self.store.close)
         self.catalog = Catalog(self.store)
         self.instances = Informer(self.store, keys.INSTANCES, records_pb2.InstanceRecord)
@@ -81,9 +81,7 @@ class ComputeProcess(process.ServiceProcess):
                  networks_pb2.DESCRIPTOR.services_by_name["NetworkService"])):
             self.server.add(add_fn, servicer(self.store), descriptor)
         await self.server.start()
-        for informer in informers:
-            await informer.synced.wait()
-        await self.server.set_serving()
+        await self.serve_when_ready(*informers)
         return self
 
 

@@ -23,7 +23,7 @@ class ConductorProcess(process.ServiceProcess):
 
     async def start(self) -> "ConductorProcess":
         cfg = self.cfg
-        self.store = await Store.connect(cfg.etcd_endpoint, cfg.etcd_prefix)
+        self.store = await Store.connect(cfg.etcd_endpoint, cfg.etcd_prefix, cfg.etcd_timeout)
         self.closers.append(self.store.close)
         self.conductor = Conductor(self.store, cfg.max_attempts, cfg.node_ttl)
         self.scheduler_channel = channel(cfg.scheduler_address)
@@ -42,9 +42,7 @@ class ConductorProcess(process.ServiceProcess):
                         ConductorServicer(self.conductor),
                         conductor_pb2.DESCRIPTOR.services_by_name["ConductorService"])
         await self.server.start()
-        for informer in (c.instances, c.nodes, c.providers, c.networks):
-            await informer.synced.wait()
-        await self.server.set_serving()
+        await self.serve_when_ready(c.instances, c.nodes, c.providers, c.networks)
         return self
 
 

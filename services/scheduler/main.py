@@ -13,7 +13,7 @@ from nimbus.store.store import Store
 class SchedulerProcess(process.ServiceProcess):
     async def start(self) -> "SchedulerProcess":
         cfg = self.cfg
-        self.store = await Store.connect(cfg.etcd_endpoint, cfg.etcd_prefix)
+        self.store = await Store.connect(cfg.etcd_endpoint, cfg.etcd_prefix, cfg.etcd_timeout)
         self.closers.append(self.store.close)
         self.hosts = HostManager(self.store)
         self.spawn(self.hosts.nodes.run())
@@ -25,10 +25,8 @@ class SchedulerProcess(process.ServiceProcess):
                         SchedulerServicer(self.hosts),
                         scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"])
         await self.server.start()
-        await self.hosts.nodes.synced.wait()
-        await self.hosts.allocations.synced.wait()
-        await self.hosts.aggregates.synced.wait()
-        await self.server.set_serving()
+        await self.serve_when_ready(self.hosts.nodes, self.hosts.allocations,
+                                    self.hosts.aggregates)
         return self
 
 

@@ -40,8 +40,12 @@ class Server:
         host = address.rsplit(":", 1)[0]
         self.address = f"{host}:{self.port}"
         self.health = HealthServicer()
+        # grpc's servicer starts "" at SERVING: nothing here is ready yet.
+        self.health._server_status[""] = health_pb2.HealthCheckResponse.NOT_SERVING
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         self._service_names: list[str] = []
+        self._ready = False
+        self._store_ok = True
 
     def add(self, add_fn, servicer, descriptor) -> None:
         """Register a servicer: add_fn is the generated add_XServicer_to_server."""
@@ -56,10 +60,25 @@ class Server:
         _log.info("listening", service=self.name, address=self.address)
 
     async def set_serving(self, serving: bool = True) -> None:
+        """The process is ready (or no longer is)."""
+        self._ready = serving
+        await self._publish(serving and self._store_ok)
+
+    async def _publish(self, serving: bool) -> None:
         status = (health_pb2.HealthCheckResponse.SERVING if serving
                   else health_pb2.HealthCheckResponse.NOT_SERVING)
         for name in ("", *self._service_names):
             await self.health.set(name, status)
+
+    async def follow_store(self, store, interval: float = 1.0) -> None:
+        """Run forever: NOT_SERVING while `store` cannot reach etcd, back to
+        SERVING (if the process was ready) when it answers again."""
+        async def changed(ok: bool) -> None:
+            self._store_ok = ok
+            _log.warning("etcd reachable again" if ok else "etcd unreachable: NOT_SERVING",
+                         service=self.name)
+            await self._publish(ok and self._ready)
+        await store.probe(interval, changed)
 
     async def stop(self, grace: float = 1.0) -> None:
         await self.health.enter_graceful_shutdown()

@@ -21,6 +21,7 @@ import time
 from typing import Any, AsyncIterator, Callable, Iterable, TypeVar
 
 import aetcd
+import grpc
 from aetcd import rpc
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
@@ -37,6 +38,27 @@ M = TypeVar("M", bound=Message)
 class Versioned:
     msg: Any
     mod_revision: int
+
+
+# etcd 3.5.0-3.5.4 panics when a client cancels a read-only Txn while it is
+# applied (etcd-io/etcd#14110, fixed in 3.5.5): every deadline below is such
+# a cancel, so nimbus refuses to run on those versions.
+BAD_ETCD_VERSIONS = ((3, 5, 0), (3, 5, 4))
+DEFAULT_TIMEOUT = 5.0     # seconds for one etcd call: then UNAVAILABLE
+
+
+def etcd_version_problem(version: str) -> str | None:
+    """Why nimbus must not run on this etcd version, or None."""
+    try:
+        parsed = tuple(int(p) for p in version.split("-")[0].split(".")[:3])
+    except ValueError:
+        return None
+    low, high = BAD_ETCD_VERSIONS
+    if low <= parsed <= high:
+        return (f"etcd {version} panics when a client cancels a read-only transaction "
+                "(etcd-io/etcd#14110, fixed in 3.5.5): use etcd >= 3.5.5, or Debian 12's "
+                "etcd-server 3.4.23 (apt-get install etcd-server)")
+    return None
 
 
 class Compacted(Exception):
@@ -62,24 +84,91 @@ def prefix_end(prefix: bytes) -> bytes:
     return b"\0"
 
 
+class _Deadlined:
+    """An etcd stub whose unary calls all carry `timeout` (a stalled etcd
+    must not hang callers until their own deadline) and whose transport
+    failures are errors.Unavailable: one clear message for users."""
+
+    def __init__(self, stub: Any, timeout: float):
+        self._stub = stub
+        self._timeout = timeout
+
+    def __getattr__(self, name: str):
+        method = getattr(self._stub, name)
+        timeout = self._timeout
+
+        async def call(request):
+            try:
+                return await method(request, timeout=timeout)
+            except grpc.aio.AioRpcError as exc:
+                # etcd may notice the deadline first: UNKNOWN "context deadline exceeded".
+                if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED or \
+                        "context deadline exceeded" in (exc.details() or ""):
+                    raise errors.Unavailable(
+                        f"the state store (etcd) did not answer within {timeout:g} s; "
+                        "retry later") from exc
+                if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                    raise errors.Unavailable(
+                        "the state store (etcd) is unreachable; retry later") from exc
+                raise
+        return call
+
+
 class Store:
-    def __init__(self, client: aetcd.Client, prefix: str = "/nimbus/"):
+    def __init__(self, client: aetcd.Client, prefix: str = "/nimbus/",
+                 timeout: float = DEFAULT_TIMEOUT):
         self.client = client
         self.prefix = prefix if prefix.endswith("/") else prefix + "/"
+        self.timeout = timeout
         self._kv: Any = None
         self._watch: Any = None
         self._lease: Any = None
+        self._maintenance: Any = None
+        self.healthy = asyncio.Event()   # set while etcd answers (see probe())
 
     @classmethod
-    async def connect(cls, endpoint: str, prefix: str = "/nimbus/") -> "Store":
+    async def connect(cls, endpoint: str, prefix: str = "/nimbus/",
+                      timeout: float = DEFAULT_TIMEOUT) -> "Store":
+        """Connect, and refuse an etcd version known to crash (RuntimeError)."""
         host, _, port = endpoint.removeprefix("http://").rpartition(":")
-        client = aetcd.Client(host=host or "127.0.0.1", port=int(port), timeout=10)
+        client = aetcd.Client(host=host or "127.0.0.1", port=int(port), timeout=timeout)
         await client.connect()
-        store = cls(client, prefix)
-        store._kv = client.kvstub
+        store = cls(client, prefix, timeout)
+        store._kv = _Deadlined(client.kvstub, timeout)
         store._watch = rpc.WatchStub(client.channel)
-        store._lease = client.leasestub
+        store._lease = _Deadlined(client.leasestub, timeout)
+        store._raw_lease = client.leasestub
+        store._maintenance = _Deadlined(rpc.MaintenanceStub(client.channel), timeout)
+        try:
+            version = await store.version()
+        except BaseException:
+            await client.close()
+            raise
+        problem = etcd_version_problem(version)
+        if problem:
+            await client.close()
+            raise RuntimeError(f"refusing etcd at {endpoint}: {problem}")
+        store.healthy.set()
         return store
+
+    async def version(self) -> str:
+        return (await self._maintenance.Status(rpc.StatusRequest())).version
+
+    async def probe(self, interval: float = 1.0, on_change=None) -> None:
+        """Forever: ask etcd for its status every `interval`; keep `healthy`
+        (and call on_change(bool) when it flips) so a process can stop
+        answering SERVING while etcd is lost, and start again when it is back."""
+        while True:
+            try:
+                await self.version()
+                ok = True
+            except (errors.NimbusError, grpc.aio.AioRpcError, OSError):
+                ok = False
+            if ok != self.healthy.is_set():
+                (self.healthy.set if ok else self.healthy.clear)()
+                if on_change is not None:
+                    await on_change(ok)
+            await asyncio.sleep(interval)
 
     async def close(self) -> None:
         await self.client.close()
@@ -256,15 +345,24 @@ class Store:
 
     async def refresh(self, lease_id: int) -> int:
         """Refresh a lease; returns its remaining TTL, 0 when it has expired."""
-        async for reply in self._lease.LeaseKeepAlive(iter([rpc.LeaseKeepAliveRequest(ID=lease_id)])):
-            return reply.TTL
+        call = self._raw_lease.LeaseKeepAlive(iter([rpc.LeaseKeepAliveRequest(ID=lease_id)]),
+                                              timeout=self.timeout)
+        try:
+            async for reply in call:
+                return reply.TTL
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE):
+                raise errors.Unavailable("the state store (etcd) did not refresh the lease") from exc
+            raise
+        finally:
+            call.cancel()
         return 0
 
     async def revoke(self, lease_id: int) -> None:
         try:
             await self._lease.LeaseRevoke(rpc.LeaseRevokeRequest(ID=lease_id))
-        except aetcd.rpc.AioRpcError:
-            pass  # already gone
+        except (aetcd.rpc.AioRpcError, errors.Unavailable):
+            pass  # already gone, or etcd away: the lease then expires by itself
 
 
 class ExtraCompareFailed(Exception):
