@@ -9,8 +9,9 @@ next creates queue, and the queue is committed as ONE transaction: each
 create gets as many servers as still fit between its min_count and
 max_count (Nova's rule, applied in arrival order), usage moves once, and
 the compare on the usage key still makes it correct across API replicas.
-Creates that join a server group are committed alone (each group's record
-is compared and rewritten by its own create)."""
+Creates that join a server group, or carry an idempotency token, are
+committed alone (each compares a record of its own: the group's, or the
+token's absence)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ import dataclasses
 
 from nimbus import errors, quota, servergroups
 from nimbus.compute.v1 import quotas_pb2
+from nimbus.idempotency import TokenTaken
+from nimbus.state.v1 import records_pb2
 from nimbus.store import keys
 from nimbus.store.store import Store, Versioned
 
@@ -35,11 +38,19 @@ class Admission:
     server_ops: list[list]              # the ops of each candidate server, in order
     server_ids: list[str]
     group: Versioned | None = None
+    token_key: str = ""                          # idempotency token (idempotency.py)
+    token: records_pb2.ClientToken | None = None  # its record, server_ids filled here
+    token_lease: int = 0
     future: asyncio.Future | None = None
 
     @property
     def size(self) -> int:
-        return sum(len(ops) for ops in self.server_ops) + 2
+        return sum(len(ops) for ops in self.server_ops) + 3
+
+    @property
+    def alone(self) -> bool:
+        """Committed in a transaction of its own (see the module's doc)."""
+        return self.group is not None or bool(self.token_key)
 
 
 class Committer:
@@ -64,8 +75,7 @@ class Committer:
             while queue:
                 batch, ops = [], 0
                 while queue and (not batch or (ops + queue[0].size <= MAX_OPS
-                                               and queue[0].group is None
-                                               and batch[0].group is None)):
+                                               and not queue[0].alone and not batch[0].alone)):
                     ops += queue[0].size
                     batch.append(queue.pop(0))
                 try:
@@ -103,6 +113,12 @@ class Committer:
                         self.store, adm.group, adm.server_ids[:count])
                     compares += g_compares
                     ops += g_ops
+                if adm.token_key:
+                    token = records_pb2.ClientToken()
+                    token.CopyFrom(adm.token)
+                    token.server_ids.extend(adm.server_ids[:count])
+                    compares.append(self.store.mod_is(adm.token_key, 0))
+                    ops.append(self.store.put(adm.token_key, token, lease=adm.token_lease))
                 in_use = quota.apply_deltas(in_use, quota.scaled(adm.per_item, count))
                 ops += [op for server_ops in adm.server_ops[:count] for op in server_ops]
                 admitted.append((adm, count))
@@ -118,8 +134,12 @@ class Committer:
                 return
             kvs = resp.responses[0].response_range.kvs
             if (kvs[0].mod_revision if kvs else 0) == snap.usage_revision:
-                # The usage held, so a server group changed (or went): read it again.
+                # The usage held, so a server group changed (or went), or a
+                # concurrent create took the token: read them again.
                 for adm, _ in admitted:
+                    if adm.token_key and await self.store.get_raw(adm.token_key) is not None:
+                        adm.future.set_exception(TokenTaken())
+                        continue
                     if adm.group is not None:
                         try:
                             adm.group = await servergroups.get_server_group(

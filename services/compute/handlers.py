@@ -16,7 +16,7 @@ import re
 import uuid
 
 from nimbus.ids import is_uuid
-from nimbus import errors, instances, ipam, log, quota, servergroups
+from nimbus import errors, idempotency, instances, ipam, log, quota, servergroups
 from nimbus.compute.v1 import compute_pb2, compute_pb2_grpc, networks_pb2
 from nimbus.imagestore import ImageStore, file_chunks
 from nimbus.rpc import auth, interceptor
@@ -130,6 +130,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         # lock spares concurrent deletes a storm of lost races).
         self.quota_locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
         self.committer = Committer(store)
+        self.tokens = idempotency.Tokens(store)
         self.default_group_exists: set[str] = set()
         os.makedirs(staging_dir, exist_ok=True)
 
@@ -153,6 +154,12 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         create.check_scheduler_hints(request.scheduler_hints)
         block_devices = create.block_devices(request)
         zone, forced_host = create.parse_availability_zone(request.availability_zone, who.is_admin)
+        token_key = ""
+        if request.client_token:
+            idempotency.check_token(request.client_token)
+            token_key = idempotency.token_key(who.project_id, request.client_token)
+            if (seen := await self.tokens.find(token_key, request)) is not None:
+                return await self.tokens.replay(seen)
 
         if request.metadata or request.personality:   # limits only matter for these
             limits = await quota.limits(self.store, who.project_id)
@@ -230,10 +237,19 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         # min_count and max_count, their actions, the project's usage and the
         # group's members appear together or not at all; it is shared with
         # the project's concurrent creates (admission.py).
-        count = await self.committer.admit(Admission(
+        admission = Admission(
             project=who.project_id, per_item=quota.instance_deltas(flavor.vcpus, flavor.ram_mb),
             min_count=min_count, max_count=max_count, server_ops=per_server,
-            server_ids=[s.id for s in response.servers], group=group))
+            server_ids=[s.id for s in response.servers], group=group)
+        if token_key:
+            admission.token_key, admission.token_lease = token_key, await self.tokens.lease()
+            admission.token = records_pb2.ClientToken(
+                request_sha256=idempotency.request_hash(request), reservation_id=reservation_id,
+                created_at=created)
+        try:
+            count = await self.committer.admit(admission)
+        except idempotency.TokenTaken:
+            return await self.tokens.replay(await self.tokens.find(token_key, request))
         del response.servers[count:]
         _log.info("servers created", count=count, reservation_id=reservation_id,
                   flavor=flavor.name, image=image.id if image else "")

@@ -40,6 +40,7 @@ SERVER_GROUPS = "server-groups/"
 AGGREGATES = "aggregates/"
 QUOTAS = "quotas/"
 USAGES = "usages/"
+CLIENT_TOKENS = "client-tokens/"
 EC2_IDS = "ec2-ids/"
 EC2_UUIDS = "ec2-uuids/"
 
@@ -98,6 +99,10 @@ def quota(project_id: str) -> str:
 
 def usage(project_id: str) -> str:
     return USAGES + project_id
+
+
+def client_token(project_id: str, token_sha256: str) -> str:
+    return f"{CLIENT_TOKENS}{project_id}/{token_sha256}"
 
 
 def ec2_id(ec2: str) -> str:

@@ -197,7 +197,7 @@ class Server(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., vm_state: _Optional[_Union[VmState, str]] = ..., task_state: _Optional[_Union[TaskState, str]] = ..., power_state: _Optional[_Union[PowerState, str]] = ..., host: _Optional[str] = ..., flavor_ref: _Optional[str] = ..., image_ref: _Optional[str] = ..., flavor: _Optional[_Union[Flavor, _Mapping]] = ..., fault: _Optional[_Union[Fault, _Mapping]] = ..., reservation_id: _Optional[str] = ..., launch_index: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., launched_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., config_drive: _Optional[bool] = ..., key_name: _Optional[str] = ..., security_groups: _Optional[_Iterable[str]] = ..., access_ipv4: _Optional[str] = ..., access_ipv6: _Optional[str] = ..., availability_zone: _Optional[str] = ..., description: _Optional[str] = ..., server_group: _Optional[str] = ...) -> None: ...
 
 class CreateServerRequest(_message.Message):
-    __slots__ = ("name", "image_ref", "flavor_ref", "min_count", "max_count", "metadata", "config_drive", "user_data", "admin_pass", "personality", "security_groups", "networks", "networks_mode", "access_ipv4", "access_ipv6", "key_name", "availability_zone", "block_device_mapping", "block_device_mapping_v2", "return_reservation_id", "scheduler_hints", "kernel_id", "ramdisk_id", "description")
+    __slots__ = ("name", "image_ref", "flavor_ref", "min_count", "max_count", "metadata", "config_drive", "user_data", "admin_pass", "personality", "security_groups", "networks", "networks_mode", "access_ipv4", "access_ipv6", "key_name", "availability_zone", "block_device_mapping", "block_device_mapping_v2", "return_reservation_id", "scheduler_hints", "kernel_id", "ramdisk_id", "description", "client_token")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -229,6 +229,7 @@ class CreateServerRequest(_message.Message):
     KERNEL_ID_FIELD_NUMBER: _ClassVar[int]
     RAMDISK_ID_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_TOKEN_FIELD_NUMBER: _ClassVar[int]
     name: str
     image_ref: str
     flavor_ref: str
@@ -253,7 +254,8 @@ class CreateServerRequest(_message.Message):
     kernel_id: str
     ramdisk_id: str
     description: str
-    def __init__(self, name: _Optional[str] = ..., image_ref: _Optional[str] = ..., flavor_ref: _Optional[str] = ..., min_count: _Optional[int] = ..., max_count: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., config_drive: _Optional[bool] = ..., user_data: _Optional[bytes] = ..., admin_pass: _Optional[str] = ..., personality: _Optional[_Iterable[_Union[Personality, _Mapping]]] = ..., security_groups: _Optional[_Iterable[str]] = ..., networks: _Optional[_Iterable[_Union[NetworkRequest, _Mapping]]] = ..., networks_mode: _Optional[str] = ..., access_ipv4: _Optional[str] = ..., access_ipv6: _Optional[str] = ..., key_name: _Optional[str] = ..., availability_zone: _Optional[str] = ..., block_device_mapping: _Optional[_Iterable[_Union[BlockDeviceMappingLegacy, _Mapping]]] = ..., block_device_mapping_v2: _Optional[_Iterable[_Union[BlockDeviceMapping, _Mapping]]] = ..., return_reservation_id: _Optional[bool] = ..., scheduler_hints: _Optional[_Union[SchedulerHints, _Mapping]] = ..., kernel_id: _Optional[str] = ..., ramdisk_id: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+    client_token: str
+    def __init__(self, name: _Optional[str] = ..., image_ref: _Optional[str] = ..., flavor_ref: _Optional[str] = ..., min_count: _Optional[int] = ..., max_count: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., config_drive: _Optional[bool] = ..., user_data: _Optional[bytes] = ..., admin_pass: _Optional[str] = ..., personality: _Optional[_Iterable[_Union[Personality, _Mapping]]] = ..., security_groups: _Optional[_Iterable[str]] = ..., networks: _Optional[_Iterable[_Union[NetworkRequest, _Mapping]]] = ..., networks_mode: _Optional[str] = ..., access_ipv4: _Optional[str] = ..., access_ipv6: _Optional[str] = ..., key_name: _Optional[str] = ..., availability_zone: _Optional[str] = ..., block_device_mapping: _Optional[_Iterable[_Union[BlockDeviceMappingLegacy, _Mapping]]] = ..., block_device_mapping_v2: _Optional[_Iterable[_Union[BlockDeviceMapping, _Mapping]]] = ..., return_reservation_id: _Optional[bool] = ..., scheduler_hints: _Optional[_Union[SchedulerHints, _Mapping]] = ..., kernel_id: _Optional[str] = ..., ramdisk_id: _Optional[str] = ..., description: _Optional[str] = ..., client_token: _Optional[str] = ...) -> None: ...
 
 class Personality(_message.Message):
     __slots__ = ("path", "contents")

@@ -158,3 +158,15 @@ class Ec2Id(_message.Message):
     ec2_id: str
     uuid: str
     def __init__(self, ec2_id: _Optional[str] = ..., uuid: _Optional[str] = ...) -> None: ...
+
+class ClientToken(_message.Message):
+    __slots__ = ("request_sha256", "reservation_id", "server_ids", "created_at")
+    REQUEST_SHA256_FIELD_NUMBER: _ClassVar[int]
+    RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    SERVER_IDS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    request_sha256: bytes
+    reservation_id: str
+    server_ids: _containers.RepeatedScalarFieldContainer[str]
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, request_sha256: _Optional[bytes] = ..., reservation_id: _Optional[str] = ..., server_ids: _Optional[_Iterable[str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
