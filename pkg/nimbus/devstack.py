@@ -26,6 +26,9 @@ from nimbus import config
 from nimbus.compute.v1 import compute_pb2 as C
 from nimbus.compute.v1 import compute_pb2_grpc
 from nimbus.etcd import EmbeddedEtcd
+from nimbus.state.v1 import records_pb2
+from nimbus.store import keys
+from nimbus.store.store import Store
 
 DEFAULT_FLAVORS = [  # name, vCPUs, RAM MB, disk GB (Nova's classic m1 set)
     ("m1.tiny", 1, 512, 1), ("m1.small", 1, 2048, 20), ("m1.medium", 2, 4096, 40),
@@ -157,6 +160,23 @@ async def seed(api_address: str, state_dir: str) -> C.Image:
         return (await api.CreateImage(messages(), metadata=ADMIN)).image
 
 
+async def wait_bootable(etcd_endpoint: str, api_address: str, host: str, image_id: str,
+                        timeout: float = 60) -> None:
+    """Until a CreateServer sent now can succeed: the compute host has
+    registered (its node record, on its lease) and the image is ACTIVE.
+    Health alone says less: the API is SERVING before any host is up."""
+    store = await Store.connect(etcd_endpoint)
+    try:
+        async with grpc.aio.insecure_channel(api_address) as ch, asyncio.timeout(timeout):
+            api = compute_pb2_grpc.ComputeServiceStub(ch)
+            while (await store.get(keys.node(host), records_pb2.NodeRecord)) is None or (
+                    await api.GetImage(C.GetImageRequest(ref=image_id), metadata=ADMIN)
+            ).image.status != C.IMAGE_STATUS_ACTIVE:
+                await asyncio.sleep(0.1)
+    finally:
+        await store.close()
+
+
 BANNER = """
 nimbus is running (Ctrl-C stops everything).
 
@@ -185,8 +205,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--state-dir", default=os.environ.get("NIMBUS_STATE_DIR", ".nimbus"))
     parser.add_argument("--etcd-port", type=int, default=2379)
     parser.add_argument("--host", default="compute-1", help="the compute host's name")
+    parser.add_argument("--api", default=config.DEFAULT_API_ADDRESS)
+    parser.add_argument("--conductor", default=config.DEFAULT_CONDUCTOR_ADDRESS)
+    parser.add_argument("--scheduler", default=config.DEFAULT_SCHEDULER_ADDRESS)
     args = parser.parse_args(argv)
     stack = ProcessStack(args.state_dir, etcd_port=args.etcd_port, etcd_peer_port=args.etcd_port + 1,
+                         api=args.api, conductor=args.conductor, scheduler=args.scheduler,
                          agent_args=["--host", args.host])
     stopping = False
 
@@ -203,6 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         stack.start()
         image = asyncio.run(seed(stack.api, stack.state_dir))
+        asyncio.run(wait_bootable(stack.etcd.endpoint, stack.api, args.host, image.id))
         print(BANNER.format(api=stack.api, conductor=stack.conductor, scheduler=stack.scheduler,
                             etcd=stack.etcd.endpoint, state=stack.state_dir, host=args.host,
                             image_name=image.name, image_id=image.id), flush=True)
