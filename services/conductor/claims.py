@@ -42,7 +42,29 @@ class Claims:
             return mine
         return seen or Versioned(records_pb2.ProviderUsage(host=host), 0)
 
-    def _refresh(self, host: str, kvs) -> None:
+    def locked(self, host: str) -> asyncio.Lock:
+        """The host's lock: held around any read-modify-write of its usage."""
+        return self._locks[host]
+
+    def release_fragment(self, host: str, freed: list) -> tuple[list, list, object]:
+        """(compares, ops, commit) taking the `freed` resources off the
+        host's usage in the caller's transaction; call commit(revision)
+        when it succeeded. Hold locked(host) from here to commit."""
+        usage = self._usage(host)
+        new_usage = records_pb2.ProviderUsage()
+        new_usage.CopyFrom(usage.msg)
+        new_usage.host = host
+        for each in freed:
+            resources.add(new_usage.used, each, -1)
+        new_usage.consumers = max(0, new_usage.consumers - len(freed))
+
+        def commit(revision: int) -> None:
+            self._written[host] = Versioned(new_usage, revision)
+        return ([self.store.mod_is(keys.provider(host), usage.mod_revision)],
+                [self.store.put(keys.provider(host), new_usage)], commit)
+
+    def refresh(self, host: str, kvs) -> None:
+        """Take the provider usage a failed transaction read back."""
         if kvs:
             self._written[host] = Versioned(records_pb2.ProviderUsage.FromString(kvs[0].value),
                                             kvs[0].mod_revision)
@@ -83,7 +105,7 @@ class Claims:
                 ikvs = resp.responses[0].response_range.kvs
                 if not ikvs or ikvs[0].mod_revision != inst.mod_revision:
                     raise InstanceChanged(server.id)
-                self._refresh(host, resp.responses[1].response_range.kvs)
+                self.refresh(host, resp.responses[1].response_range.kvs)
 
     async def release_with(self, host: str, consumer_id: str, compares: list[rpc.Compare],
                            inst_ops: list) -> None:
@@ -116,7 +138,7 @@ class Claims:
                     return
                 kvs = resp.responses[0].response_range.kvs
                 if kvs and kvs[0].mod_revision != usage.mod_revision:
-                    self._refresh(host, kvs)
+                    self.refresh(host, kvs)
                     continue
                 # Usage unchanged: the instance, a caller's record or the
                 # allocation changed.

@@ -12,6 +12,7 @@ from nimbus.compute.v1 import compute_pb2, networks_pb2
 from nimbus.conductor.v1 import conductor_pb2, conductor_pb2_grpc
 from nimbus.rpc import auth
 from nimbus.services.conductor.claims import Claims, InstanceChanged
+from nimbus.services.conductor.removals import Remover
 from nimbus.state.v1 import records_pb2
 from nimbus.store import keys
 from nimbus.store.informer import DELETED, OVERFLOW, SYNCED, Informer
@@ -44,6 +45,7 @@ class Conductor:
         self.nodes = Informer(store, keys.NODES, records_pb2.NodeRecord)
         self.providers = Informer(store, keys.PROVIDERS, records_pb2.ProviderUsage)
         self.claims = Claims(store, self.providers)
+        self.remover = Remover(store, self.claims)
         self.quota_locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
 
     def cached(self, instance_id: str) -> Versioned | None:
@@ -163,15 +165,21 @@ class Conductor:
             if host is not None and server.host != host:
                 raise errors.FailedPrecondition(f"server {instance_id} is not on host {host}")
             # The record, its actions, its claim and its quota usage go
-            # together; one release per project at a time here (see the API's
-            # quota_locks: correctness is the compare's, the lock saves retries).
+            # together: group-committed per host (removals.py) unless it
+            # leaves a server group (that record is compared and rewritten
+            # by each removal); then one release per project at a time here
+            # (correctness is the compare's, the lock saves retries).
             try:
-                async with self.quota_locks[server.project_id]:
-                    compares, ops = await instances.removal(self.store, current)
-                    if server.host:
-                        await self.claims.release_with(server.host, instance_id, compares, ops)
-                    elif not (await self.store.txn(compares, ops)).succeeded:
-                        raise InstanceChanged(instance_id)
+                if server.host and not server.server_group:
+                    await self.remover.remove(server.host, current)
+                else:
+                    async with self.quota_locks[server.project_id]:
+                        compares, ops = await instances.removal(self.store, current)
+                        if server.host:
+                            await self.claims.release_with(server.host, instance_id, compares,
+                                                           ops)
+                        elif not (await self.store.txn(compares, ops)).succeeded:
+                            raise InstanceChanged(instance_id)
                 # The record is gone, so no late allocation can recreate ports.
                 await ipam.release_for_server(self.store, instance_id)
                 return
