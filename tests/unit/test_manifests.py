@@ -26,8 +26,20 @@ def _documents(path: pathlib.Path) -> list[dict]:
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
 
 
+def _check_etcd(container: dict) -> None:
+    """etcd is pinned to a version without the cancelled-Txn panic."""
+    from nimbus.store.store import etcd_version_problem
+    image = container["image"]
+    assert ":v" in image, f"etcd image {image} is not pinned to a version"
+    version = image.rsplit(":v", 1)[1]
+    assert tuple(int(p) for p in version.split(".")[:2]) >= (3, 5), version
+    assert etcd_version_problem(version) is None, image
+
+
 def _check_container(container: dict) -> None:
     name = container["name"]
+    if name == "etcd":
+        return _check_etcd(container)
     env = {e["name"]: e for e in container.get("env", [])}
 
     token = env.get("NIMBUS_SERVICE_TOKEN")
