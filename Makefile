@@ -6,12 +6,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROTOS := $(shell find protos -name '*.proto')
 
-.PHONY: run test protos protos-check lint bench system-deps test-deps venv clean
+.PHONY: run test protos protos-check lint bench bench-load system-deps test-deps venv clean
 
 # Debian packages nimbus needs: libvirt-python builds against libvirt-dev;
 # qemu-img makes the image cache and overlays; genisoimage builds config drives;
 # python3-venv and python3-dev let Debian's own python3.11 make the venv and build libvirt-python.
 # openssh-client: ssh-keygen generates key pairs (CreateKeypair).
+# etcd-server: the embedded etcd, 3.4.23 (README "Which etcd": not 3.5.0-3.5.4).
 APT_PACKAGES := libvirt-dev pkg-config qemu-utils genisoimage python3-venv python3-dev openssh-client etcd-server
 # The test tiers run real daemons: a throwaway Ceph (mon + OSD, rados/rbd
 # Python modules) and libvirtd with QEMU/TCG for a real guest (qemu-block-extra
@@ -21,6 +22,10 @@ TEST_APT_PACKAGES := ceph-mon ceph-osd ceph-common python3-rados python3-rbd \
 
 system-deps:
 	@tools/apt-ensure.sh $(APT_PACKAGES)
+	@# etcd-server enables a system etcd on 127.0.0.1:2379 where systemd runs; nimbus runs its own.
+	@if [ -d /run/systemd/system ] && systemctl is-enabled --quiet etcd 2>/dev/null; then \
+	  echo "disabling Debian's etcd service (make run starts its own etcd on 2379)"; \
+	  systemctl disable --now etcd; fi
 
 test-deps: venv
 	@tools/apt-ensure.sh $(TEST_APT_PACKAGES)
@@ -63,6 +68,9 @@ lint: venv
 
 bench: venv
 	$(PY) bench/boot_storm.py $(BENCH_ARGS)
+
+bench-load: venv
+	$(PY) bench/client_load.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build .nimbus
