@@ -22,7 +22,7 @@ import shutil
 import grpc
 from google.protobuf import field_mask_pb2
 
-from nimbus import ipam, log
+from nimbus import ipam, log, states
 from nimbus.compute.v1 import compute_pb2, compute_pb2_grpc
 from nimbus.conductor.v1 import conductor_pb2, conductor_pb2_grpc
 from nimbus.imagebackend import Backend, DiskSource, ImageError, qemu_img
@@ -36,7 +36,6 @@ from nimbus.virt.driver import (GuestConfig, GuestDisk, LibvirtDriver, SpawnErro
 
 C = compute_pb2
 Event = conductor_pb2.StreamAssignmentsResponse
-BUILDING_TASKS = (C.TASK_STATE_NETWORKING, C.TASK_STATE_BLOCK_DEVICE_MAPPING, C.TASK_STATE_SPAWNING)
 
 
 # The conductor went away mid-call (restart, failover): try again.
@@ -225,16 +224,13 @@ class ComputeAgent:
         if server.vm_state != C.VM_STATE_BUILDING:
             self.tracker.claim(server, force=True)   # runs here: count it
         running = self._work.get(server.id)
-        if server.task_state == C.TASK_STATE_DELETING:
-            if running is None or running.get_name() != "delete":
-                self._start(server.id, "delete", self._delete(server, running))
-        elif running is not None:
-            return
-        elif server.vm_state == C.VM_STATE_BUILDING and server.task_state == C.TASK_STATE_SCHEDULING:
+        step = states.agent_step(server, running.get_name() if running is not None else None)
+        if step == "delete":
+            self._start(server.id, "delete", self._delete(server, running))
+        elif step == "build":
             self._start(server.id, "build",
                         self._build(server, self.build_inputs.get(server.id, BuildInputs())))
-        elif server.vm_state == C.VM_STATE_BUILDING and server.task_state in BUILDING_TASKS:
-            # We restarted in the middle of this build: clean up, give it back.
+        elif step == "recover":
             self._start(server.id, "recover", self._recover(server))
 
     def _start(self, instance_id: str, name: str, coro) -> None:
