@@ -5,12 +5,16 @@ free ports, against a real etcd (each stack under its own key prefix)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import secrets
+import signal
 import subprocess
+import sys
 import uuid
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from nimbus import config
 from nimbus.compute.v1 import compute_pb2, compute_pb2_grpc
@@ -34,13 +38,69 @@ def make_qcow2(path: str, size: str = "64M") -> str:
     return path
 
 
+class ServiceSubprocess:
+    """A nimbus service in a process of its own (`python -m <module>`), for
+    tests that kill -9 it and start it again on the same address. The config
+    travels in NIMBUS_* variables (the service token never in argv)."""
+
+    def __init__(self, module: str, cfg: config.Config, log_path: str):
+        self.module = module
+        self.cfg = cfg
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        for field in dataclasses.fields(config.Config):
+            value = getattr(self.cfg, field.name)
+            env["NIMBUS_" + field.name.upper()] = (
+                ("true" if value else "false") if isinstance(value, bool) else str(value))
+        return env
+
+    async def start(self, timeout: float = 30) -> "ServiceSubprocess":
+        with open(self.log_path, "ab") as log_file:
+            self.proc = subprocess.Popen([sys.executable, "-m", self.module], env=self._env(),
+                                         stdout=log_file, stderr=subprocess.STDOUT)
+        async with channel(self.cfg.listen) as ch:
+            health = health_pb2_grpc.HealthStub(ch)
+            async with asyncio.timeout(timeout):
+                while True:
+                    if self.proc.poll() is not None:
+                        raise RuntimeError(f"{self.module} exited {self.proc.returncode}; "
+                                           f"see {self.log_path}")
+                    try:
+                        resp = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                        if resp.status == health_pb2.HealthCheckResponse.SERVING:
+                            return self
+                    except grpc.aio.AioRpcError:
+                        pass
+                    await asyncio.sleep(0.05)
+
+    def kill(self) -> None:
+        """kill -9: no clean-up of any kind."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                await asyncio.to_thread(self.proc.wait, 10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
 class Stack:
     def __init__(self, etcd_endpoint: str, state_dir: str, hosts: int = 2, vcpus: int = 8,
                  memory_mb: int = 16384, disk_gb: int = 200, reserved_host_memory_mb: int = 0,
                  node_ttl: int = 10, sweep_interval: float = 2.0, power_sync_interval: float = 10.0,
-                 real_host: str | None = None, **extra):
+                 real_host: str | None = None, api_subprocess: bool = False, **extra):
         """`hosts` simulated hosts on private test drivers, or, with
-        `real_host`, one agent of that name on the libvirt URI in `extra`."""
+        `real_host`, one agent of that name on the libvirt URI in `extra`.
+        `api_subprocess` runs the compute API as a process of its own
+        (`self.compute` is then a ServiceSubprocess: kill() and start())."""
+        self.api_subprocess = api_subprocess
         self.cfg = config.Config(
             etcd_endpoint=etcd_endpoint, etcd_prefix=f"/t-{uuid.uuid4().hex[:8]}/",
             api_address=f"127.0.0.1:{free_port()}", conductor_address=f"127.0.0.1:{free_port()}",
@@ -65,7 +125,12 @@ class Stack:
     async def __aenter__(self) -> "Stack":
         self.scheduler = await SchedulerProcess(self._for(self.cfg.scheduler_address)).start()
         await self.start_conductor()
-        self.compute = await ComputeProcess(self._for(self.cfg.api_address)).start()
+        if self.api_subprocess:
+            self.compute = await ServiceSubprocess(
+                "nimbus.services.compute", self._for(self.cfg.api_address),
+                os.path.join(self.cfg.state_dir, "compute.log")).start()
+        else:
+            self.compute = await ComputeProcess(self._for(self.cfg.api_address)).start()
         self.agents = await AgentProcess(self.cfg).start()
         self.channel = channel(self.cfg.api_address)
         self.api = compute_pb2_grpc.ComputeServiceStub(self.channel)

@@ -77,6 +77,18 @@ class UnexpectedTaskState(FailedPrecondition):
         self.actual = actual
 
 
+class InvalidState(FailedPrecondition):
+    """An action that may not start from the server's current state (Nova's
+    InstanceInvalidState), naming that state."""
+    reason = "INSTANCE_INVALID_STATE"
+
+    def __init__(self, action: str, instance_id: str, vm_state: str, task_state: str):
+        super().__init__(f"Cannot '{action}' server {instance_id} while it is in vm_state "
+                         f"{vm_state}, task_state {task_state}")
+        self.vm_state = vm_state
+        self.task_state = task_state
+
+
 class ResourceExhausted(NimbusError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
     reason = "RESOURCE_EXHAUSTED"

@@ -63,10 +63,10 @@ from nimbus import errors, log
 from nimbus.compute.v1 import networks_pb2 as N
 from nimbus.store import keys
 from nimbus.store.store import Store, Versioned, now, prefix_end
+from nimbus.virt.network_data import DEFAULT_MTU, network_data_for_vifs  # noqa: F401 (re-exported)
 
 _log = log.get("nimbus.ipam")
 
-DEFAULT_MTU = 1500
 MIN_MTU, MAX_MTU = 68, 9000
 MAX_PORTS_PER_SERVER = 16   # keeps a server's ports inside one etcd transaction (128 ops)
 MAX_FIXED_IPS = 5           # per port (Neutron's max_fixed_ips_per_port)
@@ -314,33 +314,6 @@ def vif_for_port(port: N.Port, network: N.Network | None,
                     gateway_ip=subnet.gateway_ip if subnet else "",
                     dns_nameservers=subnet.dns_nameservers if subnet else [])
     return vif
-
-
-def network_data_for_vifs(vifs: Iterable[N.Vif]) -> dict:
-    """OpenStack's network_data.json (as Nova's netutils writes it): a link
-    per VIF, a network per address (with its default route), and the DNS
-    servers."""
-    links: list[dict] = []
-    networks: list[dict] = []
-    services: list[dict] = []
-    for vif in vifs:
-        link_id = "tap" + vif.port_id[:11]
-        links.append({"id": link_id, "vif_id": vif.port_id, "type": "bridge",
-                      "mtu": vif.mtu or DEFAULT_MTU, "ethernet_mac_address": vif.mac_address})
-        for ip in vif.ips:
-            net = ipaddress.ip_network(ip.cidr)
-            v4 = net.version == 4
-            routes = []
-            if ip.gateway_ip:
-                any_ = "0.0.0.0" if v4 else "::"
-                routes.append({"network": any_, "netmask": any_, "gateway": ip.gateway_ip})
-            dns = [{"type": "dns", "address": a} for a in ip.dns_nameservers]
-            networks.append({"id": f"network{len(networks)}", "type": "ipv4" if v4 else "ipv6",
-                             "link": link_id, "ip_address": ip.ip_address,
-                             "netmask": str(net.netmask), "routes": routes,
-                             "network_id": vif.network_id, "services": dns})
-            services.extend(d for d in dns if d not in services)
-    return {"links": links, "networks": networks, "services": services}
 
 
 def network_data(ports: Iterable[N.Port], subnets: Iterable[N.Subnet],

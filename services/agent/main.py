@@ -19,7 +19,7 @@ from nimbus.rpc.server import channel
 from nimbus.services.agent.agent import ComputeAgent
 from nimbus.services.agent.tracker import ResourceTracker
 from nimbus.state.v1 import records_pb2
-from nimbus.store.store import now
+from nimbus.clock import now
 from nimbus.virt.driver import LibvirtDriver, UnusableVirtType
 
 

@@ -16,7 +16,7 @@ import re
 import uuid
 
 from nimbus.ids import is_uuid
-from nimbus import errors, idempotency, instances, ipam, log, quota, servergroups
+from nimbus import errors, idempotency, instances, ipam, log, quota, servergroups, states
 from nimbus.compute.v1 import compute_pb2, compute_pb2_grpc, networks_pb2
 from nimbus.imagestore import ImageStore, file_chunks
 from nimbus.rpc import auth, interceptor
@@ -349,8 +349,7 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
                 try:
                     updated = await self.store.update_instance(
                         server.id, mutate, current=found,
-                        expected_task_states=[s for s in C.TaskState.values()
-                                              if s != C.TASK_STATE_DELETING])
+                        expected_task_states=states.ACTIONS["delete"].task_states)
                     return C.DeleteServerResponse(server=public_view(updated.msg.server, who))
                 except errors.UnexpectedTaskState:
                     pass  # became DELETING meanwhile: re-read answers idempotently

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import collections
 
-from nimbus import errors, instances, ipam, log
+from nimbus import errors, instances, ipam, log, states
 from nimbus.compute.v1 import compute_pb2, networks_pb2
 from nimbus.conductor.v1 import conductor_pb2, conductor_pb2_grpc
 from nimbus.rpc import auth
@@ -21,8 +21,6 @@ from nimbus.store.store import ExtraCompareFailed, Store, Versioned, now
 _log = log.get("nimbus.conductor")
 
 TS = compute_pb2
-# Fields an agent may change on its servers; everything else is the API's.
-AGENT_FIELDS = frozenset({"vm_state", "task_state", "power_state", "fault", "launched_at"})
 Event = conductor_pb2.StreamAssignmentsResponse
 
 
@@ -249,9 +247,9 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
         paths = set(request.update_mask.paths)
         if not server_id:
             raise errors.InvalidArgument("server.id", "required")
-        if not paths or not paths <= AGENT_FIELDS:
+        if not paths or not paths <= states.AGENT_FIELDS:
             raise errors.InvalidArgument(
-                "update_mask", f"must name some of {', '.join(sorted(AGENT_FIELDS))}")
+                "update_mask", f"must name some of {', '.join(sorted(states.AGENT_FIELDS))}")
         expected = list(request.expected_task_states) or None
         host = request.host
 
@@ -261,6 +259,15 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
         def mutate(rec: records_pb2.InstanceRecord):
             if rec.server.host != host:
                 raise errors.FailedPrecondition(f"server {server_id} is not on host {host}")
+            task_state = request.server.task_state if "task_state" in paths else rec.server.task_state
+            vm_state = request.server.vm_state if "vm_state" in paths else None
+            if not states.agent_may_set(rec.server, task_state, vm_state):
+                raise errors.FailedPrecondition(
+                    f"server {server_id}: an agent may not move it from vm_state "
+                    f"{states.vm_state_name(rec.server.vm_state)}, task_state "
+                    f"{states.task_state_name(rec.server.task_state)} to task_state "
+                    f"{states.task_state_name(task_state)}"
+                    + (f", vm_state {states.vm_state_name(vm_state)}" if vm_state is not None else ""))
             before = rec.server.task_state
             request.update_mask.MergeMessage(request.server, rec.server, True, True)
             stamp = now()

@@ -12,7 +12,7 @@ import time
 
 import grpc
 
-from nimbus import errors, ipam, log, resources
+from nimbus import errors, ipam, log, resources, states
 from nimbus.compute.v1 import compute_pb2
 from nimbus.scheduler.v1 import scheduler_pb2
 from nimbus.services.conductor.claims import InstanceChanged
@@ -24,8 +24,6 @@ from nimbus.store.store import ExtraCompareFailed, Versioned, now
 
 _log = log.get("nimbus.conductor")
 TS = compute_pb2
-BUILD_TASKS = (TS.TASK_STATE_SCHEDULING, TS.TASK_STATE_NETWORKING,
-               TS.TASK_STATE_BLOCK_DEVICE_MAPPING, TS.TASK_STATE_SPAWNING)
 NO_VALID_HOST = "No valid host was found. "
 ORPHAN_SWEEP_EVERY = 15      # sweeps between allocation audits (a range read)
 
@@ -276,7 +274,7 @@ class BuildScheduler:
                 # Nova's local delete: the host is gone, so is its domain.
                 _log.info("deleting server of a down host", instance_id=server.id, host=server.host)
                 await self.c.finish_delete(server.id, server.host)
-            elif server.vm_state == TS.VM_STATE_BUILDING and server.task_state in BUILD_TASKS:
+            elif server.vm_state == TS.VM_STATE_BUILDING and server.task_state in states.BUILD_TASKS:
                 fault = compute_pb2.Fault(code=500, created_at=now(),
                                           message=f"compute host {server.host} went down during the build")
                 try:

@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
 from typing import Any, AsyncIterator, Callable, Iterable, TypeVar
 
 import aetcd
 import grpc
 from aetcd import rpc
-from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 
 from nimbus import errors
+from nimbus.clock import now  # noqa: F401 (its callers' old home)
 from nimbus.compute.v1 import compute_pb2
 from nimbus.state.v1 import records_pb2
 from nimbus.store import keys
@@ -64,11 +63,6 @@ def etcd_version_problem(version: str) -> str | None:
 class Compacted(Exception):
     """The watch start revision was compacted away: list again."""
 
-
-def now() -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromNanoseconds(time.time_ns())
-    return ts
 
 
 def task_state_name(state: int) -> str:

@@ -39,6 +39,7 @@ class TaskState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_STATE_POWERING_OFF: _ClassVar[TaskState]
     TASK_STATE_POWERING_ON: _ClassVar[TaskState]
     TASK_STATE_REBOOTING: _ClassVar[TaskState]
+    TASK_STATE_REBOOTING_HARD: _ClassVar[TaskState]
 
 class PowerState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -80,6 +81,7 @@ TASK_STATE_RESIZE_CONFIRMING: TaskState
 TASK_STATE_POWERING_OFF: TaskState
 TASK_STATE_POWERING_ON: TaskState
 TASK_STATE_REBOOTING: TaskState
+TASK_STATE_REBOOTING_HARD: TaskState
 POWER_STATE_UNSPECIFIED: PowerState
 POWER_STATE_RUNNING: PowerState
 POWER_STATE_PAUSED: PowerState

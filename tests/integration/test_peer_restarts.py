@@ -1,0 +1,27 @@
+"""A peer of the agent that restarts (kill -9, then started again on the
+same address) is waited out with backoff: it never costs a build attempt."""
+
+import asyncio
+
+from nimbus.state.v1 import records_pb2
+from nimbus.store import keys
+from stack import C, Stack, user
+
+
+async def test_api_killed_and_restarted_during_a_storm(etcd, tmp_path, qcow2_image):
+    async with Stack(etcd.endpoint, str(tmp_path), hosts=3, api_subprocess=True) as s:
+        await s.flavor("m1.tiny")
+        await s.image(qcow2_image)
+        resp = await s.api.CreateServer(C.CreateServerRequest(
+            name="storm", image_ref="cirros", flavor_ref="m1.tiny", min_count=10, max_count=10),
+            metadata=user())
+        # The hosts now fetch the image from the API, which dies under them.
+        s.compute.kill()
+        await asyncio.sleep(1.5)
+        await s.compute.start()
+        done = await asyncio.gather(*(s.wait_settled(srv.id, timeout=60) for srv in resp.servers))
+        assert [d.vm_state for d in done] == [C.VM_STATE_ACTIVE] * 10, [d.fault.message for d in done]
+        assert sum(a.client.transport_retries for a in s.agents.agents) > 0   # it did hit them
+        for d in done:   # no build attempt was spent on the restart
+            rec = await s.conductor.store.get(keys.instance(d.id), records_pb2.InstanceRecord)
+            assert list(rec.msg.tried_hosts) == [] and not rec.msg.server.fault.message
