@@ -17,6 +17,8 @@ DEFAULT_SCHEDULER_ADDRESS = "127.0.0.1:8776"
 class Config:
     etcd_endpoint: str = "127.0.0.1:2379"
     etcd_prefix: str = "/nimbus/"
+    # host:port serving Prometheus /metrics ("" none; port 0 a free one).
+    metrics_address: str = ""
     # Seconds one etcd call may take before the caller gets UNAVAILABLE.
     etcd_timeout: float = 5.0
     listen: str = ""

@@ -34,6 +34,8 @@ DEFAULT_FLAVORS = [  # name, vCPUs, RAM MB, disk GB (Nova's classic m1 set)
     ("m1.tiny", 1, 512, 1), ("m1.small", 1, 2048, 20), ("m1.medium", 2, 4096, 40),
     ("m1.large", 4, 8192, 80)]
 DEFAULT_IMAGE = "cirros"
+# The processes serving Prometheus /metrics under `make run`, in --metrics-ports order.
+METRICS_PROCESSES = ("compute", "conductor", "scheduler", "agent")
 ADMIN = (("authorization", "Bearer admin:admin"),)
 
 
@@ -55,7 +57,9 @@ class ProcessStack:
                  api: str = config.DEFAULT_API_ADDRESS,
                  conductor: str = config.DEFAULT_CONDUCTOR_ADDRESS,
                  scheduler: str = config.DEFAULT_SCHEDULER_ADDRESS, agent_args: list[str] = (),
-                 log_dir: str | None = None, quiet: bool = False):
+                 log_dir: str | None = None, quiet: bool = False,
+                 metrics: dict[str, str] | None = None):
+        """`metrics`: process name -> host:port serving its Prometheus /metrics."""
         self.state_dir = os.path.abspath(state_dir)
         os.makedirs(self.state_dir, exist_ok=True)
         self.log_dir = log_dir
@@ -65,6 +69,7 @@ class ProcessStack:
         self.api, self.conductor, self.scheduler = api, conductor, scheduler
         self.agent_args = list(agent_args)
         self.children: dict[str, subprocess.Popen] = {}
+        self.metrics = dict(metrics or {})
 
     def _env(self) -> dict:
         env = dict(os.environ)
@@ -81,8 +86,11 @@ class ProcessStack:
         if self.log_dir or self.quiet:
             os.makedirs(self.log_dir or self.state_dir, exist_ok=True)
             out = open(os.path.join(self.log_dir or self.state_dir, f"{name}.log"), "ab")
+        env = self._env()
+        if name in self.metrics:
+            env["NIMBUS_METRICS_ADDRESS"] = self.metrics[name]
         self.children[name] = subprocess.Popen(
-            [sys.executable, "-m", f"nimbus.services.{name}", *args], env=self._env(),
+            [sys.executable, "-m", f"nimbus.services.{name}", *args], env=env,
             stdout=out, stderr=out, stdin=subprocess.DEVNULL)
 
     def start(self) -> "ProcessStack":
@@ -185,6 +193,7 @@ nimbus is running (Ctrl-C stops everything).
   Scheduler       {scheduler}
   etcd            {etcd}     (data in {state}/etcd)
   compute host    {host} on the libvirt test driver
+  metrics         {metrics}  (Prometheus, /metrics)
   image           {image_name} ({image_id}); flavors m1.tiny m1.small m1.medium m1.large
 
 Auth is development 'noauth': 'Bearer <user>:<project>'; the user 'admin' is an admin.
@@ -208,10 +217,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--api", default=config.DEFAULT_API_ADDRESS)
     parser.add_argument("--conductor", default=config.DEFAULT_CONDUCTOR_ADDRESS)
     parser.add_argument("--scheduler", default=config.DEFAULT_SCHEDULER_ADDRESS)
+    parser.add_argument("--metrics-ports", default="9774,9775,9776,9777",
+                        help="Prometheus /metrics ports of compute,conductor,scheduler,agent")
     args = parser.parse_args(argv)
     stack = ProcessStack(args.state_dir, etcd_port=args.etcd_port, etcd_peer_port=args.etcd_port + 1,
                          api=args.api, conductor=args.conductor, scheduler=args.scheduler,
-                         agent_args=["--host", args.host])
+                         agent_args=["--host", args.host],
+                         metrics={name: f"127.0.0.1:{port}" for name, port in zip(
+                             METRICS_PROCESSES, args.metrics_ports.split(","))})
     stopping = False
 
     def on_signal(*_):
@@ -230,7 +243,9 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(wait_bootable(stack.etcd.endpoint, stack.api, args.host, image.id))
         print(BANNER.format(api=stack.api, conductor=stack.conductor, scheduler=stack.scheduler,
                             etcd=stack.etcd.endpoint, state=stack.state_dir, host=args.host,
-                            image_name=image.name, image_id=image.id), flush=True)
+                            image_name=image.name, image_id=image.id,
+                            metrics=" ".join(f"{n} {a}" for n, a in stack.metrics.items())),
+              flush=True)
         while True:
             for name, proc in stack.children.items():
                 if proc.poll() is not None:

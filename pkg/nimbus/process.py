@@ -8,7 +8,7 @@ import asyncio
 import gc
 from typing import Awaitable, Callable
 
-from nimbus import config, log
+from nimbus import config, log, metrics
 from nimbus.rpc.server import Server, wait_for_signal
 
 
@@ -55,6 +55,9 @@ def main(process: type[ServiceProcess], argv: list[str] | None, description: str
 
     async def run() -> None:
         proc = await process(cfg).start()
+        if cfg.metrics_address:
+            port = metrics.serve(cfg.metrics_address)
+            log.get("nimbus.metrics").info("metrics", address=f"{cfg.metrics_address.rpartition(':')[0]}:{port}")
         # Everything made while starting lives as long as the process: keep it
         # out of the collector's scans, and collect the young generation less
         # often (protobuf and gRPC make many short-lived objects per call;

@@ -15,7 +15,7 @@ import asyncio
 import grpc
 from google.protobuf import field_mask_pb2
 
-from nimbus import backoff, log
+from nimbus import backoff, log, metrics
 from nimbus.compute.v1 import compute_pb2, compute_pb2_grpc
 from nimbus.conductor.v1 import conductor_pb2, conductor_pb2_grpc
 from nimbus.clock import now
@@ -49,6 +49,7 @@ class ConductorClient:
                 if exc.code() not in backoff.TRANSPORT_CODES:
                     raise
                 self.transport_retries += 1
+                metrics.RETRIES.labels("agent", exc.code().name).inc()
                 if attempt % 10 == 0:
                     _log.warning("conductor call failed, retrying", host=self.host,
                                  code=exc.code().name, attempt=attempt)

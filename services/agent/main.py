@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import socket
 
-from nimbus import config, process
+from nimbus import config, metrics, process
 from nimbus.compute.v1 import compute_pb2_grpc
 from nimbus.conductor.v1 import conductor_pb2_grpc
 from nimbus.imagebackend.local import LocalBackend
@@ -102,7 +102,17 @@ class AgentProcess(process.ServiceProcess):
         for agent in self.agents:
             self.closers.append(agent.driver.close)
             self.spawn(agent.run())
+        self.closers.append(metrics.add_source(metrics.HOST_DOMAINS, self._domains))
         return self
+
+    def _domains(self):
+        """libvirt domains per host and state, read at scrape time (the
+        scrape runs in prometheus-client's thread; libvirt is thread-safe)."""
+        for agent in self.agents:
+            conn = agent.driver.conn
+            if conn is not None:
+                yield agent.host, {"active": conn.numOfDomains(),
+                                   "defined": conn.numOfDefinedDomains()}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,7 +19,7 @@ import asyncio
 import collections
 import dataclasses
 
-from nimbus import errors, quota, servergroups
+from nimbus import errors, metrics, quota, servergroups
 from nimbus.compute.v1 import quotas_pb2
 from nimbus.idempotency import TokenTaken
 from nimbus.state.v1 import records_pb2
@@ -73,6 +73,7 @@ class Committer:
         queue = self._queues[project]
         try:
             while queue:
+                metrics.QUEUE_DEPTH.labels("admission").observe(len(queue))
                 batch, ops = [], 0
                 while queue and (not batch or (ops + queue[0].size <= MAX_OPS
                                                and not queue[0].alone and not batch[0].alone)):

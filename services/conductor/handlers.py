@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import collections
 
-from nimbus import errors, instances, ipam, log, states
+from nimbus import errors, instances, ipam, log, metrics, states
 from nimbus.compute.v1 import compute_pb2, networks_pb2
 from nimbus.conductor.v1 import conductor_pb2, conductor_pb2_grpc
 from nimbus.rpc import auth
@@ -295,6 +295,13 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
                 current = await self.store.get(keys.instance(server_id), records_pb2.InstanceRecord)
         else:
             raise errors.Unavailable("too many concurrent changes to this server; retry")
+        if finishing:
+            active = updated.msg.server.vm_state == TS.VM_STATE_ACTIVE
+            metrics.BUILDS.labels("active" if active else "error").inc()
+            if active:
+                metrics.TIME_TO_ACTIVE.observe(max(0.0, (
+                    updated.msg.server.updated_at.ToNanoseconds()
+                    - updated.msg.server.created_at.ToNanoseconds()) / 1e9))
         return conductor_pb2.UpdateInstanceResponse(server=updated.msg.server,
                                                      revision=updated.mod_revision)
 
@@ -302,6 +309,7 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
         auth.require_service()
         server = await self.c.give_back(request.instance_id, request.host, request.fault,
                                         list(request.expected_task_states))
+        metrics.RESCHEDULES.inc()
         return conductor_pb2.RescheduleInstanceResponse(server=server)
 
     async def AllocateNetworks(self, request, context):

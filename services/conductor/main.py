@@ -5,7 +5,7 @@ elected over an etcd lease, also runs the scheduling loop and the sweeper."""
 
 from __future__ import annotations
 
-from nimbus import config, process
+from nimbus import config, metrics, process
 from nimbus.conductor.v1 import conductor_pb2, conductor_pb2_grpc
 from nimbus.rpc import auth
 from nimbus.rpc.server import Server, channel
@@ -42,8 +42,16 @@ class ConductorProcess(process.ServiceProcess):
                         ConductorServicer(self.conductor),
                         conductor_pb2.DESCRIPTOR.services_by_name["ConductorService"])
         await self.server.start()
+        self.closers.append(metrics.add_source(metrics.HOST_ALLOCATED, self._allocated))
         await self.serve_when_ready(c.instances, c.nodes, c.providers, c.networks)
         return self
+
+    def _allocated(self):
+        """Each host's claimed resources, from the providers informer."""
+        for versioned in list(self.conductor.providers.items.values()):
+            usage = versioned.msg
+            yield usage.host, {"vcpus": usage.used.vcpus, "memory_mb": usage.used.memory_mb,
+                               "disk_gb": usage.used.disk_gb, "servers": usage.consumers}
 
 
 def main(argv: list[str] | None = None) -> None:

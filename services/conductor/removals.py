@@ -18,7 +18,7 @@ import asyncio
 import collections
 import dataclasses
 
-from nimbus import quota
+from nimbus import metrics, quota
 from nimbus.compute.v1 import quotas_pb2
 from nimbus.services.conductor.claims import Claims, InstanceChanged
 from nimbus.state.v1 import records_pb2
@@ -59,6 +59,7 @@ class Remover:
         queue = self._queues[host]
         try:
             while queue:
+                metrics.QUEUE_DEPTH.labels("removals").observe(len(queue))
                 batch = queue[:MAX_BATCH]
                 del queue[:MAX_BATCH]
                 try:

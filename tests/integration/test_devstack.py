@@ -31,7 +31,8 @@ def test_banner_means_bootable(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "nimbus.devstack", "--state-dir", str(tmp_path / "state"),
          "--etcd-port", str(etcd_port), "--api", api,
-         "--conductor", f"127.0.0.1:{free_port()}", "--scheduler", f"127.0.0.1:{free_port()}"],
+         "--conductor", f"127.0.0.1:{free_port()}", "--scheduler", f"127.0.0.1:{free_port()}",
+         "--metrics-ports", ",".join(str(free_port()) for _ in range(4))],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         env={**os.environ, "NIMBUS_LOG_LEVEL": "warning"})
     try:

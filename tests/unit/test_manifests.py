@@ -47,6 +47,11 @@ def _check_container(container: dict) -> None:
     assert "value" not in token, f"{name}: NIMBUS_SERVICE_TOKEN is inline"
     assert token["valueFrom"]["secretKeyRef"] == {"name": "nimbus-service-token", "key": "token"}
 
+    (metrics_port,) = [p["containerPort"] for p in container.get("ports", [])
+                       if p["name"] == "metrics"]
+    assert env["NIMBUS_METRICS_ADDRESS"]["value"].endswith(f":{metrics_port}"), \
+        f"{name}: metrics served off the declared port"
+
     if name in NO_PORT:
         for probe in PROBES:
             assert probe not in container or "exec" in container[probe], \

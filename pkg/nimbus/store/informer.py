@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Callable
 
-from nimbus import log
+from nimbus import log, metrics
 from nimbus.store.store import Compacted, Store, Versioned
 
 UPSERT = "upsert"
@@ -94,6 +94,7 @@ class Informer:
                 sub.put((kind, new if kind == UPSERT else old))
 
     async def _relist(self) -> None:
+        metrics.WATCH_RELISTS.labels(self.prefix).inc()
         items, revision = await self.store.list(self.prefix, self.cls)
         fresh = dict(items)
         for key, old in list(self.items.items()):

@@ -24,7 +24,7 @@ import grpc
 from aetcd import rpc
 from google.protobuf.message import Message
 
-from nimbus import errors
+from nimbus import errors, metrics
 from nimbus.clock import now  # noqa: F401 (its callers' old home)
 from nimbus.compute.v1 import compute_pb2
 from nimbus.state.v1 import records_pb2
@@ -58,6 +58,10 @@ def etcd_version_problem(version: str) -> str | None:
                 "(etcd-io/etcd#14110, fixed in 3.5.5): use etcd >= 3.5.5, or Debian 12's "
                 "etcd-server 3.4.23 (apt-get install etcd-server)")
     return None
+
+
+_TXN_OK = metrics.ETCD_TXNS.labels("succeeded")
+_TXN_LOST = metrics.ETCD_TXNS.labels("compare_failed")
 
 
 class Compacted(Exception):
@@ -233,8 +237,10 @@ class Store:
 
     async def txn(self, compare: Iterable[rpc.Compare], success: Iterable[rpc.RequestOp],
                   failure: Iterable[rpc.RequestOp] = ()) -> rpc.TxnResponse:
-        return await self._kv.Txn(rpc.TxnRequest(
+        resp = await self._kv.Txn(rpc.TxnRequest(
             compare=list(compare), success=list(success), failure=list(failure)))
+        (_TXN_OK if resp.succeeded else _TXN_LOST).inc()
+        return resp
 
     async def create(self, suffix: str, msg: Message, also: Iterable[rpc.RequestOp] = ()) -> int:
         """Write a new record (and `also`) unless the key exists; returns the revision."""
