@@ -71,3 +71,19 @@ async def test_errors_carry_code_and_field(stack, auth, data, code, text):
                                  data=data, auth=auth)
     assert rc != 0
     assert f"Code: {code}" in err and text in err
+
+
+@pytest.mark.parametrize("service", ["grpc.reflection.v1alpha.ServerReflection",
+                                     "grpc.reflection.v1.ServerReflection"])
+async def test_both_reflection_versions_list_the_services(stack, service):
+    """Clients newer than grpcurl 1.8 ask grpc.reflection.v1 first."""
+    import grpc
+    from grpc_reflection.v1alpha import reflection_pb2
+    async with grpc.aio.insecure_channel(stack.cfg.api_address) as ch:
+        call = ch.stream_stream(f"/{service}/ServerReflectionInfo",
+                                request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+                                response_deserializer=reflection_pb2.ServerReflectionResponse.FromString)
+        responses = call(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+        names = [s.name async for r in responses for s in r.list_services_response.service]
+    assert "nimbus.compute.v1.ComputeService" in names
+    assert "grpc.reflection.v1.ServerReflection" in names

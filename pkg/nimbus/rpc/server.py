@@ -10,7 +10,8 @@ import signal
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import _async as reflection_aio
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from nimbus import log
 from nimbus.rpc import auth
@@ -20,6 +21,9 @@ _log = log.get("nimbus.rpc")
 
 # Loopback by default: production binds wider through --listen.
 DEFAULT_HOST = "127.0.0.1"
+# grpc.reflection.v1 has v1alpha's messages under another name: one servicer
+# answers both (grpcio-reflection ships only v1alpha).
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 
 
 class Server:
@@ -53,9 +57,15 @@ class Server:
         self._service_names.append(descriptor.full_name)
 
     async def start(self) -> None:
-        reflection.enable_server_reflection(
+        servicer = reflection_aio.ReflectionServicer(
             [*self._service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-             reflection.SERVICE_NAME], self._server)
+             reflection.SERVICE_NAME, REFLECTION_V1])
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, self._server)
+        self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+            REFLECTION_V1, {"ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+                servicer.ServerReflectionInfo,
+                request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+                response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString)}),))
         await self._server.start()
         _log.info("listening", service=self.name, address=self.address)
 
