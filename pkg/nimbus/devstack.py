@@ -187,7 +187,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="compute-1", help="the compute host's name")
     args = parser.parse_args(argv)
     stack = ProcessStack(args.state_dir, etcd_port=args.etcd_port, etcd_peer_port=args.etcd_port + 1,
-                         agent_args=["--host", args.host])
+                         agent_args=["--host", args.host,
+                                     # Guests that ran before a restart run again.
+                                     "--resume-guests-state-on-host-boot"])
     stopping = False
 
     def on_signal(*_):

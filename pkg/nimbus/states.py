@@ -76,10 +76,11 @@ class Task:
     next: frozenset[int]          # task states an update from here may set
     ends: frozenset[int]          # vm_states an update from here may set
     on_restart: str = REDO
+    event: str = ""               # the instance action event its end records (Nova's names)
 
 
-def _task(state, actor, step, next_states, ends, on_restart=REDO) -> Task:
-    return Task(state, actor, step, frozenset(next_states), frozenset(ends), on_restart)
+def _task(state, actor, step, next_states, ends, on_restart=REDO, event="") -> Task:
+    return Task(state, actor, step, frozenset(next_states), frozenset(ends), on_restart, event)
 
 
 BUILDING, ACTIVE, STOPPED, ERROR = (V.VM_STATE_BUILDING, V.VM_STATE_ACTIVE, V.VM_STATE_STOPPED,
@@ -96,15 +97,35 @@ TASKS: dict[int, Task] = {t.state: t for t in (
           [BUILDING, ERROR], RECOVER),
     _task(C.TASK_STATE_BLOCK_DEVICE_MAPPING, "agent", "build", [C.TASK_STATE_SPAWNING],
           [BUILDING], RECOVER),
-    _task(C.TASK_STATE_SPAWNING, "agent", "build", [NONE], [ACTIVE, ERROR], RECOVER),
+    _task(C.TASK_STATE_SPAWNING, "agent", "build", [NONE], [ACTIVE, ERROR], RECOVER,
+          "compute__do_build_and_run_instance"),
     _task(C.TASK_STATE_DELETING, "agent", "delete", [], []),
-    _task(C.TASK_STATE_POWERING_OFF, "agent", "stop", [NONE], [STOPPED, ACTIVE, ERROR]),
-    _task(C.TASK_STATE_POWERING_ON, "agent", "start", [NONE], [ACTIVE, STOPPED, ERROR]),
-    _task(C.TASK_STATE_REBOOTING, "agent", "reboot", [NONE], [ACTIVE, ERROR]),
-    _task(C.TASK_STATE_REBOOTING_HARD, "agent", "reboot", [NONE], [ACTIVE, ERROR]),
+    # A failed power action keeps the vm_state (stop, start) or ends in
+    # ERROR (reboot), with a fault, as Nova's do.
+    _task(C.TASK_STATE_POWERING_OFF, "agent", "stop", [NONE], [STOPPED, ACTIVE, ERROR],
+          event="compute_stop_instance"),
+    _task(C.TASK_STATE_POWERING_ON, "agent", "start", [NONE], [ACTIVE, STOPPED],
+          event="compute_start_instance"),
+    _task(C.TASK_STATE_REBOOTING, "agent", "reboot", [NONE], [ACTIVE, ERROR],
+          event="compute_reboot_instance"),
+    _task(C.TASK_STATE_REBOOTING_HARD, "agent", "reboot", [NONE], [ACTIVE, ERROR],
+          event="compute_reboot_instance"),
 )}
 
 BUILD_TASKS = frozenset(t.state for t in TASKS.values() if t.step == "build")
+# The actions' names in instance actions (Nova's instance_actions).
+ACTION_NAMES = {"reboot_soft": "reboot", "reboot_hard": "reboot", "confirm_resize": "confirmResize",
+                "revert_resize": "revertResize"}
+
+
+def ending_event(expected: list[int], task_state: int) -> str:
+    """The instance action event an agent's update records: one that ends
+    its task (back to none), on its first try (a retry, which also expects
+    the target state, may have landed already and must not add it twice)."""
+    if len(expected) != 1 or task_state != NONE:
+        return ""
+    task = TASKS.get(expected[0])
+    return task.event if task is not None else ""
 
 
 def vm_state_name(vm_state: int) -> str:

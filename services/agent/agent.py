@@ -39,6 +39,10 @@ STEPS = {
     "build": build.build,
     "recover": build.recover,
     "delete": delete.delete,
+    "stop": power.stop,
+    "start": power.start,
+    "reboot": power.reboot,
+    "resume_guest": power.resume_guest,   # not a task state's: started on the first sync
 }
 
 
@@ -65,10 +69,13 @@ class ComputeAgent:
         self.build_inputs: dict[str, build.BuildInputs] = {}
         self.force_config_drive = False
         self.power_sync_interval = 10.0
+        self.shutdown_timeout = 60.0           # a graceful stop's wait before a hard one
+        self.resume_guests_state_on_host_boot = False
         self.synced = asyncio.Event()
         self.backoff = backoff.PerKey()
         self._work: dict[str, asyncio.Task] = {}
         self._retries: dict[str, asyncio.TimerHandle] = {}
+        self._side: set[asyncio.Task] = set()
         self._started_at: dict[str, int] = {}   # the revision each running step started from
         self.log = log.get("nimbus.agent").bind(host=host)
 
@@ -83,7 +90,7 @@ class ComputeAgent:
             # or reschedules it), before the driver closes.
             for handle in self._retries.values():
                 handle.cancel()
-            work = list(self._work.values())
+            work = [*self._work.values(), *self._side]
             for task in work:
                 task.cancel()
             await asyncio.gather(*work, return_exceptions=True)
@@ -135,8 +142,12 @@ class ComputeAgent:
                         if first:
                             first = False
                             await self._reconcile_domains()
+                            if self.resume_guests_state_on_host_boot:
+                                await power.resume_guests(self)
                             self.synced.set()
                         seen = set()
+                    elif event.type == Event.EVENT_TYPE_CONSOLE_REQUEST:
+                        self._spawn(power.answer_console(self, event.console))
                     elif event.type == Event.EVENT_TYPE_DELETED:
                         self._forget(event.server.id)
                     else:
@@ -205,6 +216,9 @@ class ComputeAgent:
         step = states.agent_step(server, running.get_name() if running is not None else None)
         if step is None:
             return
+        self.start_step(server, step, running)
+
+    def start_step(self, server: C.Server, step: str, running: asyncio.Task | None = None) -> None:
         retry = self._retries.pop(server.id, None)
         if retry is not None:
             retry.cancel()   # news about the server: act on it now
@@ -212,6 +226,12 @@ class ComputeAgent:
         self._work[server.id] = task
         self._started_at[server.id] = self.revisions.get(server.id, 0)
         task.add_done_callback(lambda t: self._done(server.id, t))
+
+    def _spawn(self, coro) -> None:
+        """Side work not tied to a server's task (a console answer)."""
+        task = asyncio.create_task(coro)
+        self._side.add(task)
+        task.add_done_callback(self._side.discard)
 
     async def _run(self, step: str, server: C.Server, previous: asyncio.Task | None) -> None:
         if previous is not None:

@@ -12,6 +12,7 @@ from nimbus.compute.v1 import compute_pb2, networks_pb2
 from nimbus.conductor.v1 import conductor_pb2, conductor_pb2_grpc
 from nimbus.rpc import auth
 from nimbus.services.conductor.claims import Claims, InstanceChanged
+from nimbus.services.conductor.console import CONSOLE, ConsoleRelay
 from nimbus.state.v1 import records_pb2
 from nimbus.store import keys
 from nimbus.store.informer import DELETED, OVERFLOW, SYNCED, Informer
@@ -43,6 +44,7 @@ class Conductor:
         self.providers = Informer(store, keys.PROVIDERS, records_pb2.ProviderUsage)
         self.claims = Claims(store, self.providers)
         self.quota_locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+        self.consoles = ConsoleRelay()
 
     def cached(self, instance_id: str) -> Versioned | None:
         return self.instances.items.get(keys.instance(instance_id))
@@ -212,10 +214,13 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
             raise errors.InvalidArgument("host", "required")
         await self.c.instances.synced.wait()
         sub = self.c.instances.subscribe(lambda rec: rec.server.host == host)
+        self.c.consoles.register(host, sub)
         try:
             while True:
                 kind, rec = await sub.queue.get()
-                if kind == OVERFLOW:
+                if kind == CONSOLE:
+                    yield Event(type=Event.EVENT_TYPE_CONSOLE_REQUEST, console=rec)
+                elif kind == OVERFLOW:
                     raise errors.Unavailable("the watch fell too far behind; watch again")
                 elif kind == SYNCED:
                     yield Event(type=Event.EVENT_TYPE_SYNCED)
@@ -231,6 +236,7 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
                                 public_keys=rec.msg.public_keys if build else {},
                                 personality=rec.msg.personality if build else ())
         finally:
+            self.c.consoles.unregister(host, sub)
             sub.close()
 
     async def UpdateInstance(self, request, context):
@@ -245,8 +251,9 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
         expected = list(request.expected_task_states) or None
         host = request.host
 
-        finishing = ("vm_state" in paths and request.server.vm_state in (
-            TS.VM_STATE_ACTIVE, TS.VM_STATE_ERROR) and expected == [TS.TASK_STATE_SPAWNING])
+        ending = states.ending_event(
+            list(request.expected_task_states),
+            request.server.task_state if "task_state" in paths else -1)
 
         def mutate(rec: records_pb2.InstanceRecord):
             if rec.server.host != host:
@@ -260,6 +267,8 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
                     f"{states.task_state_name(rec.server.task_state)} to task_state "
                     f"{states.task_state_name(task_state)}"
                     + (f", vm_state {states.vm_state_name(vm_state)}" if vm_state is not None else ""))
+            if ending and rec.request_id != event_for:
+                raise ExtraCompareFailed()   # the event was made for another action: again
             before = rec.server.task_state
             request.update_mask.MergeMessage(request.server, rec.server, True, True)
             stamp = now()
@@ -271,14 +280,19 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
             return event
 
         current = self.c.cached(server_id)
+        if ending and current is None:
+            current = await self.store.get(keys.instance(server_id), records_pb2.InstanceRecord)
         for _ in range(5):
             event = ((), ())
-            if finishing and current is not None:
-                # The build's end joins the create action as an event, same txn.
-                ok = request.server.vm_state == TS.VM_STATE_ACTIVE
+            event_for = current.msg.request_id if current is not None else ""
+            if ending and current is not None:
+                # The task's end joins its instance action as an event, same txn.
+                failed = "fault" in paths
+                build = ending == "compute__do_build_and_run_instance"
                 event = await self.c.action_event(
-                    current.msg, "compute__do_build_and_run_instance", "Success" if ok else "Error",
-                    host, current.msg.build_started_at, "" if ok else request.server.fault.message)
+                    current.msg, ending, "Error" if failed else "Success", host,
+                    current.msg.build_started_at if build else current.msg.task_changed_at,
+                    request.server.fault.message if failed else "")
             try:
                 updated = await self.store.update_instance(
                     server_id, mutate, expected_task_states=expected, current=current)
@@ -355,3 +369,19 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
         auth.require_service()
         await self.c.finish_delete(request.instance_id, request.host)
         return conductor_pb2.FinishDeleteInstanceResponse()
+
+    async def GetConsoleOutput(self, request, context):
+        auth.require_service()
+        current = await self.c.current(request.instance_id)
+        if current is None:
+            raise errors.NotFound("server", request.instance_id)
+        host = current.msg.server.host
+        if not host:
+            raise errors.FailedPrecondition(f"server {request.instance_id} has no host")
+        output = await self.c.consoles.ask(host, request.instance_id, request.length)
+        return conductor_pb2.GetConsoleOutputResponse(output=output)
+
+    async def ReturnConsoleOutput(self, request, context):
+        auth.require_service()
+        self.c.consoles.answer(request.host, request.request_id, request.output, request.error)
+        return conductor_pb2.ReturnConsoleOutputResponse()

@@ -50,6 +50,12 @@ class PowerState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     POWER_STATE_CRASHED: _ClassVar[PowerState]
     POWER_STATE_SUSPENDED: _ClassVar[PowerState]
 
+class RebootType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REBOOT_TYPE_UNSPECIFIED: _ClassVar[RebootType]
+    REBOOT_TYPE_SOFT: _ClassVar[RebootType]
+    REBOOT_TYPE_HARD: _ClassVar[RebootType]
+
 class ImageStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     IMAGE_STATUS_UNSPECIFIED: _ClassVar[ImageStatus]
@@ -88,6 +94,9 @@ POWER_STATE_PAUSED: PowerState
 POWER_STATE_SHUTDOWN: PowerState
 POWER_STATE_CRASHED: PowerState
 POWER_STATE_SUSPENDED: PowerState
+REBOOT_TYPE_UNSPECIFIED: RebootType
+REBOOT_TYPE_SOFT: RebootType
+REBOOT_TYPE_HARD: RebootType
 IMAGE_STATUS_UNSPECIFIED: ImageStatus
 IMAGE_STATUS_QUEUED: ImageStatus
 IMAGE_STATUS_SAVING: ImageStatus
@@ -390,6 +399,58 @@ class DeleteServerResponse(_message.Message):
     SERVER_FIELD_NUMBER: _ClassVar[int]
     server: Server
     def __init__(self, server: _Optional[_Union[Server, _Mapping]] = ...) -> None: ...
+
+class StopServerRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class StopServerResponse(_message.Message):
+    __slots__ = ("server",)
+    SERVER_FIELD_NUMBER: _ClassVar[int]
+    server: Server
+    def __init__(self, server: _Optional[_Union[Server, _Mapping]] = ...) -> None: ...
+
+class StartServerRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class StartServerResponse(_message.Message):
+    __slots__ = ("server",)
+    SERVER_FIELD_NUMBER: _ClassVar[int]
+    server: Server
+    def __init__(self, server: _Optional[_Union[Server, _Mapping]] = ...) -> None: ...
+
+class RebootServerRequest(_message.Message):
+    __slots__ = ("id", "type")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    type: RebootType
+    def __init__(self, id: _Optional[str] = ..., type: _Optional[_Union[RebootType, str]] = ...) -> None: ...
+
+class RebootServerResponse(_message.Message):
+    __slots__ = ("server",)
+    SERVER_FIELD_NUMBER: _ClassVar[int]
+    server: Server
+    def __init__(self, server: _Optional[_Union[Server, _Mapping]] = ...) -> None: ...
+
+class GetConsoleOutputRequest(_message.Message):
+    __slots__ = ("id", "length")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    length: int
+    def __init__(self, id: _Optional[str] = ..., length: _Optional[int] = ...) -> None: ...
+
+class GetConsoleOutputResponse(_message.Message):
+    __slots__ = ("output",)
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    output: str
+    def __init__(self, output: _Optional[str] = ...) -> None: ...
 
 class WatchServersRequest(_message.Message):
     __slots__ = ("id", "all_projects")

@@ -62,6 +62,26 @@ class ComputeServiceStub:
                 request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.WatchServersRequest.SerializeToString,
                 response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.WatchServersResponse.FromString,
                 _registered_method=True)
+        self.StopServer = channel.unary_unary(
+                '/nimbus.compute.v1.ComputeService/StopServer',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.StopServerRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.StopServerResponse.FromString,
+                _registered_method=True)
+        self.StartServer = channel.unary_unary(
+                '/nimbus.compute.v1.ComputeService/StartServer',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.StartServerRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.StartServerResponse.FromString,
+                _registered_method=True)
+        self.RebootServer = channel.unary_unary(
+                '/nimbus.compute.v1.ComputeService/RebootServer',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.RebootServerRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.RebootServerResponse.FromString,
+                _registered_method=True)
+        self.GetConsoleOutput = channel.unary_unary(
+                '/nimbus.compute.v1.ComputeService/GetConsoleOutput',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.GetConsoleOutputRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.GetConsoleOutputResponse.FromString,
+                _registered_method=True)
         self.ListFlavors = channel.unary_unary(
                 '/nimbus.compute.v1.ComputeService/ListFlavors',
                 request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ListFlavorsRequest.SerializeToString,
@@ -142,6 +162,39 @@ class ComputeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StopServer(self, request, context):
+        """StopServer powers a server off (ACTIVE or ERROR -> STOPPED): a graceful
+        shutdown, then a hard one after a timeout. It returns at once with
+        TASK_STATE_POWERING_OFF; the host does the rest.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartServer(self, request, context):
+        """StartServer powers a STOPPED server on (TASK_STATE_POWERING_ON -> ACTIVE).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RebootServer(self, request, context):
+        """RebootServer: SOFT asks the guest (ACTIVE only; a guest that does not
+        answer is rebooted hard), HARD destroys and recreates the domain from
+        its stored definition (ACTIVE, STOPPED or ERROR).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConsoleOutput(self, request, context):
+        """GetConsoleOutput returns the last `length` lines of the serial console
+        (all of it when length is 0), read on the server's host.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListFlavors(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -215,6 +268,26 @@ def add_ComputeServiceServicer_to_server(servicer, server):
                     servicer.WatchServers,
                     request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.WatchServersRequest.FromString,
                     response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.WatchServersResponse.SerializeToString,
+            ),
+            'StopServer': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopServer,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.StopServerRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.StopServerResponse.SerializeToString,
+            ),
+            'StartServer': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartServer,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.StartServerRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.StartServerResponse.SerializeToString,
+            ),
+            'RebootServer': grpc.unary_unary_rpc_method_handler(
+                    servicer.RebootServer,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.RebootServerRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.RebootServerResponse.SerializeToString,
+            ),
+            'GetConsoleOutput': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConsoleOutput,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.GetConsoleOutputRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.GetConsoleOutputResponse.SerializeToString,
             ),
             'ListFlavors': grpc.unary_unary_rpc_method_handler(
                     servicer.ListFlavors,
@@ -390,6 +463,114 @@ class ComputeService:
             '/nimbus.compute.v1.ComputeService/WatchServers',
             nimbus_dot_compute_dot_v1_dot_compute__pb2.WatchServersRequest.SerializeToString,
             nimbus_dot_compute_dot_v1_dot_compute__pb2.WatchServersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopServer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.ComputeService/StopServer',
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.StopServerRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.StopServerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartServer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.ComputeService/StartServer',
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.StartServerRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.StartServerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RebootServer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.ComputeService/RebootServer',
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.RebootServerRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.RebootServerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConsoleOutput(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.ComputeService/GetConsoleOutput',
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.GetConsoleOutputRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.GetConsoleOutputResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -11,6 +11,46 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class GetConsoleOutputRequest(_message.Message):
+    __slots__ = ("instance_id", "length")
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    length: int
+    def __init__(self, instance_id: _Optional[str] = ..., length: _Optional[int] = ...) -> None: ...
+
+class GetConsoleOutputResponse(_message.Message):
+    __slots__ = ("output",)
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    output: str
+    def __init__(self, output: _Optional[str] = ...) -> None: ...
+
+class ConsoleRequest(_message.Message):
+    __slots__ = ("request_id", "instance_id", "length")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    instance_id: str
+    length: int
+    def __init__(self, request_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., length: _Optional[int] = ...) -> None: ...
+
+class ReturnConsoleOutputRequest(_message.Message):
+    __slots__ = ("host", "request_id", "output", "error")
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    host: str
+    request_id: str
+    output: str
+    error: str
+    def __init__(self, host: _Optional[str] = ..., request_id: _Optional[str] = ..., output: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+
+class ReturnConsoleOutputResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class AllocateNetworksRequest(_message.Message):
     __slots__ = ("host", "instance_id")
     HOST_FIELD_NUMBER: _ClassVar[int]
@@ -66,17 +106,19 @@ class StreamAssignmentsRequest(_message.Message):
     def __init__(self, host: _Optional[str] = ...) -> None: ...
 
 class StreamAssignmentsResponse(_message.Message):
-    __slots__ = ("type", "server", "revision", "user_data", "public_keys", "personality")
+    __slots__ = ("type", "server", "revision", "user_data", "public_keys", "personality", "console")
     class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         EVENT_TYPE_UNSPECIFIED: _ClassVar[StreamAssignmentsResponse.EventType]
         EVENT_TYPE_UPSERT: _ClassVar[StreamAssignmentsResponse.EventType]
         EVENT_TYPE_DELETED: _ClassVar[StreamAssignmentsResponse.EventType]
         EVENT_TYPE_SYNCED: _ClassVar[StreamAssignmentsResponse.EventType]
+        EVENT_TYPE_CONSOLE_REQUEST: _ClassVar[StreamAssignmentsResponse.EventType]
     EVENT_TYPE_UNSPECIFIED: StreamAssignmentsResponse.EventType
     EVENT_TYPE_UPSERT: StreamAssignmentsResponse.EventType
     EVENT_TYPE_DELETED: StreamAssignmentsResponse.EventType
     EVENT_TYPE_SYNCED: StreamAssignmentsResponse.EventType
+    EVENT_TYPE_CONSOLE_REQUEST: StreamAssignmentsResponse.EventType
     class PublicKeysEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -90,13 +132,15 @@ class StreamAssignmentsResponse(_message.Message):
     USER_DATA_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_KEYS_FIELD_NUMBER: _ClassVar[int]
     PERSONALITY_FIELD_NUMBER: _ClassVar[int]
+    CONSOLE_FIELD_NUMBER: _ClassVar[int]
     type: StreamAssignmentsResponse.EventType
     server: _compute_pb2.Server
     revision: int
     user_data: bytes
     public_keys: _containers.ScalarMap[str, str]
     personality: _containers.RepeatedCompositeFieldContainer[_compute_pb2.Personality]
-    def __init__(self, type: _Optional[_Union[StreamAssignmentsResponse.EventType, str]] = ..., server: _Optional[_Union[_compute_pb2.Server, _Mapping]] = ..., revision: _Optional[int] = ..., user_data: _Optional[bytes] = ..., public_keys: _Optional[_Mapping[str, str]] = ..., personality: _Optional[_Iterable[_Union[_compute_pb2.Personality, _Mapping]]] = ...) -> None: ...
+    console: ConsoleRequest
+    def __init__(self, type: _Optional[_Union[StreamAssignmentsResponse.EventType, str]] = ..., server: _Optional[_Union[_compute_pb2.Server, _Mapping]] = ..., revision: _Optional[int] = ..., user_data: _Optional[bytes] = ..., public_keys: _Optional[_Mapping[str, str]] = ..., personality: _Optional[_Iterable[_Union[_compute_pb2.Personality, _Mapping]]] = ..., console: _Optional[_Union[ConsoleRequest, _Mapping]] = ...) -> None: ...
 
 class UpdateInstanceRequest(_message.Message):
     __slots__ = ("host", "server", "update_mask", "expected_task_states")

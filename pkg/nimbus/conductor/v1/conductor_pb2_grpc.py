@@ -71,6 +71,16 @@ class ConductorServiceStub:
                 request_serializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.CheckServerGroupRequest.SerializeToString,
                 response_deserializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.CheckServerGroupResponse.FromString,
                 _registered_method=True)
+        self.GetConsoleOutput = channel.unary_unary(
+                '/nimbus.conductor.v1.ConductorService/GetConsoleOutput',
+                request_serializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.GetConsoleOutputRequest.SerializeToString,
+                response_deserializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.GetConsoleOutputResponse.FromString,
+                _registered_method=True)
+        self.ReturnConsoleOutput = channel.unary_unary(
+                '/nimbus.conductor.v1.ConductorService/ReturnConsoleOutput',
+                request_serializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.ReturnConsoleOutputRequest.SerializeToString,
+                response_deserializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.ReturnConsoleOutputResponse.FromString,
+                _registered_method=True)
 
 
 class ConductorServiceServicer:
@@ -137,6 +147,22 @@ class ConductorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetConsoleOutput(self, request, context):
+        """GetConsoleOutput (for the API) asks the server's host, over the host's
+        assignment stream, for the tail of its serial console; UNAVAILABLE when
+        the host is not connected to this conductor or does not answer in time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReturnConsoleOutput(self, request, context):
+        """ReturnConsoleOutput is the host's answer to a CONSOLE_REQUEST event.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConductorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -174,6 +200,16 @@ def add_ConductorServiceServicer_to_server(servicer, server):
                     servicer.CheckServerGroup,
                     request_deserializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.CheckServerGroupRequest.FromString,
                     response_serializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.CheckServerGroupResponse.SerializeToString,
+            ),
+            'GetConsoleOutput': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConsoleOutput,
+                    request_deserializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.GetConsoleOutputRequest.FromString,
+                    response_serializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.GetConsoleOutputResponse.SerializeToString,
+            ),
+            'ReturnConsoleOutput': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReturnConsoleOutput,
+                    request_deserializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.ReturnConsoleOutputRequest.FromString,
+                    response_serializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.ReturnConsoleOutputResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -367,6 +403,60 @@ class ConductorService:
             '/nimbus.conductor.v1.ConductorService/CheckServerGroup',
             nimbus_dot_conductor_dot_v1_dot_conductor__pb2.CheckServerGroupRequest.SerializeToString,
             nimbus_dot_conductor_dot_v1_dot_conductor__pb2.CheckServerGroupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConsoleOutput(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.conductor.v1.ConductorService/GetConsoleOutput',
+            nimbus_dot_conductor_dot_v1_dot_conductor__pb2.GetConsoleOutputRequest.SerializeToString,
+            nimbus_dot_conductor_dot_v1_dot_conductor__pb2.GetConsoleOutputResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReturnConsoleOutput(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.conductor.v1.ConductorService/ReturnConsoleOutput',
+            nimbus_dot_conductor_dot_v1_dot_conductor__pb2.ReturnConsoleOutputRequest.SerializeToString,
+            nimbus_dot_conductor_dot_v1_dot_conductor__pb2.ReturnConsoleOutputResponse.FromString,
             options,
             channel_credentials,
             insecure,
