@@ -56,6 +56,10 @@ class Config:
     image_store: str = "file"
     # Conductor settings.
     max_attempts: int = 3
+    # A resize may stay on its host (Nova's flag; `make run`, with one host, turns it on).
+    allow_resize_to_same_host: bool = False
+    # Seconds after which a finished resize is confirmed by itself (0: never).
+    resize_confirm_window: float = 0.0
     node_ttl: int = 10
 
     @property

@@ -85,7 +85,8 @@ class ProcessStack:
     def start(self) -> "ProcessStack":
         self.etcd.start()
         self._spawn("scheduler", "--listen", self.scheduler)
-        self._spawn("conductor", "--listen", self.conductor)
+        self._spawn("conductor", "--listen", self.conductor,
+                    "--allow-resize-to-same-host")   # one host: resizes stay on it
         self._spawn("compute", "--listen", self.api, "--noauth")
         for name, address in (("scheduler", self.scheduler), ("conductor", self.conductor),
                               ("compute", self.api)):

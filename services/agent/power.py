@@ -28,7 +28,8 @@ async def sync_power_states(agent: "ComputeAgent") -> None:
     # Pick the idle servers before asking libvirt: a build that finishes
     # while we wait must not be judged by a snapshot older than its domain.
     idle = {sid: agent.revisions.get(sid) for sid, s in agent.servers.items()
-            if not agent.busy(sid) and s.task_state == NONE and s.vm_state in IDLE_VM_STATES}
+            if not agent.busy(sid) and s.task_state == NONE and s.vm_state in IDLE_VM_STATES
+            and s.host == agent.host}
     actual = await agent.driver.power_states()
     for sid, revision in idle.items():
         server = agent.servers.get(sid)
@@ -108,7 +109,7 @@ async def resume_guests(agent: "ComputeAgent") -> None:
     running = await agent.driver.power_states()
     for sid, server in list(agent.servers.items()):
         if (server.vm_state == C.VM_STATE_ACTIVE and server.task_state == NONE
-                and running.get(sid) != C.POWER_STATE_RUNNING):
+                and server.host == agent.host and running.get(sid) != C.POWER_STATE_RUNNING):
             agent.start_step(server, "resume_guest")
 
 

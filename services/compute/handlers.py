@@ -22,6 +22,7 @@ from nimbus.imagestore import ImageStore, file_chunks
 from nimbus.rpc import auth, interceptor
 from nimbus.services.compute import create
 from nimbus.services.compute.admission import Admission, Committer
+from nimbus.services.compute.resize import ResizeActions
 from nimbus.services.compute.server_actions import ServerActions
 from nimbus.services.compute.validation import validate_metadata, validate_name
 from nimbus.services.compute.aggregates import zones as aggregate_zones
@@ -118,7 +119,7 @@ class Catalog:
             record = fresh.msg if fresh is not None else record
         return record
 
-class ComputeServicer(ServerActions, compute_pb2_grpc.ComputeServiceServicer):
+class ComputeServicer(ServerActions, ResizeActions, compute_pb2_grpc.ComputeServiceServicer):
     def __init__(self, store: Store, catalog: Catalog, instances: Informer, images: ImageStore,
                  staging_dir: str, conductor=None, service_metadata=()):
         self.store = store

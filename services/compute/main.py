@@ -57,6 +57,11 @@ class ComputeProcess(process.ServiceProcess):
         self.server.add(instance_actions_pb2_grpc.add_InstanceActionServiceServicer_to_server,
                         InstanceActionServicer(self.store),
                         instance_actions_pb2.DESCRIPTOR.services_by_name["InstanceActionService"])
+        from nimbus.compute.v1 import migrations_pb2, migrations_pb2_grpc
+        from nimbus.services.compute.resize import MigrationServicer
+        self.server.add(migrations_pb2_grpc.add_MigrationServiceServicer_to_server,
+                        MigrationServicer(self.store),
+                        migrations_pb2.DESCRIPTOR.services_by_name["MigrationService"])
         self.server.add(ec2_pb2_grpc.add_Ec2ServiceServicer_to_server,
                         Ec2Servicer(self.store, compute),
                         ec2_pb2.DESCRIPTOR.services_by_name["Ec2Service"])

@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 import collections
 
-from nimbus import errors, instances, ipam, log, states
+from nimbus import errors, instances, ipam, log, migrations, states
 from nimbus.compute.v1 import compute_pb2, networks_pb2
 from nimbus.conductor.v1 import conductor_pb2, conductor_pb2_grpc
 from nimbus.rpc import auth
 from nimbus.services.conductor.claims import Claims, InstanceChanged
 from nimbus.services.conductor.console import CONSOLE, ConsoleRelay
+from nimbus.services.conductor.transfer import DISK_REQUEST, DiskRelay
 from nimbus.state.v1 import records_pb2
 from nimbus.store import keys
 from nimbus.store.informer import DELETED, OVERFLOW, SYNCED, Informer
@@ -45,6 +46,7 @@ class Conductor:
         self.claims = Claims(store, self.providers)
         self.quota_locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
         self.consoles = ConsoleRelay()
+        self.disks = DiskRelay(self.consoles.streams)
 
     def cached(self, instance_id: str) -> Versioned | None:
         return self.instances.items.get(keys.instance(instance_id))
@@ -168,7 +170,11 @@ class Conductor:
             try:
                 async with self.quota_locks[server.project_id]:
                     compares, ops = await instances.removal(self.store, current)
-                    if server.host:
+                    ctx = migrations.context_of(current.msg)
+                    if ctx is not None:
+                        # Mid-move: both hosts' allocations go, and the migration ends.
+                        await self._remove_moving(current, ctx, compares, ops)
+                    elif server.host:
                         await self.claims.release_with(server.host, instance_id, compares, ops)
                     elif not (await self.store.txn(compares, ops)).succeeded:
                         raise InstanceChanged(instance_id)
@@ -177,6 +183,18 @@ class Conductor:
                 return
             except InstanceChanged:
                 current = await self.store.get(ikey, records_pb2.InstanceRecord)
+
+
+    async def _remove_moving(self, current: Versioned, ctx, compares: list, ops: list) -> None:
+        sid = current.msg.server.id
+        changes = {(h, sid): None for h in (current.msg.server.host, ctx.dest_host) if h}
+        changes[(ctx.source_host, ctx.migration_id)] = None
+        frag = await migrations.allocations(self.store, changes)
+        mig = await migrations.get(self.store, ctx.migration_id)
+        if mig is not None and mig.msg.migration.status not in migrations.FINAL:
+            frag.add(*migrations.with_status(self.store, mig, "error")[0].astuple())
+        if not (await self.store.txn([*compares, *frag.compares], [*ops, *frag.ops])).succeeded:
+            raise InstanceChanged(sid)
 
 
 class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
@@ -213,13 +231,18 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
         if not host:
             raise errors.InvalidArgument("host", "required")
         await self.c.instances.synced.wait()
-        sub = self.c.instances.subscribe(lambda rec: rec.server.host == host)
+        sub = self.c.instances.subscribe(lambda rec: rec.server.host == host or (
+            # A moving server is both hosts' (Nova's migration context).
+            rec.HasField("migration_context") and host in (rec.migration_context.source_host,
+                                                            rec.migration_context.dest_host)))
         self.c.consoles.register(host, sub)
         try:
             while True:
                 kind, rec = await sub.queue.get()
                 if kind == CONSOLE:
                     yield Event(type=Event.EVENT_TYPE_CONSOLE_REQUEST, console=rec)
+                elif kind == DISK_REQUEST:
+                    yield Event(type=Event.EVENT_TYPE_DISK_REQUEST, disk_request=rec)
                 elif kind == OVERFLOW:
                     raise errors.Unavailable("the watch fell too far behind; watch again")
                 elif kind == SYNCED:
@@ -231,6 +254,7 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
                     build = rec.msg.server.vm_state == TS.VM_STATE_BUILDING
                     yield Event(type=Event.EVENT_TYPE_UPSERT, server=rec.msg.server,
                                 revision=rec.mod_revision,
+                                migration_context=migrations.context_of(rec.msg),
                                 # Build inputs only while building: they can be large.
                                 user_data=rec.msg.user_data if build else b"",
                                 public_keys=rec.msg.public_keys if build else {},
@@ -385,3 +409,23 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
         auth.require_service()
         self.c.consoles.answer(request.host, request.request_id, request.output, request.error)
         return conductor_pb2.ReturnConsoleOutputResponse()
+
+    async def AdvanceMigration(self, request, context):
+        auth.require_service()
+        from nimbus.services.conductor.moves import advance
+        rec, revision = await advance(self.c, request)
+        return conductor_pb2.AdvanceMigrationResponse(
+            server=rec.server, revision=revision, migration_context=migrations.context_of(rec))
+
+    async def FetchDisks(self, request, context):
+        auth.require_service()
+        current = await self.store.get(keys.instance(request.instance_id), records_pb2.InstanceRecord)
+        if current is None:
+            raise errors.NotFound("server", request.instance_id)
+        async for chunk in self.c.disks.fetch(current.msg, request.host):
+            yield conductor_pb2.FetchDisksResponse(chunk=chunk)
+
+    async def PushDisks(self, request_iterator, context):
+        auth.require_service()
+        await self.c.disks.push(request_iterator)
+        return conductor_pb2.PushDisksResponse()

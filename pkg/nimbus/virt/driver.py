@@ -199,14 +199,18 @@ class LibvirtDriver:
         return os.path.join(self.instances_path, instance_id)
 
     async def spawn(self, cfg: GuestConfig,
-                    plug_vifs: Callable[[list[Vif]], Awaitable[None]] | None = None) -> str:
+                    plug_vifs: Callable[[list[Vif]], Awaitable[None]] | None = None,
+                    start: bool = True) -> str:
         """Write libvirt.xml, define the domain, start it paused, plug the
-        VIFs, resume, and wait until it runs. Returns the XML."""
+        VIFs, resume, and wait until it runs (`start` False: define only, a
+        stopped server's resize). Returns the XML."""
         xml = guest_xml(cfg)
         with open(os.path.join(self.instance_dir(cfg.server.id), "libvirt.xml"), "w") as f:
             f.write(xml)
         try:
             dom = await self._call(self.conn.defineXML, xml)
+            if not start:
+                return xml
             if self.virt_type == "test":
                 # The test driver cannot start paused; it has no VIFs to wait for.
                 await self._call(dom.create)

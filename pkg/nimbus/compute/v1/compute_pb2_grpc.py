@@ -82,6 +82,31 @@ class ComputeServiceStub:
                 request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.GetConsoleOutputRequest.SerializeToString,
                 response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.GetConsoleOutputResponse.FromString,
                 _registered_method=True)
+        self.ResizeServer = channel.unary_unary(
+                '/nimbus.compute.v1.ComputeService/ResizeServer',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ResizeServerRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ResizeServerResponse.FromString,
+                _registered_method=True)
+        self.ConfirmServerResize = channel.unary_unary(
+                '/nimbus.compute.v1.ComputeService/ConfirmServerResize',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ConfirmServerResizeRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ConfirmServerResizeResponse.FromString,
+                _registered_method=True)
+        self.RevertServerResize = channel.unary_unary(
+                '/nimbus.compute.v1.ComputeService/RevertServerResize',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.RevertServerResizeRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.RevertServerResizeResponse.FromString,
+                _registered_method=True)
+        self.MigrateServer = channel.unary_unary(
+                '/nimbus.compute.v1.ComputeService/MigrateServer',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.MigrateServerRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.MigrateServerResponse.FromString,
+                _registered_method=True)
+        self.ListServerMigrations = channel.unary_unary(
+                '/nimbus.compute.v1.ComputeService/ListServerMigrations',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ListServerMigrationsRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ListServerMigrationsResponse.FromString,
+                _registered_method=True)
         self.ListFlavors = channel.unary_unary(
                 '/nimbus.compute.v1.ComputeService/ListFlavors',
                 request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ListFlavorsRequest.SerializeToString,
@@ -195,6 +220,44 @@ class ComputeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResizeServer(self, request, context):
+        """ResizeServer moves an ACTIVE or STOPPED server to another flavor (on
+        another host unless allow_resize_to_same_host): TASK_STATE_RESIZE_PREP
+        now, VM_STATE_RESIZED when done, then confirm or revert.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfirmServerResize(self, request, context):
+        """ConfirmServerResize keeps the new flavor and cleans up the source host.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevertServerResize(self, request, context):
+        """RevertServerResize goes back to the old flavor, host and disks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MigrateServer(self, request, context):
+        """MigrateServer (admin only) is a cold migration: a resize to the same
+        flavor on another host (`host`, or the scheduler's choice when empty).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListServerMigrations(self, request, context):
+        """ListServerMigrations lists a server's migrations (resizes included).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListFlavors(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -288,6 +351,31 @@ def add_ComputeServiceServicer_to_server(servicer, server):
                     servicer.GetConsoleOutput,
                     request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.GetConsoleOutputRequest.FromString,
                     response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.GetConsoleOutputResponse.SerializeToString,
+            ),
+            'ResizeServer': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResizeServer,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ResizeServerRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ResizeServerResponse.SerializeToString,
+            ),
+            'ConfirmServerResize': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmServerResize,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ConfirmServerResizeRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ConfirmServerResizeResponse.SerializeToString,
+            ),
+            'RevertServerResize': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevertServerResize,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.RevertServerResizeRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.RevertServerResizeResponse.SerializeToString,
+            ),
+            'MigrateServer': grpc.unary_unary_rpc_method_handler(
+                    servicer.MigrateServer,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.MigrateServerRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.MigrateServerResponse.SerializeToString,
+            ),
+            'ListServerMigrations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListServerMigrations,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ListServerMigrationsRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ListServerMigrationsResponse.SerializeToString,
             ),
             'ListFlavors': grpc.unary_unary_rpc_method_handler(
                     servicer.ListFlavors,
@@ -571,6 +659,141 @@ class ComputeService:
             '/nimbus.compute.v1.ComputeService/GetConsoleOutput',
             nimbus_dot_compute_dot_v1_dot_compute__pb2.GetConsoleOutputRequest.SerializeToString,
             nimbus_dot_compute_dot_v1_dot_compute__pb2.GetConsoleOutputResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResizeServer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.ComputeService/ResizeServer',
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.ResizeServerRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.ResizeServerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmServerResize(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.ComputeService/ConfirmServerResize',
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.ConfirmServerResizeRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.ConfirmServerResizeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevertServerResize(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.ComputeService/RevertServerResize',
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.RevertServerResizeRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.RevertServerResizeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MigrateServer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.ComputeService/MigrateServer',
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.MigrateServerRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.MigrateServerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListServerMigrations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.ComputeService/ListServerMigrations',
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.ListServerMigrationsRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.ListServerMigrationsResponse.FromString,
             options,
             channel_credentials,
             insecure,
