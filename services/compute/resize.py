@@ -26,7 +26,11 @@ ATTEMPTS = 5
 
 def _action(store: Store, rec: R.InstanceRecord, name: str, who: auth.Identity) -> tuple:
     """The instance action of a new request: (its key, compares, ops)."""
-    request_id = interceptor.request_id() or f"req-{uuid.uuid4()}"
+    try:
+        request_id = interceptor.request_id()
+    except LookupError:   # not in a call: the conductor's auto-confirm
+        request_id = ""
+    request_id = request_id or f"req-{uuid.uuid4()}"
     rec.request_id = request_id
     akey = keys.action(rec.server.id, request_id)
     record = R.InstanceAction(request_id=request_id, instance_id=rec.server.id, action=name,
