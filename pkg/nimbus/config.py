@@ -52,10 +52,18 @@ class Config:
     force_config_drive: bool = False
     # Seconds between power-state syncs (domains stopped or gone behind our back).
     power_sync_interval: float = 10.0
+    # Servers ACTIVE when their host went away run again when it is back (Nova's flag).
+    resume_guests_state_on_host_boot: bool = False
+    # Seconds a stop waits for the guest's own shutdown before a hard one.
+    shutdown_timeout: float = 60.0
     # Where the API keeps image bytes: file (state_dir/images) or rbd.
     image_store: str = "file"
     # Conductor settings.
     max_attempts: int = 3
+    # A resize may stay on its host (Nova's flag; `make run`, with one host, turns it on).
+    allow_resize_to_same_host: bool = False
+    # Seconds after which a finished resize is confirmed by itself (0: never).
+    resize_confirm_window: float = 0.0
     node_ttl: int = 10
 
     @property

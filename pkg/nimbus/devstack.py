@@ -96,7 +96,8 @@ class ProcessStack:
     def start(self) -> "ProcessStack":
         self.etcd.start()
         self._spawn("scheduler", "--listen", self.scheduler)
-        self._spawn("conductor", "--listen", self.conductor)
+        self._spawn("conductor", "--listen", self.conductor,
+                    "--allow-resize-to-same-host")   # one host: resizes stay on it
         self._spawn("compute", "--listen", self.api, "--noauth")
         for name, address in (("scheduler", self.scheduler), ("conductor", self.conductor),
                               ("compute", self.api)):
@@ -222,7 +223,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     stack = ProcessStack(args.state_dir, etcd_port=args.etcd_port, etcd_peer_port=args.etcd_port + 1,
                          api=args.api, conductor=args.conductor, scheduler=args.scheduler,
-                         agent_args=["--host", args.host],
+                         agent_args=["--host", args.host,
+                                     # Guests that ran before a restart run again.
+                                     "--resume-guests-state-on-host-boot"],
                          metrics={name: f"127.0.0.1:{port}" for name, port in zip(
                              METRICS_PROCESSES, args.metrics_ports.split(","))})
     stopping = False

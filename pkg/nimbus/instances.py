@@ -3,7 +3,7 @@ conductor's finish_delete."""
 
 from __future__ import annotations
 
-from nimbus import quota, servergroups
+from nimbus import migrations, quota, servergroups
 from nimbus.store import keys
 from nimbus.store.store import Store, Versioned
 
@@ -15,8 +15,8 @@ async def removal(store: Store, current: Versioned) -> tuple[list, list]:
     release); when that fails, read the record again and call again. Ports
     are released after the record is gone (ipam.release_for_server)."""
     server = current.msg.server
-    plan = await quota.plan(store, server.project_id, quota.instance_deltas(
-        server.flavor.vcpus, server.flavor.ram_mb, -1))
+    vcpus, ram_mb = migrations.charged(current.msg)   # a moving server holds both flavors' max
+    plan = await quota.plan(store, server.project_id, quota.instance_deltas(vcpus, ram_mb, -1))
     g_compares, g_ops = await servergroups.leave(store, server.project_id, server.server_group,
                                                  server.id)
     ikey = keys.instance(server.id)

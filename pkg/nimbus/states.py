@@ -76,10 +76,14 @@ class Task:
     next: frozenset[int]          # task states an update from here may set
     ends: frozenset[int]          # vm_states an update from here may set
     on_restart: str = REDO
+    event: str = ""               # the instance action event its end records (Nova's names)
+    via: str = "UpdateInstance"   # the conductor RPC an agent reports its steps with
 
 
-def _task(state, actor, step, next_states, ends, on_restart=REDO) -> Task:
-    return Task(state, actor, step, frozenset(next_states), frozenset(ends), on_restart)
+def _task(state, actor, step, next_states, ends, on_restart=REDO, event="",
+          via="UpdateInstance") -> Task:
+    return Task(state, actor, step, frozenset(next_states), frozenset(ends), on_restart, event,
+                via)
 
 
 BUILDING, ACTIVE, STOPPED, ERROR = (V.VM_STATE_BUILDING, V.VM_STATE_ACTIVE, V.VM_STATE_STOPPED,
@@ -96,15 +100,59 @@ TASKS: dict[int, Task] = {t.state: t for t in (
           [BUILDING, ERROR], RECOVER),
     _task(C.TASK_STATE_BLOCK_DEVICE_MAPPING, "agent", "build", [C.TASK_STATE_SPAWNING],
           [BUILDING], RECOVER),
-    _task(C.TASK_STATE_SPAWNING, "agent", "build", [NONE], [ACTIVE, ERROR], RECOVER),
+    _task(C.TASK_STATE_SPAWNING, "agent", "build", [NONE], [ACTIVE, ERROR], RECOVER,
+          "compute__do_build_and_run_instance"),
     _task(C.TASK_STATE_DELETING, "agent", "delete", [], []),
-    _task(C.TASK_STATE_POWERING_OFF, "agent", "stop", [NONE], [STOPPED, ACTIVE, ERROR]),
-    _task(C.TASK_STATE_POWERING_ON, "agent", "start", [NONE], [ACTIVE, STOPPED, ERROR]),
-    _task(C.TASK_STATE_REBOOTING, "agent", "reboot", [NONE], [ACTIVE, ERROR]),
-    _task(C.TASK_STATE_REBOOTING_HARD, "agent", "reboot", [NONE], [ACTIVE, ERROR]),
+    # A failed power action keeps the vm_state (stop, start) or ends in
+    # ERROR (reboot), with a fault, as Nova's do.
+    _task(C.TASK_STATE_POWERING_OFF, "agent", "stop", [NONE], [STOPPED, ACTIVE, ERROR],
+          event="compute_stop_instance"),
+    _task(C.TASK_STATE_POWERING_ON, "agent", "start", [NONE], [ACTIVE, STOPPED],
+          event="compute_start_instance"),
+    _task(C.TASK_STATE_REBOOTING, "agent", "reboot", [NONE], [ACTIVE, ERROR],
+          event="compute_reboot_instance"),
+    _task(C.TASK_STATE_REBOOTING_HARD, "agent", "reboot", [NONE], [ACTIVE, ERROR],
+          event="compute_reboot_instance"),
+    # A move (resize, cold migration): the conductor claims a destination
+    # in RESIZE_PREP, then the source powers off and sends its disks
+    # (MIGRATING -> MIGRATED), the destination finishes (RESIZE_FINISH ->
+    # RESIZED). Confirm is the source's (cleanup), revert the destination's
+    # then the source's. Every step goes through AdvanceMigration, which
+    # moves the migration record and allocations with the instance; a
+    # failed step ends in ERROR with a fault. "resize" picks the host's
+    # part from the migration context (services/agent/resize.py).
+    _task(C.TASK_STATE_RESIZE_PREP, "agent", "resize", [C.TASK_STATE_RESIZE_MIGRATING], [ERROR],
+          via="AdvanceMigration"),
+    _task(C.TASK_STATE_RESIZE_MIGRATING, "agent", "resize", [C.TASK_STATE_RESIZE_MIGRATED], [ERROR],
+          via="AdvanceMigration"),
+    _task(C.TASK_STATE_RESIZE_MIGRATED, "agent", "resize", [C.TASK_STATE_RESIZE_FINISH], [ERROR],
+          via="AdvanceMigration"),
+    _task(C.TASK_STATE_RESIZE_FINISH, "agent", "resize", [NONE], [V.VM_STATE_RESIZED, ERROR],
+          event="compute_finish_resize", via="AdvanceMigration"),
+    _task(C.TASK_STATE_RESIZE_CONFIRMING, "agent", "resize", [NONE], [ACTIVE, STOPPED, ERROR],
+          event="compute_confirm_resize", via="AdvanceMigration"),
+    # The destination's part keeps RESIZE_REVERTING (dest_reverted), the
+    # source's ends it.
+    _task(C.TASK_STATE_RESIZE_REVERTING, "agent", "resize",
+          [C.TASK_STATE_RESIZE_REVERTING, NONE], [ACTIVE, STOPPED, ERROR],
+          event="compute_finish_revert_resize", via="AdvanceMigration"),
 )}
+RESIZE_TASKS = frozenset(t.state for t in TASKS.values() if t.step == "resize")
 
 BUILD_TASKS = frozenset(t.state for t in TASKS.values() if t.step == "build")
+# The actions' names in instance actions (Nova's instance_actions).
+ACTION_NAMES = {"reboot_soft": "reboot", "reboot_hard": "reboot", "confirm_resize": "confirmResize",
+                "revert_resize": "revertResize"}
+
+
+def ending_event(expected: list[int], task_state: int) -> str:
+    """The instance action event an agent's update records: one that ends
+    its task (back to none), on its first try (a retry, which also expects
+    the target state, may have landed already and must not add it twice)."""
+    if len(expected) != 1 or task_state != NONE:
+        return ""
+    task = TASKS.get(expected[0])
+    return task.event if task is not None else ""
 
 
 def vm_state_name(vm_state: int) -> str:
@@ -129,16 +177,24 @@ def agent_may_set(current: C.Server, task_state: int, vm_state: int | None) -> b
     (and `vm_state`, when it sets one)? A repeat of an update that already
     landed (an unanswered first try) is allowed: it changes nothing."""
     task = TASKS.get(current.task_state)
-    if task is None:
+    if task is None or task.via != "UpdateInstance":
         return False
     if task_state == current.task_state and vm_state in (None, current.vm_state):
         return True
     return task_state in task.next and (vm_state is None or vm_state in task.ends)
 
 
+def migration_may_go(current: C.Server, task_state: int, vm_state: int) -> bool:
+    """May a host's AdvanceMigration move the server on from its task state?"""
+    task = TASKS.get(current.task_state)
+    return (task is not None and task.via == "AdvanceMigration" and task_state in task.next
+            and (vm_state in task.ends or task_state != NONE and vm_state == current.vm_state))
+
+
 def agent_step(server: C.Server, running: str | None) -> str | None:
-    """The agent's operation for a server on its host now, None for nothing
-    to do. `running` names the work the agent already runs for it."""
+    """The agent's operation for a server on (or moving through) its host
+    now, None for nothing to do. `running` names the work the agent already
+    runs for it."""
     task = TASKS.get(server.task_state)
     if task is None or not server.host:
         return None

@@ -24,7 +24,7 @@ from nimbus.compute.v1 import compute_pb2, compute_pb2_grpc
 from nimbus.conductor.v1 import conductor_pb2, conductor_pb2_grpc
 from nimbus.imagebackend import Backend
 from nimbus.imagebackend.local import ImageCache
-from nimbus.services.agent import build, delete, power
+from nimbus.services.agent import build, delete, power, resize
 from nimbus.services.agent.client import ConductorClient
 from nimbus.services.agent.tracker import ResourceTracker
 from nimbus.state.v1 import records_pb2
@@ -39,6 +39,11 @@ STEPS = {
     "build": build.build,
     "recover": build.recover,
     "delete": delete.delete,
+    "stop": power.stop,
+    "start": power.start,
+    "reboot": power.reboot,
+    "resume_guest": power.resume_guest,   # not a task state's: started on the first sync
+    "resize": resize.run,                 # the host's part of a move (resize.py)
 }
 
 
@@ -62,13 +67,17 @@ class ComputeAgent:
         self.node = node
         self.servers: dict[str, C.Server] = {}
         self.revisions: dict[str, int] = {}   # etcd mod_revision of self.servers[id]
+        self.contexts: dict[str, records_pb2.MigrationContext] = {}   # servers moving
         self.build_inputs: dict[str, build.BuildInputs] = {}
         self.force_config_drive = False
         self.power_sync_interval = 10.0
+        self.shutdown_timeout = 60.0           # a graceful stop's wait before a hard one
+        self.resume_guests_state_on_host_boot = False
         self.synced = asyncio.Event()
         self.backoff = backoff.PerKey()
         self._work: dict[str, asyncio.Task] = {}
         self._retries: dict[str, asyncio.TimerHandle] = {}
+        self._side: set[asyncio.Task] = set()
         self._started_at: dict[str, int] = {}   # the revision each running step started from
         self.log = log.get("nimbus.agent").bind(host=host)
 
@@ -83,7 +92,7 @@ class ComputeAgent:
             # or reschedules it), before the driver closes.
             for handle in self._retries.values():
                 handle.cancel()
-            work = list(self._work.values())
+            work = [*self._work.values(), *self._side]
             for task in work:
                 task.cancel()
             await asyncio.gather(*work, return_exceptions=True)
@@ -135,17 +144,29 @@ class ComputeAgent:
                         if first:
                             first = False
                             await self._reconcile_domains()
+                            if self.resume_guests_state_on_host_boot:
+                                await power.resume_guests(self)
                             self.synced.set()
                         seen = set()
+                    elif event.type == Event.EVENT_TYPE_CONSOLE_REQUEST:
+                        self._spawn(power.answer_console(self, event.console))
+                    elif event.type == Event.EVENT_TYPE_DISK_REQUEST:
+                        self._spawn(resize.push_disks(self, event.disk_request))
                     elif event.type == Event.EVENT_TYPE_DELETED:
+                        moving = event.server.id in self.contexts
                         self._forget(event.server.id)
+                        if moving and not self.busy(event.server.id):
+                            # The other host of a move finished the delete: our copy goes too.
+                            self._spawn(delete.cleanup(self, event.server.id))
                     else:
                         seen.add(event.server.id)
                         if event.user_data or event.public_keys or event.personality:
                             self.build_inputs[event.server.id] = build.BuildInputs(
                                 event.user_data, dict(event.public_keys),
                                 [(f.path, f.contents) for f in event.personality])
-                        if self.learn(event.server, event.revision):
+                        ctx = (event.migration_context if event.HasField("migration_context")
+                               else None)
+                        if self.learn(event.server, event.revision, ctx):
                             self._on_server(event.server)
             except grpc.aio.AioRpcError as exc:
                 self.log.warning("assignment stream broken, reconnecting", code=exc.code().name)
@@ -170,19 +191,31 @@ class ComputeAgent:
     # ---- what we know -------------------------------------------------------
 
     def _forget(self, instance_id: str) -> None:
-        for table in (self.servers, self.revisions, self.build_inputs):
+        for table in (self.servers, self.revisions, self.build_inputs, self.contexts):
             table.pop(instance_id, None)
         self.backoff.success(instance_id)
 
-    def learn(self, server: C.Server, revision: int) -> bool:
-        """Keep the newest state of a server; False for an older one (a
-        stream event that lost the race with our own update's answer)."""
+    def learn(self, server: C.Server, revision: int, context=None) -> bool:
+        """Keep the newest state of a server (and its migration context, from
+        the stream or a move's answer); False for an older one (a stream
+        event that lost the race with our own update's answer)."""
         if revision < self.revisions.get(server.id, 0):
             return False
         self.revisions[server.id] = revision
-        if server.host == self.host:
+        if context is not None:
+            self.contexts[server.id] = context
+        elif revision and server.task_state not in states.RESIZE_TASKS and (
+                server.vm_state != C.VM_STATE_RESIZED):
+            self.contexts.pop(server.id, None)   # the move is over (or never was)
+        if self.ours(server):
             self.servers[server.id] = server
         return True
+
+    def ours(self, server: C.Server) -> bool:
+        """On this host, or moving from or to it."""
+        ctx = self.contexts.get(server.id)
+        return server.host == self.host or (
+            ctx is not None and self.host in (ctx.source_host, ctx.dest_host))
 
     def busy(self, instance_id: str) -> bool:
         return instance_id in self._work
@@ -196,15 +229,18 @@ class ComputeAgent:
     # ---- dispatch ---------------------------------------------------------
 
     def _on_server(self, server: C.Server) -> None:
-        if server.host != self.host:
-            self._forget(server.id)   # rescheduled elsewhere
+        if not self.ours(server):
+            self._forget(server.id)   # rescheduled or moved elsewhere
             return
-        if server.vm_state != C.VM_STATE_BUILDING:
+        if server.vm_state != C.VM_STATE_BUILDING and server.host == self.host:
             self.tracker.claim(server, force=True)   # runs here: count it
         running = self._work.get(server.id)
         step = states.agent_step(server, running.get_name() if running is not None else None)
         if step is None:
             return
+        self.start_step(server, step, running)
+
+    def start_step(self, server: C.Server, step: str, running: asyncio.Task | None = None) -> None:
         retry = self._retries.pop(server.id, None)
         if retry is not None:
             retry.cancel()   # news about the server: act on it now
@@ -212,6 +248,12 @@ class ComputeAgent:
         self._work[server.id] = task
         self._started_at[server.id] = self.revisions.get(server.id, 0)
         task.add_done_callback(lambda t: self._done(server.id, t))
+
+    def _spawn(self, coro) -> None:
+        """Side work not tied to a server's task (a console answer)."""
+        task = asyncio.create_task(coro)
+        self._side.add(task)
+        task.add_done_callback(self._side.discard)
 
     async def _run(self, step: str, server: C.Server, previous: asyncio.Task | None) -> None:
         if previous is not None:

@@ -14,12 +14,13 @@ if TYPE_CHECKING:
 
 async def cleanup(agent: "ComputeAgent", instance_id: str, keep_claim: bool = False) -> None:
     """Undo a build or finish a delete: domain, disks (local or RBD, config
-    drive included), instance dir, and the node's claim unless `keep_claim`
+    drive included), instance dir (and a move's `_resize`), and the node's claim unless `keep_claim`
     (a spawn about to be tried again). Idempotent."""
     inst_dir = agent.driver.instance_dir(instance_id)
     await agent.driver.destroy(instance_id)
     await agent.backend.remove_disks(instance_id, inst_dir)
     shutil.rmtree(inst_dir, ignore_errors=True)
+    shutil.rmtree(inst_dir + "_resize", ignore_errors=True)   # a move's source copy
     if not keep_claim:
         agent.tracker.drop(instance_id)
 

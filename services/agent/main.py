@@ -68,6 +68,8 @@ class AgentProcess(process.ServiceProcess):
                              auth.service_metadata(cfg.service_token), node)
         agent.force_config_drive = cfg.force_config_drive
         agent.power_sync_interval = cfg.power_sync_interval
+        agent.shutdown_timeout = cfg.shutdown_timeout
+        agent.resume_guests_state_on_host_boot = cfg.resume_guests_state_on_host_boot
         return agent
 
     async def start(self) -> "AgentProcess":

@@ -22,6 +22,8 @@ from nimbus.imagestore import ImageStore, file_chunks
 from nimbus.rpc import auth, interceptor
 from nimbus.services.compute import create
 from nimbus.services.compute.admission import Admission, Committer
+from nimbus.services.compute.resize import ResizeActions
+from nimbus.services.compute.server_actions import ServerActions
 from nimbus.services.compute.validation import validate_metadata, validate_name
 from nimbus.services.compute.aggregates import zones as aggregate_zones
 from nimbus.services.compute.keypairs import get_keypair
@@ -117,10 +119,13 @@ class Catalog:
             record = fresh.msg if fresh is not None else record
         return record
 
-class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
+class ComputeServicer(ServerActions, ResizeActions, compute_pb2_grpc.ComputeServiceServicer):
     def __init__(self, store: Store, catalog: Catalog, instances: Informer, images: ImageStore,
-                 staging_dir: str):
+                 staging_dir: str, conductor=None, service_metadata=()):
         self.store = store
+        # The conductor relays what only a host can answer (console output).
+        self.conductor = conductor
+        self.service_metadata = service_metadata
         self.catalog = catalog
         self.instances = instances
         self.images = images
@@ -135,6 +140,8 @@ class ComputeServicer(compute_pb2_grpc.ComputeServiceServicer):
         os.makedirs(staging_dir, exist_ok=True)
 
     # ---- servers ----------------------------------------------------------
+
+    view = staticmethod(public_view)
 
     async def CreateServer(self, request, context):
         return await self.create_servers(request, auth.identity())

@@ -10,7 +10,8 @@ from nimbus.compute.v1 import (instance_actions_pb2, instance_actions_pb2_grpc, 
                                quotas_pb2_grpc)
 from nimbus.imagestore import make_store
 from nimbus.rpc import auth
-from nimbus.rpc.server import Server
+from nimbus.conductor.v1 import conductor_pb2_grpc
+from nimbus.rpc.server import Server, channel
 from nimbus.services.compute.ec2 import Ec2Servicer
 from nimbus.services.compute.handlers import Catalog, ComputeServicer
 from nimbus.services.compute.instance_actions import InstanceActionServicer
@@ -40,10 +41,14 @@ class ComputeProcess(process.ServiceProcess):
         self.server = Server("compute", cfg.listen or config.DEFAULT_API_ADDRESS,
                              auth.Authenticator(noauth=cfg.noauth,
                                                 service_token=cfg.service_token or None))
+        self.conductor_channel = channel(cfg.conductor_address)
+        self.closers.append(self.conductor_channel.close)
         compute = ComputeServicer(self.store, self.catalog, self.instances,
                                   make_store(cfg.image_store, cfg.image_dir, cfg.ceph_conf,
                                              cfg.rbd_images_pool),
-                                  os.path.join(cfg.state_dir, "staging"))
+                                  os.path.join(cfg.state_dir, "staging"),
+                                  conductor_pb2_grpc.ConductorServiceStub(self.conductor_channel),
+                                  auth.service_metadata(cfg.service_token))
         self.server.add(compute_pb2_grpc.add_ComputeServiceServicer_to_server, compute,
                         compute_pb2.DESCRIPTOR.services_by_name["ComputeService"])
         self.server.add(quotas_pb2_grpc.add_QuotaServiceServicer_to_server,
@@ -52,6 +57,11 @@ class ComputeProcess(process.ServiceProcess):
         self.server.add(instance_actions_pb2_grpc.add_InstanceActionServiceServicer_to_server,
                         InstanceActionServicer(self.store),
                         instance_actions_pb2.DESCRIPTOR.services_by_name["InstanceActionService"])
+        from nimbus.compute.v1 import migrations_pb2, migrations_pb2_grpc
+        from nimbus.services.compute.resize import MigrationServicer
+        self.server.add(migrations_pb2_grpc.add_MigrationServiceServicer_to_server,
+                        MigrationServicer(self.store),
+                        migrations_pb2.DESCRIPTOR.services_by_name["MigrationService"])
         self.server.add(ec2_pb2_grpc.add_Ec2ServiceServicer_to_server,
                         Ec2Servicer(self.store, compute),
                         ec2_pb2.DESCRIPTOR.services_by_name["Ec2Service"])

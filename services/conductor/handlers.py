@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import collections
 
-from nimbus import errors, instances, ipam, log, metrics, states
+from nimbus import errors, instances, ipam, log, metrics, migrations, states
 from nimbus.compute.v1 import compute_pb2, networks_pb2
 from nimbus.conductor.v1 import conductor_pb2, conductor_pb2_grpc
 from nimbus.rpc import auth
 from nimbus.services.conductor.claims import Claims, InstanceChanged
+from nimbus.services.conductor.console import CONSOLE, ConsoleRelay
 from nimbus.services.conductor.removals import Remover
+from nimbus.services.conductor.transfer import DISK_REQUEST, DiskRelay
 from nimbus.state.v1 import records_pb2
 from nimbus.store import keys
 from nimbus.store.informer import DELETED, OVERFLOW, SYNCED, Informer
@@ -45,6 +47,8 @@ class Conductor:
         self.claims = Claims(store, self.providers)
         self.remover = Remover(store, self.claims)
         self.quota_locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+        self.consoles = ConsoleRelay()
+        self.disks = DiskRelay(self.consoles.streams)
 
     def cached(self, instance_id: str) -> Versioned | None:
         return self.instances.items.get(keys.instance(instance_id))
@@ -165,15 +169,20 @@ class Conductor:
             # The record, its actions, its claim and its quota usage go
             # together: group-committed per host (removals.py) unless it
             # leaves a server group (that record is compared and rewritten
-            # by each removal); then one release per project at a time here
-            # (correctness is the compare's, the lock saves retries).
+            # by each removal) or is mid-move (two hosts' allocations); then
+            # one release per project at a time here (correctness is the
+            # compare's, the lock saves retries).
             try:
-                if server.host and not server.server_group:
+                ctx = migrations.context_of(current.msg)
+                if server.host and not server.server_group and ctx is None:
                     await self.remover.remove(server.host, current)
                 else:
                     async with self.quota_locks[server.project_id]:
                         compares, ops = await instances.removal(self.store, current)
-                        if server.host:
+                        if ctx is not None:
+                            # Mid-move: both hosts' allocations go, and the migration ends.
+                            await self._remove_moving(current, ctx, compares, ops)
+                        elif server.host:
                             await self.claims.release_with(server.host, instance_id, compares,
                                                            ops)
                         elif not (await self.store.txn(compares, ops)).succeeded:
@@ -183,6 +192,18 @@ class Conductor:
                 return
             except InstanceChanged:
                 current = await self.store.get(ikey, records_pb2.InstanceRecord)
+
+
+    async def _remove_moving(self, current: Versioned, ctx, compares: list, ops: list) -> None:
+        sid = current.msg.server.id
+        changes = {(h, sid): None for h in (current.msg.server.host, ctx.dest_host) if h}
+        changes[(ctx.source_host, ctx.migration_id)] = None
+        frag = await migrations.allocations(self.store, changes)
+        mig = await migrations.get(self.store, ctx.migration_id)
+        if mig is not None and mig.msg.migration.status not in migrations.FINAL:
+            frag.add(*migrations.with_status(self.store, mig, "error")[0].astuple())
+        if not (await self.store.txn([*compares, *frag.compares], [*ops, *frag.ops])).succeeded:
+            raise InstanceChanged(sid)
 
 
 class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
@@ -219,11 +240,19 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
         if not host:
             raise errors.InvalidArgument("host", "required")
         await self.c.instances.synced.wait()
-        sub = self.c.instances.subscribe(lambda rec: rec.server.host == host)
+        sub = self.c.instances.subscribe(lambda rec: rec.server.host == host or (
+            # A moving server is both hosts' (Nova's migration context).
+            rec.HasField("migration_context") and host in (rec.migration_context.source_host,
+                                                            rec.migration_context.dest_host)))
+        self.c.consoles.register(host, sub)
         try:
             while True:
                 kind, rec = await sub.queue.get()
-                if kind == OVERFLOW:
+                if kind == CONSOLE:
+                    yield Event(type=Event.EVENT_TYPE_CONSOLE_REQUEST, console=rec)
+                elif kind == DISK_REQUEST:
+                    yield Event(type=Event.EVENT_TYPE_DISK_REQUEST, disk_request=rec)
+                elif kind == OVERFLOW:
                     raise errors.Unavailable("the watch fell too far behind; watch again")
                 elif kind == SYNCED:
                     yield Event(type=Event.EVENT_TYPE_SYNCED)
@@ -234,11 +263,13 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
                     build = rec.msg.server.vm_state == TS.VM_STATE_BUILDING
                     yield Event(type=Event.EVENT_TYPE_UPSERT, server=rec.msg.server,
                                 revision=rec.mod_revision,
+                                migration_context=migrations.context_of(rec.msg),
                                 # Build inputs only while building: they can be large.
                                 user_data=rec.msg.user_data if build else b"",
                                 public_keys=rec.msg.public_keys if build else {},
                                 personality=rec.msg.personality if build else ())
         finally:
+            self.c.consoles.unregister(host, sub)
             sub.close()
 
     async def UpdateInstance(self, request, context):
@@ -253,8 +284,9 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
         expected = list(request.expected_task_states) or None
         host = request.host
 
-        finishing = ("vm_state" in paths and request.server.vm_state in (
-            TS.VM_STATE_ACTIVE, TS.VM_STATE_ERROR) and expected == [TS.TASK_STATE_SPAWNING])
+        ending = states.ending_event(
+            list(request.expected_task_states),
+            request.server.task_state if "task_state" in paths else -1)
 
         def mutate(rec: records_pb2.InstanceRecord):
             if rec.server.host != host:
@@ -268,6 +300,8 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
                     f"{states.task_state_name(rec.server.task_state)} to task_state "
                     f"{states.task_state_name(task_state)}"
                     + (f", vm_state {states.vm_state_name(vm_state)}" if vm_state is not None else ""))
+            if ending and rec.request_id != event_for:
+                raise ExtraCompareFailed()   # the event was made for another action: again
             before = rec.server.task_state
             request.update_mask.MergeMessage(request.server, rec.server, True, True)
             stamp = now()
@@ -279,14 +313,19 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
             return event
 
         current = self.c.cached(server_id)
+        if ending and current is None:
+            current = await self.store.get(keys.instance(server_id), records_pb2.InstanceRecord)
         for _ in range(5):
             event = ((), ())
-            if finishing and current is not None:
-                # The build's end joins the create action as an event, same txn.
-                ok = request.server.vm_state == TS.VM_STATE_ACTIVE
+            event_for = current.msg.request_id if current is not None else ""
+            if ending and current is not None:
+                # The task's end joins its instance action as an event, same txn.
+                failed = "fault" in paths
+                build = ending == "compute__do_build_and_run_instance"
                 event = await self.c.action_event(
-                    current.msg, "compute__do_build_and_run_instance", "Success" if ok else "Error",
-                    host, current.msg.build_started_at, "" if ok else request.server.fault.message)
+                    current.msg, ending, "Error" if failed else "Success", host,
+                    current.msg.build_started_at if build else current.msg.task_changed_at,
+                    request.server.fault.message if failed else "")
             try:
                 updated = await self.store.update_instance(
                     server_id, mutate, expected_task_states=expected, current=current)
@@ -295,7 +334,7 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
                 current = await self.store.get(keys.instance(server_id), records_pb2.InstanceRecord)
         else:
             raise errors.Unavailable("too many concurrent changes to this server; retry")
-        if finishing:
+        if ending == "compute__do_build_and_run_instance":
             active = updated.msg.server.vm_state == TS.VM_STATE_ACTIVE
             metrics.BUILDS.labels("active" if active else "error").inc()
             if active:
@@ -371,3 +410,39 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
         auth.require_service()
         await self.c.finish_delete(request.instance_id, request.host)
         return conductor_pb2.FinishDeleteInstanceResponse()
+
+    async def GetConsoleOutput(self, request, context):
+        auth.require_service()
+        current = await self.c.current(request.instance_id)
+        if current is None:
+            raise errors.NotFound("server", request.instance_id)
+        host = current.msg.server.host
+        if not host:
+            raise errors.FailedPrecondition(f"server {request.instance_id} has no host")
+        output = await self.c.consoles.ask(host, request.instance_id, request.length)
+        return conductor_pb2.GetConsoleOutputResponse(output=output)
+
+    async def ReturnConsoleOutput(self, request, context):
+        auth.require_service()
+        self.c.consoles.answer(request.host, request.request_id, request.output, request.error)
+        return conductor_pb2.ReturnConsoleOutputResponse()
+
+    async def AdvanceMigration(self, request, context):
+        auth.require_service()
+        from nimbus.services.conductor.moves import advance
+        rec, revision = await advance(self.c, request)
+        return conductor_pb2.AdvanceMigrationResponse(
+            server=rec.server, revision=revision, migration_context=migrations.context_of(rec))
+
+    async def FetchDisks(self, request, context):
+        auth.require_service()
+        current = await self.store.get(keys.instance(request.instance_id), records_pb2.InstanceRecord)
+        if current is None:
+            raise errors.NotFound("server", request.instance_id)
+        async for chunk in self.c.disks.fetch(current.msg, request.host):
+            yield conductor_pb2.FetchDisksResponse(chunk=chunk)
+
+    async def PushDisks(self, request_iterator, context):
+        auth.require_service()
+        await self.c.disks.push(request_iterator)
+        return conductor_pb2.PushDisksResponse()

@@ -5,12 +5,15 @@ elected over an etcd lease, also runs the scheduling loop and the sweeper."""
 
 from __future__ import annotations
 
+import asyncio
+
 from nimbus import config, metrics, process
 from nimbus.conductor.v1 import conductor_pb2, conductor_pb2_grpc
 from nimbus.rpc import auth
 from nimbus.rpc.server import Server, channel
 from nimbus.scheduler.v1 import scheduler_pb2_grpc
 from nimbus.services.conductor.handlers import Conductor, ConductorServicer
+from nimbus.services.conductor.moves import MigrationController
 from nimbus.services.conductor.scheduling import BuildScheduler
 from nimbus.store.election import LeaderElection
 from nimbus.store.store import Store
@@ -31,10 +34,17 @@ class ConductorProcess(process.ServiceProcess):
         self.builds = BuildScheduler(
             self.conductor, scheduler_pb2_grpc.SchedulerServiceStub(self.scheduler_channel),
             auth.service_metadata(cfg.service_token), sweep_interval=self.sweep_interval)
+        self.moves = MigrationController(
+            self.conductor, scheduler_pb2_grpc.SchedulerServiceStub(self.scheduler_channel),
+            auth.service_metadata(cfg.service_token), cfg.allow_resize_to_same_host,
+            cfg.resize_confirm_window, sweep_interval=self.sweep_interval)
         self.election = LeaderElection(self.store, "conductor", ttl=max(3, cfg.node_ttl // 2))
         c = self.conductor
+
+        async def lead() -> None:   # the leader's controllers
+            await asyncio.gather(self.builds.lead(), self.moves.lead())
         for work in (c.instances.run(), c.nodes.run(), c.providers.run(), c.networks.run(),
-                     self.election.run(self.builds.lead)):
+                     self.election.run(lead)):
             self.spawn(work)
         self.server = Server("conductor", cfg.listen or config.DEFAULT_CONDUCTOR_ADDRESS,
                              auth.Authenticator(service_token=cfg.service_token))

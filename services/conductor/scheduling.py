@@ -12,7 +12,7 @@ import time
 
 import grpc
 
-from nimbus import errors, ipam, log, resources, states
+from nimbus import errors, ipam, log, migrations, resources, states
 from nimbus.compute.v1 import compute_pb2
 from nimbus.scheduler.v1 import scheduler_pb2
 from nimbus.services.conductor.claims import InstanceChanged
@@ -26,6 +26,13 @@ _log = log.get("nimbus.conductor")
 TS = compute_pb2
 NO_VALID_HOST = "No valid host was found. "
 ORPHAN_SWEEP_EVERY = 15      # sweeps between allocation audits (a range read)
+
+
+def _holds(rec: records_pb2.InstanceRecord, host: str) -> bool:
+    """Does the instance hold an allocation on `host` (its own, or a move's
+    destination claim)?"""
+    ctx = migrations.context_of(rec)
+    return rec.server.host == host or (ctx is not None and ctx.dest_host == host)
 
 
 def needs_scheduling(server: compute_pb2.Server) -> bool:
@@ -241,8 +248,15 @@ class BuildScheduler:
             host, consumer = allocation.msg.host, allocation.msg.consumer_id
             ikey = keys.instance(consumer)
             inst = await self.c.store.get(ikey, records_pb2.InstanceRecord)
-            if inst is not None and inst.msg.server.host == host:
+            if inst is not None and _holds(inst.msg, host):
                 continue
+            mig = await migrations.get(self.c.store, consumer)
+            if mig is not None:   # a moving server's source allocation
+                moving = await self.c.store.get(keys.instance(mig.msg.migration.server_id),
+                                                records_pb2.InstanceRecord)
+                ctx = migrations.context_of(moving.msg) if moving is not None else None
+                if ctx is not None and ctx.migration_id == consumer and ctx.source_host == host:
+                    continue
             _log.warning("releasing orphaned allocation", host=host, consumer=consumer)
             try:
                 await self.c.claims.release_with(

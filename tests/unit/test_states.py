@@ -56,11 +56,7 @@ def test_action_from_state(action, vm_state, task_state):
 @pytest.mark.parametrize("action", sorted(ALLOWED_FROM))
 def test_action_sets_a_task_the_agent_or_conductor_acts_on(action):
     sets = states.ACTIONS[action].sets
-    assert sets != NONE
-    if sets in states.TASKS or action in ("resize", "migrate", "confirm_resize",
-                                          "revert_resize"):
-        return   # resize's tasks have no agent step yet (see docs/design-notes.md)
-    raise AssertionError(f"{action} sets {sets} that nobody acts on")
+    assert sets != NONE and sets in states.TASKS
 
 
 B, A, S, E = C.VM_STATE_BUILDING, C.VM_STATE_ACTIVE, C.VM_STATE_STOPPED, C.VM_STATE_ERROR
@@ -81,9 +77,27 @@ T = C
     (A, T.TASK_STATE_REBOOTING_HARD, NONE, A, True),
     (A, T.TASK_STATE_DELETING, NONE, A, False),                          # a delete is final
     (A, T.TASK_STATE_REBOOTING, NONE, S, False),
+    (A, T.TASK_STATE_RESIZE_FINISH, NONE, C.VM_STATE_RESIZED, False),   # AdvanceMigration's
 ])
 def test_agent_updates(vm, task, new_task, new_vm, ok):
     assert states.agent_may_set(C.Server(vm_state=vm, task_state=task), new_task, new_vm) is ok
+
+
+@pytest.mark.parametrize("task,new_task,new_vm,ok", [
+    (T.TASK_STATE_RESIZE_PREP, T.TASK_STATE_RESIZE_MIGRATING, A, True),
+    (T.TASK_STATE_RESIZE_PREP, T.TASK_STATE_RESIZE_FINISH, A, False),
+    (T.TASK_STATE_RESIZE_MIGRATED, T.TASK_STATE_RESIZE_FINISH, A, True),
+    (T.TASK_STATE_RESIZE_FINISH, NONE, C.VM_STATE_RESIZED, True),
+    (T.TASK_STATE_RESIZE_FINISH, NONE, A, False),
+    (T.TASK_STATE_RESIZE_CONFIRMING, NONE, S, True),
+    (T.TASK_STATE_RESIZE_REVERTING, T.TASK_STATE_RESIZE_REVERTING, A, True),   # vm unchanged
+    (T.TASK_STATE_RESIZE_REVERTING, NONE, A, True),
+    (T.TASK_STATE_RESIZE_MIGRATING, NONE, E, False),
+    (T.TASK_STATE_SPAWNING, NONE, A, False),                 # UpdateInstance's
+])
+def test_migration_steps(task, new_task, new_vm, ok):
+    current = C.Server(vm_state=A, task_state=task)
+    assert states.migration_may_go(current, new_task, new_vm) is ok
 
 
 @pytest.mark.parametrize("vm,task,host,running,step", [

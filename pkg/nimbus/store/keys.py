@@ -31,6 +31,7 @@ ACTIONS = "actions/"
 NODES = "nodes/"
 PROVIDERS = "providers/"
 ALLOCATIONS = "allocations/"
+MIGRATIONS = "migrations/"
 FLAVORS = "flavors/"
 IMAGES = "images/"
 LEADERS = "leaders/"
@@ -63,6 +64,10 @@ def provider(host: str) -> str:
 
 def allocation(host: str, consumer_id: str) -> str:
     return f"{ALLOCATIONS}{host}/{consumer_id}"
+
+
+def migration(migration_id: str) -> str:
+    return MIGRATIONS + migration_id
 
 
 def flavor(flavor_id: str) -> str:

@@ -199,14 +199,18 @@ class LibvirtDriver:
         return os.path.join(self.instances_path, instance_id)
 
     async def spawn(self, cfg: GuestConfig,
-                    plug_vifs: Callable[[list[Vif]], Awaitable[None]] | None = None) -> str:
+                    plug_vifs: Callable[[list[Vif]], Awaitable[None]] | None = None,
+                    start: bool = True) -> str:
         """Write libvirt.xml, define the domain, start it paused, plug the
-        VIFs, resume, and wait until it runs. Returns the XML."""
+        VIFs, resume, and wait until it runs (`start` False: define only, a
+        stopped server's resize). Returns the XML."""
         xml = guest_xml(cfg)
         with open(os.path.join(self.instance_dir(cfg.server.id), "libvirt.xml"), "w") as f:
             f.write(xml)
         try:
             dom = await self._call(self.conn.defineXML, xml)
+            if not start:
+                return xml
             if self.virt_type == "test":
                 # The test driver cannot start paused; it has no VIFs to wait for.
                 await self._call(dom.create)
@@ -262,6 +266,92 @@ class LibvirtDriver:
     async def destroy(self, instance_id: str) -> None:
         """Destroy and undefine the domain. Idempotent."""
         await self._call(self._destroy_sync, instance_id)
+
+    # ---- power (Nova's power_off / power_on / reboot) -----------------------
+
+    def _domain_sync(self, instance_id: str) -> "libvirt.virDomain":
+        """The domain, defined again from the instance dir's libvirt.xml when
+        the hypervisor forgot it (the test driver forgets everything when
+        its host restarts; so does a host whose libvirt state was lost)."""
+        try:
+            return self.conn.lookupByUUIDString(instance_id)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                raise
+        path = os.path.join(self.instance_dir(instance_id), "libvirt.xml")
+        try:
+            with open(path) as f:
+                xml = f.read()
+        except FileNotFoundError:
+            raise SpawnError(f"domain {instance_id} is gone and {path} is missing") from None
+        return self.conn.defineXML(xml)
+
+    async def _wait_state(self, dom, wanted: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while (await self._call(dom.state))[0] != wanted:
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.1)
+        return True
+
+    async def power_off(self, instance_id: str, timeout: float = 60.0) -> None:
+        """Ask the guest to shut down (ACPI); destroy it when it has not
+        within `timeout` (Nova's clean shutdown). The domain stays defined."""
+        try:
+            dom = await self._call(self._domain_sync, instance_id)
+            if not await self._call(dom.isActive):
+                return
+            try:
+                await self._call(dom.shutdown)
+            except libvirt.libvirtError:
+                pass   # no ACPI in the guest: the hard way below
+            if await self._wait_state(dom, libvirt.VIR_DOMAIN_SHUTOFF, timeout):
+                return
+            if await self._call(dom.isActive):
+                await self._call(dom.destroy)
+        except libvirt.libvirtError as exc:
+            raise SpawnError(f"libvirt: {exc.get_error_message()}") from exc
+
+    async def power_on(self, instance_id: str) -> None:
+        """Start the domain (defined again from libvirt.xml when forgotten)
+        and wait until it runs."""
+        try:
+            dom = await self._call(self._domain_sync, instance_id)
+            if not await self._call(dom.isActive):
+                await self._call(dom.create)
+            if not await self._wait_state(dom, libvirt.VIR_DOMAIN_RUNNING, self.boot_timeout):
+                raise SpawnError(f"domain did not reach RUNNING in {self.boot_timeout:.0f}s")
+        except libvirt.libvirtError as exc:
+            raise SpawnError(f"libvirt: {exc.get_error_message()}") from exc
+
+    async def reboot(self, instance_id: str, hard: bool) -> None:
+        """Soft: the guest reboots itself (a refusal falls back to hard, as
+        Nova's does). Hard: destroy and start again from the definition."""
+        try:
+            dom = await self._call(self._domain_sync, instance_id)
+            if not hard and await self._call(dom.isActive):
+                try:
+                    await self._call(dom.reboot, 0)
+                    return
+                except libvirt.libvirtError:
+                    pass
+            if await self._call(dom.isActive):
+                await self._call(dom.destroy)
+        except libvirt.libvirtError as exc:
+            raise SpawnError(f"libvirt: {exc.get_error_message()}") from exc
+        await self.power_on(instance_id)
+
+    def console_tail(self, instance_id: str, length: int) -> str:
+        """The last `length` lines of the serial console file (all when 0);
+        "" when the guest never wrote one (the test driver has no guest)."""
+        path = os.path.join(self.instance_dir(instance_id), "console.log")
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return ""
+        lines = data.decode("utf-8", "replace").splitlines(keepends=True)
+        return "".join(lines[-length:] if length else lines)
 
     async def instance_ids(self) -> set[str]:
         doms = await self._call(self.conn.listAllDomains)

@@ -50,6 +50,12 @@ class PowerState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     POWER_STATE_CRASHED: _ClassVar[PowerState]
     POWER_STATE_SUSPENDED: _ClassVar[PowerState]
 
+class RebootType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REBOOT_TYPE_UNSPECIFIED: _ClassVar[RebootType]
+    REBOOT_TYPE_SOFT: _ClassVar[RebootType]
+    REBOOT_TYPE_HARD: _ClassVar[RebootType]
+
 class ImageStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     IMAGE_STATUS_UNSPECIFIED: _ClassVar[ImageStatus]
@@ -88,6 +94,9 @@ POWER_STATE_PAUSED: PowerState
 POWER_STATE_SHUTDOWN: PowerState
 POWER_STATE_CRASHED: PowerState
 POWER_STATE_SUSPENDED: PowerState
+REBOOT_TYPE_UNSPECIFIED: RebootType
+REBOOT_TYPE_SOFT: RebootType
+REBOOT_TYPE_HARD: RebootType
 IMAGE_STATUS_UNSPECIFIED: ImageStatus
 IMAGE_STATUS_QUEUED: ImageStatus
 IMAGE_STATUS_SAVING: ImageStatus
@@ -392,6 +401,152 @@ class DeleteServerResponse(_message.Message):
     SERVER_FIELD_NUMBER: _ClassVar[int]
     server: Server
     def __init__(self, server: _Optional[_Union[Server, _Mapping]] = ...) -> None: ...
+
+class ResizeServerRequest(_message.Message):
+    __slots__ = ("id", "flavor_ref")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    FLAVOR_REF_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    flavor_ref: str
+    def __init__(self, id: _Optional[str] = ..., flavor_ref: _Optional[str] = ...) -> None: ...
+
+class ResizeServerResponse(_message.Message):
+    __slots__ = ("server", "migration")
+    SERVER_FIELD_NUMBER: _ClassVar[int]
+    MIGRATION_FIELD_NUMBER: _ClassVar[int]
+    server: Server
+    migration: Migration
+    def __init__(self, server: _Optional[_Union[Server, _Mapping]] = ..., migration: _Optional[_Union[Migration, _Mapping]] = ...) -> None: ...
+
+class ConfirmServerResizeRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class ConfirmServerResizeResponse(_message.Message):
+    __slots__ = ("server",)
+    SERVER_FIELD_NUMBER: _ClassVar[int]
+    server: Server
+    def __init__(self, server: _Optional[_Union[Server, _Mapping]] = ...) -> None: ...
+
+class RevertServerResizeRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class RevertServerResizeResponse(_message.Message):
+    __slots__ = ("server",)
+    SERVER_FIELD_NUMBER: _ClassVar[int]
+    server: Server
+    def __init__(self, server: _Optional[_Union[Server, _Mapping]] = ...) -> None: ...
+
+class MigrateServerRequest(_message.Message):
+    __slots__ = ("id", "host")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    host: str
+    def __init__(self, id: _Optional[str] = ..., host: _Optional[str] = ...) -> None: ...
+
+class MigrateServerResponse(_message.Message):
+    __slots__ = ("server", "migration")
+    SERVER_FIELD_NUMBER: _ClassVar[int]
+    MIGRATION_FIELD_NUMBER: _ClassVar[int]
+    server: Server
+    migration: Migration
+    def __init__(self, server: _Optional[_Union[Server, _Mapping]] = ..., migration: _Optional[_Union[Migration, _Mapping]] = ...) -> None: ...
+
+class ListServerMigrationsRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class ListServerMigrationsResponse(_message.Message):
+    __slots__ = ("migrations",)
+    MIGRATIONS_FIELD_NUMBER: _ClassVar[int]
+    migrations: _containers.RepeatedCompositeFieldContainer[Migration]
+    def __init__(self, migrations: _Optional[_Iterable[_Union[Migration, _Mapping]]] = ...) -> None: ...
+
+class Migration(_message.Message):
+    __slots__ = ("id", "server_id", "project_id", "source_host", "dest_host", "old_flavor_id", "new_flavor_id", "status", "migration_type", "created_at", "updated_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SERVER_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_HOST_FIELD_NUMBER: _ClassVar[int]
+    DEST_HOST_FIELD_NUMBER: _ClassVar[int]
+    OLD_FLAVOR_ID_FIELD_NUMBER: _ClassVar[int]
+    NEW_FLAVOR_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    MIGRATION_TYPE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    server_id: str
+    project_id: str
+    source_host: str
+    dest_host: str
+    old_flavor_id: str
+    new_flavor_id: str
+    status: str
+    migration_type: str
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., server_id: _Optional[str] = ..., project_id: _Optional[str] = ..., source_host: _Optional[str] = ..., dest_host: _Optional[str] = ..., old_flavor_id: _Optional[str] = ..., new_flavor_id: _Optional[str] = ..., status: _Optional[str] = ..., migration_type: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class StopServerRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class StopServerResponse(_message.Message):
+    __slots__ = ("server",)
+    SERVER_FIELD_NUMBER: _ClassVar[int]
+    server: Server
+    def __init__(self, server: _Optional[_Union[Server, _Mapping]] = ...) -> None: ...
+
+class StartServerRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class StartServerResponse(_message.Message):
+    __slots__ = ("server",)
+    SERVER_FIELD_NUMBER: _ClassVar[int]
+    server: Server
+    def __init__(self, server: _Optional[_Union[Server, _Mapping]] = ...) -> None: ...
+
+class RebootServerRequest(_message.Message):
+    __slots__ = ("id", "type")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    type: RebootType
+    def __init__(self, id: _Optional[str] = ..., type: _Optional[_Union[RebootType, str]] = ...) -> None: ...
+
+class RebootServerResponse(_message.Message):
+    __slots__ = ("server",)
+    SERVER_FIELD_NUMBER: _ClassVar[int]
+    server: Server
+    def __init__(self, server: _Optional[_Union[Server, _Mapping]] = ...) -> None: ...
+
+class GetConsoleOutputRequest(_message.Message):
+    __slots__ = ("id", "length")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    length: int
+    def __init__(self, id: _Optional[str] = ..., length: _Optional[int] = ...) -> None: ...
+
+class GetConsoleOutputResponse(_message.Message):
+    __slots__ = ("output",)
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    output: str
+    def __init__(self, output: _Optional[str] = ...) -> None: ...
 
 class WatchServersRequest(_message.Message):
     __slots__ = ("id", "all_projects")

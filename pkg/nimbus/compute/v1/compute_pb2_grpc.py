@@ -62,6 +62,51 @@ class ComputeServiceStub:
                 request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.WatchServersRequest.SerializeToString,
                 response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.WatchServersResponse.FromString,
                 _registered_method=True)
+        self.StopServer = channel.unary_unary(
+                '/nimbus.compute.v1.ComputeService/StopServer',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.StopServerRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.StopServerResponse.FromString,
+                _registered_method=True)
+        self.StartServer = channel.unary_unary(
+                '/nimbus.compute.v1.ComputeService/StartServer',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.StartServerRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.StartServerResponse.FromString,
+                _registered_method=True)
+        self.RebootServer = channel.unary_unary(
+                '/nimbus.compute.v1.ComputeService/RebootServer',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.RebootServerRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.RebootServerResponse.FromString,
+                _registered_method=True)
+        self.GetConsoleOutput = channel.unary_unary(
+                '/nimbus.compute.v1.ComputeService/GetConsoleOutput',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.GetConsoleOutputRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.GetConsoleOutputResponse.FromString,
+                _registered_method=True)
+        self.ResizeServer = channel.unary_unary(
+                '/nimbus.compute.v1.ComputeService/ResizeServer',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ResizeServerRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ResizeServerResponse.FromString,
+                _registered_method=True)
+        self.ConfirmServerResize = channel.unary_unary(
+                '/nimbus.compute.v1.ComputeService/ConfirmServerResize',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ConfirmServerResizeRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ConfirmServerResizeResponse.FromString,
+                _registered_method=True)
+        self.RevertServerResize = channel.unary_unary(
+                '/nimbus.compute.v1.ComputeService/RevertServerResize',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.RevertServerResizeRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.RevertServerResizeResponse.FromString,
+                _registered_method=True)
+        self.MigrateServer = channel.unary_unary(
+                '/nimbus.compute.v1.ComputeService/MigrateServer',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.MigrateServerRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.MigrateServerResponse.FromString,
+                _registered_method=True)
+        self.ListServerMigrations = channel.unary_unary(
+                '/nimbus.compute.v1.ComputeService/ListServerMigrations',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ListServerMigrationsRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ListServerMigrationsResponse.FromString,
+                _registered_method=True)
         self.ListFlavors = channel.unary_unary(
                 '/nimbus.compute.v1.ComputeService/ListFlavors',
                 request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ListFlavorsRequest.SerializeToString,
@@ -142,6 +187,77 @@ class ComputeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StopServer(self, request, context):
+        """StopServer powers a server off (ACTIVE or ERROR -> STOPPED): a graceful
+        shutdown, then a hard one after a timeout. It returns at once with
+        TASK_STATE_POWERING_OFF; the host does the rest.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartServer(self, request, context):
+        """StartServer powers a STOPPED server on (TASK_STATE_POWERING_ON -> ACTIVE).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RebootServer(self, request, context):
+        """RebootServer: SOFT asks the guest (ACTIVE only; a guest that does not
+        answer is rebooted hard), HARD destroys and recreates the domain from
+        its stored definition (ACTIVE, STOPPED or ERROR).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConsoleOutput(self, request, context):
+        """GetConsoleOutput returns the last `length` lines of the serial console
+        (all of it when length is 0), read on the server's host.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResizeServer(self, request, context):
+        """ResizeServer moves an ACTIVE or STOPPED server to another flavor (on
+        another host unless allow_resize_to_same_host): TASK_STATE_RESIZE_PREP
+        now, VM_STATE_RESIZED when done, then confirm or revert.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfirmServerResize(self, request, context):
+        """ConfirmServerResize keeps the new flavor and cleans up the source host.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevertServerResize(self, request, context):
+        """RevertServerResize goes back to the old flavor, host and disks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MigrateServer(self, request, context):
+        """MigrateServer (admin only) is a cold migration: a resize to the same
+        flavor on another host (`host`, or the scheduler's choice when empty).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListServerMigrations(self, request, context):
+        """ListServerMigrations lists a server's migrations (resizes included).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListFlavors(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -215,6 +331,51 @@ def add_ComputeServiceServicer_to_server(servicer, server):
                     servicer.WatchServers,
                     request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.WatchServersRequest.FromString,
                     response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.WatchServersResponse.SerializeToString,
+            ),
+            'StopServer': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopServer,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.StopServerRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.StopServerResponse.SerializeToString,
+            ),
+            'StartServer': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartServer,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.StartServerRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.StartServerResponse.SerializeToString,
+            ),
+            'RebootServer': grpc.unary_unary_rpc_method_handler(
+                    servicer.RebootServer,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.RebootServerRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.RebootServerResponse.SerializeToString,
+            ),
+            'GetConsoleOutput': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConsoleOutput,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.GetConsoleOutputRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.GetConsoleOutputResponse.SerializeToString,
+            ),
+            'ResizeServer': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResizeServer,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ResizeServerRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ResizeServerResponse.SerializeToString,
+            ),
+            'ConfirmServerResize': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmServerResize,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ConfirmServerResizeRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ConfirmServerResizeResponse.SerializeToString,
+            ),
+            'RevertServerResize': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevertServerResize,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.RevertServerResizeRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.RevertServerResizeResponse.SerializeToString,
+            ),
+            'MigrateServer': grpc.unary_unary_rpc_method_handler(
+                    servicer.MigrateServer,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.MigrateServerRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.MigrateServerResponse.SerializeToString,
+            ),
+            'ListServerMigrations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListServerMigrations,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ListServerMigrationsRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ListServerMigrationsResponse.SerializeToString,
             ),
             'ListFlavors': grpc.unary_unary_rpc_method_handler(
                     servicer.ListFlavors,
@@ -390,6 +551,249 @@ class ComputeService:
             '/nimbus.compute.v1.ComputeService/WatchServers',
             nimbus_dot_compute_dot_v1_dot_compute__pb2.WatchServersRequest.SerializeToString,
             nimbus_dot_compute_dot_v1_dot_compute__pb2.WatchServersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopServer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.ComputeService/StopServer',
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.StopServerRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.StopServerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartServer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.ComputeService/StartServer',
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.StartServerRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.StartServerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RebootServer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.ComputeService/RebootServer',
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.RebootServerRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.RebootServerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConsoleOutput(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.ComputeService/GetConsoleOutput',
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.GetConsoleOutputRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.GetConsoleOutputResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResizeServer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.ComputeService/ResizeServer',
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.ResizeServerRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.ResizeServerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmServerResize(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.ComputeService/ConfirmServerResize',
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.ConfirmServerResizeRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.ConfirmServerResizeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevertServerResize(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.ComputeService/RevertServerResize',
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.RevertServerResizeRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.RevertServerResizeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MigrateServer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.ComputeService/MigrateServer',
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.MigrateServerRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.MigrateServerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListServerMigrations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.ComputeService/ListServerMigrations',
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.ListServerMigrationsRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.ListServerMigrationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -11,6 +11,124 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class AdvanceMigrationRequest(_message.Message):
+    __slots__ = ("host", "instance_id", "from_task_state", "power_state", "fault")
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_TASK_STATE_FIELD_NUMBER: _ClassVar[int]
+    POWER_STATE_FIELD_NUMBER: _ClassVar[int]
+    FAULT_FIELD_NUMBER: _ClassVar[int]
+    host: str
+    instance_id: str
+    from_task_state: _compute_pb2.TaskState
+    power_state: _compute_pb2.PowerState
+    fault: _compute_pb2.Fault
+    def __init__(self, host: _Optional[str] = ..., instance_id: _Optional[str] = ..., from_task_state: _Optional[_Union[_compute_pb2.TaskState, str]] = ..., power_state: _Optional[_Union[_compute_pb2.PowerState, str]] = ..., fault: _Optional[_Union[_compute_pb2.Fault, _Mapping]] = ...) -> None: ...
+
+class AdvanceMigrationResponse(_message.Message):
+    __slots__ = ("server", "revision", "migration_context")
+    SERVER_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    MIGRATION_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    server: _compute_pb2.Server
+    revision: int
+    migration_context: _records_pb2.MigrationContext
+    def __init__(self, server: _Optional[_Union[_compute_pb2.Server, _Mapping]] = ..., revision: _Optional[int] = ..., migration_context: _Optional[_Union[_records_pb2.MigrationContext, _Mapping]] = ...) -> None: ...
+
+class FetchDisksRequest(_message.Message):
+    __slots__ = ("host", "instance_id")
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    host: str
+    instance_id: str
+    def __init__(self, host: _Optional[str] = ..., instance_id: _Optional[str] = ...) -> None: ...
+
+class DiskChunk(_message.Message):
+    __slots__ = ("request_id", "host", "source_dir", "name", "data", "end_of_file", "size", "sha256", "error")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_DIR_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    END_OF_FILE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    host: str
+    source_dir: str
+    name: str
+    data: bytes
+    end_of_file: bool
+    size: int
+    sha256: str
+    error: str
+    def __init__(self, request_id: _Optional[str] = ..., host: _Optional[str] = ..., source_dir: _Optional[str] = ..., name: _Optional[str] = ..., data: _Optional[bytes] = ..., end_of_file: _Optional[bool] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+
+class FetchDisksResponse(_message.Message):
+    __slots__ = ("chunk",)
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    chunk: DiskChunk
+    def __init__(self, chunk: _Optional[_Union[DiskChunk, _Mapping]] = ...) -> None: ...
+
+class PushDisksRequest(_message.Message):
+    __slots__ = ("chunk",)
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    chunk: DiskChunk
+    def __init__(self, chunk: _Optional[_Union[DiskChunk, _Mapping]] = ...) -> None: ...
+
+class PushDisksResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DiskRequest(_message.Message):
+    __slots__ = ("request_id", "instance_id")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    instance_id: str
+    def __init__(self, request_id: _Optional[str] = ..., instance_id: _Optional[str] = ...) -> None: ...
+
+class GetConsoleOutputRequest(_message.Message):
+    __slots__ = ("instance_id", "length")
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    length: int
+    def __init__(self, instance_id: _Optional[str] = ..., length: _Optional[int] = ...) -> None: ...
+
+class GetConsoleOutputResponse(_message.Message):
+    __slots__ = ("output",)
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    output: str
+    def __init__(self, output: _Optional[str] = ...) -> None: ...
+
+class ConsoleRequest(_message.Message):
+    __slots__ = ("request_id", "instance_id", "length")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    instance_id: str
+    length: int
+    def __init__(self, request_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., length: _Optional[int] = ...) -> None: ...
+
+class ReturnConsoleOutputRequest(_message.Message):
+    __slots__ = ("host", "request_id", "output", "error")
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    host: str
+    request_id: str
+    output: str
+    error: str
+    def __init__(self, host: _Optional[str] = ..., request_id: _Optional[str] = ..., output: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+
+class ReturnConsoleOutputResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class AllocateNetworksRequest(_message.Message):
     __slots__ = ("host", "instance_id")
     HOST_FIELD_NUMBER: _ClassVar[int]
@@ -66,17 +184,21 @@ class StreamAssignmentsRequest(_message.Message):
     def __init__(self, host: _Optional[str] = ...) -> None: ...
 
 class StreamAssignmentsResponse(_message.Message):
-    __slots__ = ("type", "server", "revision", "user_data", "public_keys", "personality")
+    __slots__ = ("type", "server", "revision", "user_data", "public_keys", "personality", "console", "migration_context", "disk_request")
     class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         EVENT_TYPE_UNSPECIFIED: _ClassVar[StreamAssignmentsResponse.EventType]
         EVENT_TYPE_UPSERT: _ClassVar[StreamAssignmentsResponse.EventType]
         EVENT_TYPE_DELETED: _ClassVar[StreamAssignmentsResponse.EventType]
         EVENT_TYPE_SYNCED: _ClassVar[StreamAssignmentsResponse.EventType]
+        EVENT_TYPE_CONSOLE_REQUEST: _ClassVar[StreamAssignmentsResponse.EventType]
+        EVENT_TYPE_DISK_REQUEST: _ClassVar[StreamAssignmentsResponse.EventType]
     EVENT_TYPE_UNSPECIFIED: StreamAssignmentsResponse.EventType
     EVENT_TYPE_UPSERT: StreamAssignmentsResponse.EventType
     EVENT_TYPE_DELETED: StreamAssignmentsResponse.EventType
     EVENT_TYPE_SYNCED: StreamAssignmentsResponse.EventType
+    EVENT_TYPE_CONSOLE_REQUEST: StreamAssignmentsResponse.EventType
+    EVENT_TYPE_DISK_REQUEST: StreamAssignmentsResponse.EventType
     class PublicKeysEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -90,13 +212,19 @@ class StreamAssignmentsResponse(_message.Message):
     USER_DATA_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_KEYS_FIELD_NUMBER: _ClassVar[int]
     PERSONALITY_FIELD_NUMBER: _ClassVar[int]
+    CONSOLE_FIELD_NUMBER: _ClassVar[int]
+    MIGRATION_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    DISK_REQUEST_FIELD_NUMBER: _ClassVar[int]
     type: StreamAssignmentsResponse.EventType
     server: _compute_pb2.Server
     revision: int
     user_data: bytes
     public_keys: _containers.ScalarMap[str, str]
     personality: _containers.RepeatedCompositeFieldContainer[_compute_pb2.Personality]
-    def __init__(self, type: _Optional[_Union[StreamAssignmentsResponse.EventType, str]] = ..., server: _Optional[_Union[_compute_pb2.Server, _Mapping]] = ..., revision: _Optional[int] = ..., user_data: _Optional[bytes] = ..., public_keys: _Optional[_Mapping[str, str]] = ..., personality: _Optional[_Iterable[_Union[_compute_pb2.Personality, _Mapping]]] = ...) -> None: ...
+    console: ConsoleRequest
+    migration_context: _records_pb2.MigrationContext
+    disk_request: DiskRequest
+    def __init__(self, type: _Optional[_Union[StreamAssignmentsResponse.EventType, str]] = ..., server: _Optional[_Union[_compute_pb2.Server, _Mapping]] = ..., revision: _Optional[int] = ..., user_data: _Optional[bytes] = ..., public_keys: _Optional[_Mapping[str, str]] = ..., personality: _Optional[_Iterable[_Union[_compute_pb2.Personality, _Mapping]]] = ..., console: _Optional[_Union[ConsoleRequest, _Mapping]] = ..., migration_context: _Optional[_Union[_records_pb2.MigrationContext, _Mapping]] = ..., disk_request: _Optional[_Union[DiskRequest, _Mapping]] = ...) -> None: ...
 
 class UpdateInstanceRequest(_message.Message):
     __slots__ = ("host", "server", "update_mask", "expected_task_states")

@@ -71,6 +71,31 @@ class ConductorServiceStub:
                 request_serializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.CheckServerGroupRequest.SerializeToString,
                 response_deserializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.CheckServerGroupResponse.FromString,
                 _registered_method=True)
+        self.GetConsoleOutput = channel.unary_unary(
+                '/nimbus.conductor.v1.ConductorService/GetConsoleOutput',
+                request_serializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.GetConsoleOutputRequest.SerializeToString,
+                response_deserializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.GetConsoleOutputResponse.FromString,
+                _registered_method=True)
+        self.ReturnConsoleOutput = channel.unary_unary(
+                '/nimbus.conductor.v1.ConductorService/ReturnConsoleOutput',
+                request_serializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.ReturnConsoleOutputRequest.SerializeToString,
+                response_deserializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.ReturnConsoleOutputResponse.FromString,
+                _registered_method=True)
+        self.AdvanceMigration = channel.unary_unary(
+                '/nimbus.conductor.v1.ConductorService/AdvanceMigration',
+                request_serializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.AdvanceMigrationRequest.SerializeToString,
+                response_deserializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.AdvanceMigrationResponse.FromString,
+                _registered_method=True)
+        self.FetchDisks = channel.unary_stream(
+                '/nimbus.conductor.v1.ConductorService/FetchDisks',
+                request_serializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.FetchDisksRequest.SerializeToString,
+                response_deserializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.FetchDisksResponse.FromString,
+                _registered_method=True)
+        self.PushDisks = channel.stream_unary(
+                '/nimbus.conductor.v1.ConductorService/PushDisks',
+                request_serializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.PushDisksRequest.SerializeToString,
+                response_deserializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.PushDisksResponse.FromString,
+                _registered_method=True)
 
 
 class ConductorServiceServicer:
@@ -137,6 +162,50 @@ class ConductorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetConsoleOutput(self, request, context):
+        """GetConsoleOutput (for the API) asks the server's host, over the host's
+        assignment stream, for the tail of its serial console; UNAVAILABLE when
+        the host is not connected to this conductor or does not answer in time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReturnConsoleOutput(self, request, context):
+        """ReturnConsoleOutput is the host's answer to a CONSOLE_REQUEST event.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AdvanceMigration(self, request, context):
+        """AdvanceMigration reports that a host finished its step of a resize,
+        migration, confirm or revert (the step named by from_task_state); the
+        conductor moves the server, its migration record, allocations and quota
+        on together, in one transaction. FAILED_PRECONDITION when the server is
+        no longer in that step (another actor won).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FetchDisks(self, request, context):
+        """FetchDisks (the destination of a move) streams the server's files from
+        the source host: the conductor asks the source over its assignment
+        stream (DISK_REQUEST) and relays what it pushes. Only the two hosts of
+        that migration take part; hosts never listen for each other.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PushDisks(self, request_iterator, context):
+        """PushDisks is the source's answer to a DISK_REQUEST.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConductorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -174,6 +243,31 @@ def add_ConductorServiceServicer_to_server(servicer, server):
                     servicer.CheckServerGroup,
                     request_deserializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.CheckServerGroupRequest.FromString,
                     response_serializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.CheckServerGroupResponse.SerializeToString,
+            ),
+            'GetConsoleOutput': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConsoleOutput,
+                    request_deserializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.GetConsoleOutputRequest.FromString,
+                    response_serializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.GetConsoleOutputResponse.SerializeToString,
+            ),
+            'ReturnConsoleOutput': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReturnConsoleOutput,
+                    request_deserializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.ReturnConsoleOutputRequest.FromString,
+                    response_serializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.ReturnConsoleOutputResponse.SerializeToString,
+            ),
+            'AdvanceMigration': grpc.unary_unary_rpc_method_handler(
+                    servicer.AdvanceMigration,
+                    request_deserializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.AdvanceMigrationRequest.FromString,
+                    response_serializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.AdvanceMigrationResponse.SerializeToString,
+            ),
+            'FetchDisks': grpc.unary_stream_rpc_method_handler(
+                    servicer.FetchDisks,
+                    request_deserializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.FetchDisksRequest.FromString,
+                    response_serializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.FetchDisksResponse.SerializeToString,
+            ),
+            'PushDisks': grpc.stream_unary_rpc_method_handler(
+                    servicer.PushDisks,
+                    request_deserializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.PushDisksRequest.FromString,
+                    response_serializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.PushDisksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -367,6 +461,141 @@ class ConductorService:
             '/nimbus.conductor.v1.ConductorService/CheckServerGroup',
             nimbus_dot_conductor_dot_v1_dot_conductor__pb2.CheckServerGroupRequest.SerializeToString,
             nimbus_dot_conductor_dot_v1_dot_conductor__pb2.CheckServerGroupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConsoleOutput(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.conductor.v1.ConductorService/GetConsoleOutput',
+            nimbus_dot_conductor_dot_v1_dot_conductor__pb2.GetConsoleOutputRequest.SerializeToString,
+            nimbus_dot_conductor_dot_v1_dot_conductor__pb2.GetConsoleOutputResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReturnConsoleOutput(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.conductor.v1.ConductorService/ReturnConsoleOutput',
+            nimbus_dot_conductor_dot_v1_dot_conductor__pb2.ReturnConsoleOutputRequest.SerializeToString,
+            nimbus_dot_conductor_dot_v1_dot_conductor__pb2.ReturnConsoleOutputResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AdvanceMigration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.conductor.v1.ConductorService/AdvanceMigration',
+            nimbus_dot_conductor_dot_v1_dot_conductor__pb2.AdvanceMigrationRequest.SerializeToString,
+            nimbus_dot_conductor_dot_v1_dot_conductor__pb2.AdvanceMigrationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchDisks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/nimbus.conductor.v1.ConductorService/FetchDisks',
+            nimbus_dot_conductor_dot_v1_dot_conductor__pb2.FetchDisksRequest.SerializeToString,
+            nimbus_dot_conductor_dot_v1_dot_conductor__pb2.FetchDisksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PushDisks(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/nimbus.conductor.v1.ConductorService/PushDisks',
+            nimbus_dot_conductor_dot_v1_dot_conductor__pb2.PushDisksRequest.SerializeToString,
+            nimbus_dot_conductor_dot_v1_dot_conductor__pb2.PushDisksResponse.FromString,
             options,
             channel_credentials,
             insecure,

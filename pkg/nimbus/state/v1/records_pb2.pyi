@@ -21,7 +21,7 @@ class Resources(_message.Message):
     def __init__(self, vcpus: _Optional[int] = ..., memory_mb: _Optional[int] = ..., disk_gb: _Optional[int] = ...) -> None: ...
 
 class InstanceRecord(_message.Message):
-    __slots__ = ("server", "alternates", "tried_hosts", "request_id", "task_changed_at", "user_data", "personality", "public_keys", "networks", "networks_mode", "block_devices", "scheduler_hints", "forced_host", "group_policy", "group_max_per_host", "build_started_at")
+    __slots__ = ("server", "alternates", "tried_hosts", "request_id", "task_changed_at", "user_data", "personality", "public_keys", "networks", "networks_mode", "block_devices", "scheduler_hints", "forced_host", "group_policy", "group_max_per_host", "build_started_at", "migration_context")
     class PublicKeysEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -45,6 +45,7 @@ class InstanceRecord(_message.Message):
     GROUP_POLICY_FIELD_NUMBER: _ClassVar[int]
     GROUP_MAX_PER_HOST_FIELD_NUMBER: _ClassVar[int]
     BUILD_STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    MIGRATION_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     server: _compute_pb2.Server
     alternates: _containers.RepeatedScalarFieldContainer[str]
     tried_hosts: _containers.RepeatedScalarFieldContainer[str]
@@ -61,7 +62,44 @@ class InstanceRecord(_message.Message):
     group_policy: str
     group_max_per_host: int
     build_started_at: _timestamp_pb2.Timestamp
-    def __init__(self, server: _Optional[_Union[_compute_pb2.Server, _Mapping]] = ..., alternates: _Optional[_Iterable[str]] = ..., tried_hosts: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ..., task_changed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_data: _Optional[bytes] = ..., personality: _Optional[_Iterable[_Union[_compute_pb2.Personality, _Mapping]]] = ..., public_keys: _Optional[_Mapping[str, str]] = ..., networks: _Optional[_Iterable[_Union[_compute_pb2.NetworkRequest, _Mapping]]] = ..., networks_mode: _Optional[str] = ..., block_devices: _Optional[_Iterable[_Union[_compute_pb2.BlockDeviceMapping, _Mapping]]] = ..., scheduler_hints: _Optional[_Union[_compute_pb2.SchedulerHints, _Mapping]] = ..., forced_host: _Optional[str] = ..., group_policy: _Optional[str] = ..., group_max_per_host: _Optional[int] = ..., build_started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    migration_context: MigrationContext
+    def __init__(self, server: _Optional[_Union[_compute_pb2.Server, _Mapping]] = ..., alternates: _Optional[_Iterable[str]] = ..., tried_hosts: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ..., task_changed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_data: _Optional[bytes] = ..., personality: _Optional[_Iterable[_Union[_compute_pb2.Personality, _Mapping]]] = ..., public_keys: _Optional[_Mapping[str, str]] = ..., networks: _Optional[_Iterable[_Union[_compute_pb2.NetworkRequest, _Mapping]]] = ..., networks_mode: _Optional[str] = ..., block_devices: _Optional[_Iterable[_Union[_compute_pb2.BlockDeviceMapping, _Mapping]]] = ..., scheduler_hints: _Optional[_Union[_compute_pb2.SchedulerHints, _Mapping]] = ..., forced_host: _Optional[str] = ..., group_policy: _Optional[str] = ..., group_max_per_host: _Optional[int] = ..., build_started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., migration_context: _Optional[_Union[MigrationContext, _Mapping]] = ...) -> None: ...
+
+class MigrationContext(_message.Message):
+    __slots__ = ("migration_id", "source_host", "dest_host", "old_flavor", "new_flavor", "old_vm_state", "upsize_vcpus", "upsize_ram_mb", "downsize_vcpus", "downsize_ram_mb", "tried_hosts", "requested_host", "dest_reverted")
+    MIGRATION_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_HOST_FIELD_NUMBER: _ClassVar[int]
+    DEST_HOST_FIELD_NUMBER: _ClassVar[int]
+    OLD_FLAVOR_FIELD_NUMBER: _ClassVar[int]
+    NEW_FLAVOR_FIELD_NUMBER: _ClassVar[int]
+    OLD_VM_STATE_FIELD_NUMBER: _ClassVar[int]
+    UPSIZE_VCPUS_FIELD_NUMBER: _ClassVar[int]
+    UPSIZE_RAM_MB_FIELD_NUMBER: _ClassVar[int]
+    DOWNSIZE_VCPUS_FIELD_NUMBER: _ClassVar[int]
+    DOWNSIZE_RAM_MB_FIELD_NUMBER: _ClassVar[int]
+    TRIED_HOSTS_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_HOST_FIELD_NUMBER: _ClassVar[int]
+    DEST_REVERTED_FIELD_NUMBER: _ClassVar[int]
+    migration_id: str
+    source_host: str
+    dest_host: str
+    old_flavor: _compute_pb2.Flavor
+    new_flavor: _compute_pb2.Flavor
+    old_vm_state: _compute_pb2.VmState
+    upsize_vcpus: int
+    upsize_ram_mb: int
+    downsize_vcpus: int
+    downsize_ram_mb: int
+    tried_hosts: _containers.RepeatedScalarFieldContainer[str]
+    requested_host: str
+    dest_reverted: bool
+    def __init__(self, migration_id: _Optional[str] = ..., source_host: _Optional[str] = ..., dest_host: _Optional[str] = ..., old_flavor: _Optional[_Union[_compute_pb2.Flavor, _Mapping]] = ..., new_flavor: _Optional[_Union[_compute_pb2.Flavor, _Mapping]] = ..., old_vm_state: _Optional[_Union[_compute_pb2.VmState, str]] = ..., upsize_vcpus: _Optional[int] = ..., upsize_ram_mb: _Optional[int] = ..., downsize_vcpus: _Optional[int] = ..., downsize_ram_mb: _Optional[int] = ..., tried_hosts: _Optional[_Iterable[str]] = ..., requested_host: _Optional[str] = ..., dest_reverted: _Optional[bool] = ...) -> None: ...
+
+class MigrationRecord(_message.Message):
+    __slots__ = ("migration",)
+    MIGRATION_FIELD_NUMBER: _ClassVar[int]
+    migration: _compute_pb2.Migration
+    def __init__(self, migration: _Optional[_Union[_compute_pb2.Migration, _Mapping]] = ...) -> None: ...
 
 class NodeRecord(_message.Message):
     __slots__ = ("host", "hypervisor_type", "total", "reserved", "cpu_allocation_ratio", "ram_allocation_ratio", "disk_allocation_ratio", "disabled", "started_at")

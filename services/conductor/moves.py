@@ -1,0 +1,302 @@
+"""The leader's migration controller, and AdvanceMigration (Nova's
+conductor migrate_server + the compute manager's prep_resize,
+resize_instance, finish_resize, confirm_resize, revert_resize and
+finish_revert_resize, as the records they change).
+
+- place: a server in RESIZE_PREP without a destination gets one: the
+  scheduler picks (not the source unless allow_resize_to_same_host), and
+  the claim on the destination (held by the instance) joins the instance's
+  and the migration's change in one transaction; a host without room tries
+  the next, up to max_attempts; no host at all puts everything back as it
+  was (allocation, quota, task) with the migration in `error` and an Error
+  event: a server that was fine never goes to ERROR for it.
+- auto-confirm: a RESIZED server whose migration finished more than
+  resize_confirm_window seconds ago is confirmed, by the same compare-and-
+  swap as a user's confirm (exactly one wins).
+- advance: a host's step done moves the server, the migration record, the
+  allocations and the quota on together."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from nimbus import errors, log, migrations, resources, states
+from nimbus.clock import now
+from nimbus.compute.v1 import compute_pb2
+from nimbus.rpc import auth
+from nimbus.scheduler.v1 import scheduler_pb2
+from nimbus.services.compute.resize import begin_confirm_or_revert
+from nimbus.state.v1 import records_pb2
+from nimbus.store import keys
+from nimbus.store.informer import UPSERT
+from nimbus.store.store import Versioned
+
+_log = log.get("nimbus.conductor")
+C = compute_pb2
+R = records_pb2
+NONE = C.TASK_STATE_UNSPECIFIED
+# Who the auto-confirm acts as, in the instance action it records.
+SYSTEM = auth.Identity(user_id="nimbus-conductor", project_id="", roles=frozenset({auth.SERVICE}))
+
+
+def needs_destination(rec: R.InstanceRecord) -> bool:
+    ctx = migrations.context_of(rec)
+    return (rec.server.task_state == C.TASK_STATE_RESIZE_PREP and ctx is not None
+            and not ctx.dest_host)
+
+
+class MigrationController:
+    def __init__(self, conductor, scheduler_stub, metadata, allow_same_host: bool = False,
+                 confirm_window: float = 0.0, sweep_interval: float = 2.0):
+        self.c = conductor
+        self.scheduler = scheduler_stub
+        self.metadata = metadata
+        self.allow_same_host = allow_same_host
+        self.confirm_window = confirm_window
+        self.sweep_interval = sweep_interval
+        self.pending: set[str] = set()
+        self.wake = asyncio.Event()
+
+    def _on_instance(self, kind, key, new, old) -> None:
+        if kind == UPSERT and needs_destination(new.msg):
+            self.pending.add(new.msg.server.id)
+            self.wake.set()
+
+    async def lead(self) -> None:
+        await self.c.instances.synced.wait()
+        self.c.instances.add_listener(self._on_instance)
+        sweeper = asyncio.create_task(self._sweep_forever())
+        try:
+            self.pending.update(v.msg.server.id for v in self.c.instances.items.values()
+                                if needs_destination(v.msg))
+            self.wake.set()
+            while True:
+                await self.wake.wait()
+                self.wake.clear()
+                batch, self.pending = self.pending, set()
+                for instance_id in batch:
+                    try:
+                        await self.place(instance_id)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - keep it pending, try again
+                        _log.warning("placing a move failed, retrying", instance_id=instance_id,
+                                     error=str(exc))
+                        self.pending.add(instance_id)
+                if self.pending:
+                    await asyncio.sleep(0.5)
+                    self.wake.set()
+        finally:
+            self.c.instances.remove_listener(self._on_instance)
+            sweeper.cancel()
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_interval)
+            try:
+                await self.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the next sweep looks again
+                _log.warning("migration sweep failed", error=str(exc))
+
+    async def sweep(self) -> None:
+        stale = time.time() - 2 * self.sweep_interval
+        for v in list(self.c.instances.items.values()):
+            if needs_destination(v.msg) and v.msg.task_changed_at.seconds < stale:
+                self.pending.add(v.msg.server.id)
+                self.wake.set()
+            elif (self.confirm_window > 0 and v.msg.server.vm_state == C.VM_STATE_RESIZED
+                  and v.msg.server.task_state == NONE
+                  and v.msg.task_changed_at.seconds < time.time() - self.confirm_window):
+                try:
+                    await begin_confirm_or_revert(self.c.store, v, "confirm_resize", SYSTEM)
+                    _log.info("resize auto-confirmed", instance_id=v.msg.server.id)
+                except errors.NimbusError:
+                    pass   # the user confirmed or reverted first: fine
+
+    # ---- the destination -----------------------------------------------------
+
+    async def place(self, instance_id: str) -> None:
+        current = await self.c.store.get(keys.instance(instance_id), R.InstanceRecord)
+        if current is None or not needs_destination(current.msg):
+            return
+        rec, ctx = current.msg, current.msg.migration_context
+        source = rec.server.host
+        ignore = list(ctx.tried_hosts)
+        if not self.allow_same_host and not ctx.requested_host:
+            ignore.append(source)
+        request = scheduler_pb2.SelectDestinationsRequest(num_alternates=self.c.max_attempts - 1)
+        request.specs.add(instance_id=instance_id, project_id=rec.server.project_id,
+                          resources=resources.for_flavor(ctx.new_flavor), ignore_hosts=ignore,
+                          availability_zone=rec.server.availability_zone,
+                          forced_host=ctx.requested_host)
+        response = await self.scheduler.SelectDestinations(request, metadata=self.metadata,
+                                                           timeout=30)
+        selection = response.selections[0]
+        for host in selection.hosts:
+            node = await self.c.store.get(keys.node(host), R.NodeRecord)
+            if node is None or node.msg.disabled:
+                continue
+            if await self._claim(current, host, node.msg):
+                _log.info("move destination claimed", instance_id=instance_id, source=source,
+                          dest=host)
+                return
+            current = await self.c.store.get(keys.instance(instance_id), R.InstanceRecord)
+            if current is None or not needs_destination(current.msg):
+                return
+        reason = selection.reason or "There are not enough hosts available."
+        await self._no_valid_host(current, "No valid host was found. " + reason)
+
+    async def _claim(self, current: Versioned, host: str, node: R.NodeRecord) -> bool:
+        rec = R.InstanceRecord()
+        rec.CopyFrom(current.msg)
+        ctx = rec.migration_context
+        try:
+            frag = await migrations.allocations(
+                self.c.store, {(host, rec.server.id): resources.for_flavor(ctx.new_flavor)},
+                nodes={host: node}, project_id=rec.server.project_id)
+        except migrations.NoRoom:
+            ctx.tried_hosts.append(host)
+            return False
+        mig = await migrations.get(self.c.store, ctx.migration_id)
+        mfrag, _ = migrations.with_status(self.c.store, mig, "pre-migrating", dest_host=host)
+        ctx.dest_host = host
+        rec.server.updated_at.CopyFrom(now())
+        ikey = keys.instance(rec.server.id)
+        store = self.c.store
+        resp = await store.txn(
+            [store.mod_is(ikey, current.mod_revision), *frag.compares, *mfrag.compares],
+            [store.put(ikey, rec), *frag.ops, *mfrag.ops])
+        return resp.succeeded
+
+    async def _no_valid_host(self, current: Versioned, message: str) -> None:
+        """Everything as it was before the resize, the migration in error."""
+        rec = R.InstanceRecord()
+        rec.CopyFrom(current.msg)
+        ctx = rec.migration_context
+        store = self.c.store
+        frag = await migrations.allocations(store, {
+            (ctx.source_host, ctx.migration_id): None,
+            (ctx.source_host, rec.server.id): resources.for_flavor(ctx.old_flavor)},
+            project_id=rec.server.project_id)
+        frag.add(*(await migrations.quota_fragment(store, rec.server.project_id, -ctx.upsize_vcpus,
+                                                   -ctx.upsize_ram_mb)).astuple())
+        mig = await migrations.get(store, ctx.migration_id)
+        frag.add(*migrations.with_status(store, mig, "error")[0].astuple())
+        frag.add(*(await self.c.action_event(rec, "conductor_migrate_server", "Error", "",
+                                             rec.task_changed_at, message)))
+        rec.ClearField("migration_context")
+        rec.server.task_state = NONE
+        rec.server.updated_at.CopyFrom(now())
+        rec.task_changed_at.CopyFrom(now())
+        ikey = keys.instance(rec.server.id)
+        resp = await store.txn([store.mod_is(ikey, current.mod_revision), *frag.compares],
+                               [store.put(ikey, rec), *frag.ops])
+        if resp.succeeded:
+            _log.info("no valid host for a move", instance_id=rec.server.id, reason=message)
+        else:
+            self.pending.add(rec.server.id)   # changed meanwhile: look again
+
+
+# ---- a host's step done (AdvanceMigration) ----------------------------------------
+
+# from task -> (the role that reports it, the next task, the migration status).
+STEPS = {
+    C.TASK_STATE_RESIZE_PREP: ("source", C.TASK_STATE_RESIZE_MIGRATING, "migrating"),
+    C.TASK_STATE_RESIZE_MIGRATING: ("source", C.TASK_STATE_RESIZE_MIGRATED, "post-migrating"),
+    C.TASK_STATE_RESIZE_MIGRATED: ("dest", C.TASK_STATE_RESIZE_FINISH, "post-migrating"),
+    C.TASK_STATE_RESIZE_FINISH: ("dest", NONE, "finished"),
+    C.TASK_STATE_RESIZE_CONFIRMING: ("source", NONE, "confirmed"),
+}
+
+
+async def advance(conductor, request) -> tuple[R.InstanceRecord, int]:
+    """Apply one host's finished step, everything in one transaction."""
+    store = conductor.store
+    ikey = keys.instance(request.instance_id)
+    for _ in range(5):
+        current = await store.get(ikey, R.InstanceRecord)
+        if current is None:
+            raise errors.NotFound("server", request.instance_id)
+        rec = R.InstanceRecord()
+        rec.CopyFrom(current.msg)
+        server, ctx = rec.server, migrations.context_of(rec)
+        if server.task_state != request.from_task_state or ctx is None:
+            raise errors.UnexpectedTaskState(server.id, states.task_state_name(server.task_state),
+                                             [states.task_state_name(request.from_task_state)])
+        mig = await migrations.get(store, ctx.migration_id)
+        frag = migrations.Fragment()
+        event = ""
+        if request.HasField("fault"):
+            role = "dest" if request.host == ctx.dest_host else "source"
+            status, task, vm = "error", NONE, C.VM_STATE_ERROR
+            server.fault.CopyFrom(request.fault)
+            event = states.TASKS[request.from_task_state].event or "compute_resize_instance"
+        elif request.from_task_state == C.TASK_STATE_RESIZE_REVERTING and not ctx.dest_reverted:
+            # The destination cleaned up: the server is the source's again,
+            # with its old flavor; its claim is dropped and the source's
+            # handed back to the instance (on a same-host resize the two are
+            # one key: the dict keeps the last).
+            changes = {(ctx.dest_host, server.id): None, (ctx.source_host, ctx.migration_id): None,
+                       (ctx.source_host, server.id): resources.for_flavor(ctx.old_flavor)}
+            frag.add(*(await migrations.allocations(store, changes,
+                                                    project_id=server.project_id)).astuple())
+            role, task, status, vm = "dest", C.TASK_STATE_RESIZE_REVERTING, "reverting", server.vm_state
+            ctx.dest_reverted = True
+            server.host = ctx.source_host
+            server.flavor.CopyFrom(ctx.old_flavor)
+            server.flavor_ref = ctx.old_flavor.id
+        elif request.from_task_state == C.TASK_STATE_RESIZE_REVERTING:
+            # The source runs again: the move is over.
+            role, task, status, vm = "source", NONE, "reverted", ctx.old_vm_state
+            frag.add(*(await migrations.quota_fragment(
+                store, server.project_id, -ctx.upsize_vcpus, -ctx.upsize_ram_mb)).astuple())
+            event = states.TASKS[request.from_task_state].event
+        else:
+            role, task, status = STEPS[request.from_task_state]
+            vm = server.vm_state
+            if request.from_task_state == C.TASK_STATE_RESIZE_FINISH:
+                vm = C.VM_STATE_RESIZED
+                server.host = ctx.dest_host
+                server.flavor.CopyFrom(ctx.new_flavor)
+                server.flavor_ref = ctx.new_flavor.id
+                event = states.TASKS[request.from_task_state].event
+            elif request.from_task_state == C.TASK_STATE_RESIZE_CONFIRMING:
+                vm = (C.VM_STATE_ACTIVE if server.power_state == C.POWER_STATE_RUNNING
+                      else C.VM_STATE_STOPPED)
+                frag.add(*(await migrations.allocations(
+                    store, {(ctx.source_host, ctx.migration_id): None})).astuple())
+                frag.add(*(await migrations.quota_fragment(
+                    store, server.project_id, -ctx.downsize_vcpus, -ctx.downsize_ram_mb)).astuple())
+                event = states.TASKS[request.from_task_state].event
+        host_of_role = ctx.source_host if role == "source" else ctx.dest_host
+        if request.host != host_of_role:
+            raise errors.FailedPrecondition(
+                f"server {server.id}: this step is for host {host_of_role}, not {request.host}")
+        if not request.HasField("fault") and not states.migration_may_go(server, task, vm):
+            raise errors.FailedPrecondition(f"server {server.id}: no such step from "
+                                            f"{states.task_state_name(server.task_state)}")
+        if request.power_state:
+            server.power_state = request.power_state
+        if event:
+            frag.add(*(await conductor.action_event(
+                rec, event, "Error" if request.HasField("fault") else "Success", request.host,
+                rec.task_changed_at, request.fault.message)))
+        frag.add(*migrations.with_status(store, mig, status)[0].astuple())
+        server.vm_state, server.task_state = vm, task
+        if task == NONE and vm != C.VM_STATE_RESIZED and status != "error":
+            rec.ClearField("migration_context")   # the move is over
+        stamp = now()
+        server.updated_at.CopyFrom(stamp)
+        if task != request.from_task_state:
+            rec.task_changed_at.CopyFrom(stamp)
+        resp = await store.txn([store.mod_is(ikey, current.mod_revision), *frag.compares],
+                               [store.put(ikey, rec), *frag.ops])
+        if resp.succeeded:
+            _log.info("move advanced", instance_id=server.id, host=request.host,
+                      task_state=states.task_state_name(task), migration=status)
+            return rec, resp.header.revision
+    raise errors.Unavailable("too many concurrent changes to this server; retry")
+
