@@ -12,7 +12,10 @@ PROTOS := $(shell find protos -name '*.proto')
 # qemu-img makes the image cache and overlays; genisoimage builds config drives;
 # python3-venv and python3-dev let Debian's own python3.11 make the venv and build libvirt-python.
 # openssh-client: ssh-keygen generates key pairs (CreateKeypair).
-APT_PACKAGES := libvirt-dev pkg-config qemu-utils genisoimage python3-venv python3-dev openssh-client etcd-server
+# postgresql-15, mariadb-server, mariadb-client: the datastores DatabaseService's
+# guests run (make run registers both); their system services are not used.
+APT_PACKAGES := libvirt-dev pkg-config qemu-utils genisoimage python3-venv python3-dev openssh-client etcd-server \
+	postgresql-15 postgresql-client-15 mariadb-server mariadb-client
 # The test tiers run real daemons: a throwaway Ceph (mon + OSD, rados/rbd
 # Python modules) and libvirtd with QEMU/TCG for a real guest (qemu-block-extra
 # gives QEMU its RBD driver; cpio packs the guest's initramfs).
@@ -21,6 +24,9 @@ TEST_APT_PACKAGES := ceph-mon ceph-osd ceph-common python3-rados python3-rbd \
 
 system-deps:
 	@tools/apt-ensure.sh $(APT_PACKAGES)
+	@# Datastores run as this unprivileged user when nimbus runs as root (PostgreSQL refuses root).
+	@if [ "$$(id -u)" = 0 ] && ! id nimbus-db >/dev/null 2>&1; then \
+	  useradd --system --no-create-home --shell /usr/sbin/nologin nimbus-db; fi
 
 test-deps: venv
 	@tools/apt-ensure.sh $(TEST_APT_PACKAGES)
