@@ -135,7 +135,9 @@ class DatabaseServicer(database_pb2_grpc.DatabaseServiceServicer):
         rec = (await self._get(instance_id)).msg
         if rec.instance.status != status.READY:
             raise errors.FailedPrecondition(
-                f"database instance {instance_id} is {status.name(rec.instance.status)}, not ACTIVE")
+                f"database instance {instance_id} is {status.name(rec.instance.status)} "
+                f"({D.TaskStatus.Name(rec.instance.task_status)}, "
+                f"{D.ServiceStatus.Name(rec.instance.service_status)}), not ACTIVE")
         return rec
 
     async def _command(self, instance_id: str, **command) -> G.Result:

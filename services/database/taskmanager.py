@@ -66,6 +66,7 @@ class TaskManager:
         self.control_address = control_address
         self.local = local_guests
         self.controller = Controller("taskmanager", self.reconcile)
+        self.prepared: set[str] = set()   # guests that answered prepare (this leader's term)
 
     # ---- leading --------------------------------------------------------------
 
@@ -262,14 +263,15 @@ class TaskManager:
                               "the guest agent did not connect within usage_timeout") from None
         if rec.stage != R.STAGE_PREPARE_SENT:
             rec = await self.save(rec.instance.id, lambda r: setattr(r, "stage", R.STAGE_PREPARE_SENT))
-        if rec.instance.service_status == D.SERVICE_STATUS_HEALTHY:
-            return
+        if rec.instance.service_status == D.SERVICE_STATUS_HEALTHY or rec.guest_id in self.prepared:
+            return   # the HEALTHY heartbeat ends the build; prepare again only after a restart
         result = await self.hub.call(rec.guest_id, timeout=max(1.0, remaining(rec)),
                                      prepare=G.Prepare(manager=rec.manager, databases=rec.databases,
                                                        users=rec.users,
                                                        volume_size_gb=rec.instance.volume.size_gb))
         if not result.ok:
             raise BuildFailed(D.TASK_STATUS_BUILDING_ERROR_GUEST, f"prepare failed: {result.error}")
+        self.prepared.add(rec.guest_id)
 
     # ---- delete -------------------------------------------------------------------
 
@@ -285,6 +287,7 @@ class TaskManager:
                                                            metadata=md))
         for server_id in ids:
             await self._watch_server(server_id, 120, lambda s: s is None)
+        self.prepared.discard(rec.guest_id)
         if self.local is not None and rec.guest_id:
             await self.local.destroy(rec.guest_id)
         if inst.server_group_id:

@@ -96,7 +96,8 @@ class GuestAgent:
             status=self.status, host="127.0.0.1" if port else "", port=port, message=self.message))
 
     async def _prepare(self, cmd: G.Prepare) -> None:
-        self.set_status(D.SERVICE_STATUS_BUILDING)
+        if not (self.datastore.prepared and self.datastore.running):
+            self.set_status(D.SERVICE_STATUS_BUILDING)   # a repeated prepare stays HEALTHY
         try:
             await self.datastore.prepare(cmd)
         except DatastoreError as exc:
