@@ -25,6 +25,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from nimbus import config
 from nimbus.compute.v1 import compute_pb2 as C
 from nimbus.compute.v1 import compute_pb2_grpc
+from nimbus.dbseed import seed_datastores
 from nimbus.etcd import EmbeddedEtcd
 
 DEFAULT_FLAVORS = [  # name, vCPUs, RAM MB, disk GB (Nova's classic m1 set)
@@ -52,6 +53,7 @@ class ProcessStack:
                  api: str = config.DEFAULT_API_ADDRESS,
                  conductor: str = config.DEFAULT_CONDUCTOR_ADDRESS,
                  scheduler: str = config.DEFAULT_SCHEDULER_ADDRESS, agent_args: list[str] = (),
+                 database: str | None = config.DEFAULT_DATABASE_ADDRESS,
                  log_dir: str | None = None, quiet: bool = False):
         self.state_dir = os.path.abspath(state_dir)
         os.makedirs(self.state_dir, exist_ok=True)
@@ -60,6 +62,7 @@ class ProcessStack:
         self.etcd = EmbeddedEtcd(os.path.join(self.state_dir, "etcd"), etcd_port, etcd_peer_port,
                                  log_file=os.path.join(self.state_dir, "etcd.log"))
         self.api, self.conductor, self.scheduler = api, conductor, scheduler
+        self.database = database
         self.agent_args = list(agent_args)
         self.children: dict[str, subprocess.Popen] = {}
 
@@ -91,6 +94,9 @@ class ProcessStack:
                               ("compute", self.api)):
             self.wait_serving(name, address)
         self._spawn("agent", *self.agent_args)
+        if self.database:   # DatabaseService (trove); usage_timeout 5 min instead of Trove's 30
+            self._spawn("database", "--listen", self.database, "--noauth", "--usage-timeout", "300")
+            self.wait_serving("database", self.database)
         return self
 
     def wait_serving(self, name: str, address: str, timeout: float = 30) -> None:
@@ -164,6 +170,7 @@ nimbus is running (Ctrl-C stops everything).
   Conductor       {conductor}
   Scheduler       {scheduler}
   etcd            {etcd}     (data in {state}/etcd)
+  DatabaseService {database}      datastores {datastores}
   compute host    {host} on the libvirt test driver
   image           {image_name} ({image_id}); flavors m1.tiny m1.small m1.medium m1.large
 
@@ -185,9 +192,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--state-dir", default=os.environ.get("NIMBUS_STATE_DIR", ".nimbus"))
     parser.add_argument("--etcd-port", type=int, default=2379)
     parser.add_argument("--host", default="compute-1", help="the compute host's name")
+    parser.add_argument("--database-address",
+                        default=os.environ.get("NIMBUS_DATABASE_ADDRESS", config.DEFAULT_DATABASE_ADDRESS))
     args = parser.parse_args(argv)
     stack = ProcessStack(args.state_dir, etcd_port=args.etcd_port, etcd_peer_port=args.etcd_port + 1,
-                         agent_args=["--host", args.host])
+                         agent_args=["--host", args.host], database=args.database_address)
     stopping = False
 
     def on_signal(*_):
@@ -203,9 +212,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         stack.start()
         image = asyncio.run(seed(stack.api, stack.state_dir))
+        datastores = asyncio.run(seed_datastores(stack.database, image.name, ADMIN))
         print(BANNER.format(api=stack.api, conductor=stack.conductor, scheduler=stack.scheduler,
                             etcd=stack.etcd.endpoint, state=stack.state_dir, host=args.host,
-                            image_name=image.name, image_id=image.id), flush=True)
+                            image_name=image.name, image_id=image.id, database=stack.database,
+                            datastores=", ".join(datastores)), flush=True)
         while True:
             for name, proc in stack.children.items():
                 if proc.poll() is not None:

@@ -40,7 +40,7 @@ class DatabaseProcess(process.ServiceProcess):
             self.spawn(informer.run())
         self.compute = ComputeClient(cfg.api_address, cfg.service_token)
         self.closers.append(self.compute.close)
-        self.server = Server("database", cfg.listen or config.DEFAULT_DATABASE_ADDRESS,
+        self.server = Server("database", cfg.listen or cfg.database_address,
                              GuestAuthenticator(self.guests, noauth=cfg.noauth,
                                                 service_token=cfg.service_token or None))
         self.hub = GuestHub(self.store, self.instances, self.guests, cfg.agent_heartbeat_expiry)
