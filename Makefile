@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROTOS := $(shell find protos -name '*.proto')
 
-.PHONY: run test protos protos-check lint bench system-deps test-deps venv clean
+.PHONY: run test protos protos-check lint bench bench-db system-deps test-deps venv clean
 
 # Debian packages nimbus needs: libvirt-python builds against libvirt-dev;
 # qemu-img makes the image cache and overlays; genisoimage builds config drives;
@@ -69,6 +69,9 @@ lint: venv
 
 bench: venv
 	$(PY) bench/boot_storm.py $(BENCH_ARGS)
+
+bench-db: venv
+	$(PY) bench/db_create.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build .nimbus

@@ -79,8 +79,10 @@ async def run(argv: list[str], *, env: dict | None = None, stdin: bytes | None =
         await proc.wait()
         raise DatastoreError(f"{os.path.basename(argv[0])} timed out") from None
     if proc.returncode != 0:
-        text = err.decode(errors="replace").strip().splitlines()
-        raise DatastoreError(text[-1] if text else f"{argv[0]} exited {proc.returncode}")
+        lines = [line for line in err.decode(errors="replace").strip().splitlines()
+                 if "ERROR" in line or "FATAL" in line or "error" in line] or \
+            err.decode(errors="replace").strip().splitlines()
+        raise DatastoreError(" | ".join(lines[-3:]) if lines else f"{argv[0]} exited {proc.returncode}")
     return out.decode()
 
 
@@ -109,6 +111,10 @@ class Datastore:
         raise NotImplementedError
 
     def server_argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def ready(self) -> bool:
+        """Cheap (no process spawned): does the server say it accepts connections?"""
         raise NotImplementedError
 
     async def ping(self) -> bool:
@@ -207,13 +213,15 @@ class Datastore:
         finally:
             log.close()
         deadline = asyncio.get_running_loop().time() + timeout
-        while not await self.ping():
+        # Wait on the server's own files, then confirm with one real query:
+        # a client process every poll cost more CPU than the whole build.
+        while not (self.ready() and await self.ping()):
             if self.process.returncode is not None:
                 raise DatastoreError(f"{self.manager} exited with {self.process.returncode} "
                                      f"while starting: {self.log_tail()}")
             if asyncio.get_running_loop().time() > deadline:
                 raise DatastoreError(f"{self.manager} did not accept connections in {timeout:.0f} s")
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.02)
 
     async def stop(self, timeout: float = 30) -> None:
         proc, self.process = self.process, None

@@ -8,7 +8,8 @@ from __future__ import annotations
 import os
 
 from nimbus.database.v1 import database_pb2 as D
-from nimbus.services.guestagent.datastore import Datastore, DatastoreError, privileged, quote_literal, run
+from nimbus.services.guestagent.datastore import (Datastore, DatastoreError, chown, privileged,
+                                                  quote_literal, run)
 
 ADMIN = "nimbus_admin"
 SYSTEM_DATABASES = ("information_schema", "mysql", "performance_schema", "sys")
@@ -36,16 +37,26 @@ class MariaDB(Datastore):
     def socket(self) -> str:
         return os.path.join(self.rundir, "mysqld.sock")
 
+    @property
+    def tmpdir(self) -> str:
+        """Its own: a MariaDB starting up removes the '#sql' files it finds in
+        its tmpdir, which broke other instances' bootstraps sharing /tmp."""
+        path = os.path.join(self.root, "tmp")
+        if not os.path.isdir(path):
+            os.makedirs(path)
+            chown(path)
+        return path
+
     async def initialise(self, admin_password: str) -> None:
         argv = ["mariadb-install-db", "--no-defaults", f"--datadir={self.data}",
                 "--auth-root-authentication-method=socket", "--skip-test-db"]
-        await run(privileged(argv), timeout=120)
+        await run(privileged(argv), env={"TMPDIR": self.tmpdir}, timeout=120)
 
     def server_argv(self) -> list[str]:
         return ["mariadbd", "--no-defaults", f"--datadir={self.data}", f"--socket={self.socket}",
                 f"--port={self.port}", "--bind-address=127.0.0.1", "--skip-name-resolve",
                 f"--pid-file={os.path.join(self.rundir, 'mysqld.pid')}",
-                "--innodb-buffer-pool-size=16M", "--skip-log-bin"]
+                f"--tmpdir={self.tmpdir}", "--innodb-buffer-pool-size=16M", "--skip-log-bin"]
 
     async def sql(self, statement: str, as_root: bool = False) -> list[list[str]]:
         argv = ["mariadb", "--no-defaults", f"--socket={self.socket}", "--batch",
@@ -59,9 +70,10 @@ class MariaDB(Datastore):
         out = await run([*argv, "-e", statement], env=env)
         return [line.split("\t") for line in out.splitlines() if line]
 
+    def ready(self) -> bool:
+        return os.path.exists(self.socket)   # made once it accepts connections
+
     async def ping(self) -> bool:
-        if not os.path.exists(self.socket):
-            return False
         try:
             await self.sql("SELECT 1", as_root=not self.prepared_admin)
             return True
@@ -85,13 +97,16 @@ class MariaDB(Datastore):
         return [r[0] for r in await self.sql("SHOW DATABASES") if r[0] not in SYSTEM_DATABASES]
 
     async def create_databases(self, databases) -> None:
+        statements = []
         for db in databases:
             options = ""
             if db.character_set:
                 options += f" CHARACTER SET {lit(db.character_set)}"
             if db.collate:
                 options += f" COLLATE {lit(db.collate)}"
-            await self.sql(f"CREATE DATABASE IF NOT EXISTS {ident(db.name)}{options}")
+            statements.append(f"CREATE DATABASE IF NOT EXISTS {ident(db.name)}{options}")
+        if statements:
+            await self.sql("; ".join(statements))
 
     async def delete_database(self, name: str) -> None:
         if name not in await self.databases():
@@ -107,11 +122,19 @@ class MariaDB(Datastore):
                 and r[0] != os.environ.get("NIMBUS_DATASTORE_USER", "nimbus-db")]
 
     async def create_users(self, users) -> None:
+        if not users:
+            return
+        wanted = {db for user in users for db in user.databases}
+        missing = wanted - set(await self.databases()) if wanted else set()
+        if missing:
+            raise DatastoreError(f"database {sorted(missing)[0]!r} does not exist", "NOT_FOUND")
+        statements = []
         for user in users:
             who = account(user.name, user.host)
-            await self.sql(f"CREATE USER IF NOT EXISTS {who} IDENTIFIED BY PASSWORD {lit(user.verifier)}; "
-                           f"ALTER USER {who} IDENTIFIED BY PASSWORD {lit(user.verifier)}")
-            await self.grant(user.name, user.host, list(user.databases))
+            statements += [f"CREATE USER IF NOT EXISTS {who} IDENTIFIED BY PASSWORD {lit(user.verifier)}",
+                           f"ALTER USER {who} IDENTIFIED BY PASSWORD {lit(user.verifier)}",
+                           *(f"GRANT ALL PRIVILEGES ON {ident(db)}.* TO {who}" for db in user.databases)]
+        await self.sql("; ".join(statements))
 
     async def _check(self, user: str, host: str, databases: list[str]) -> None:
         if (user, host or "%") not in await self.accounts():

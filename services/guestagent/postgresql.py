@@ -42,17 +42,30 @@ class PostgreSQL(Datastore):
         return [os.path.join(BIN, "postgres"), "-D", self.data, "-c", "listen_addresses=127.0.0.1",
                 "-c", f"port={self.port}", "-c", f"unix_socket_directories={self.rundir}"]
 
-    async def sql(self, statement: str, database: str = "postgres") -> list[list[str]]:
-        out = await run(["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1",
-                         f"host=127.0.0.1 port={self.port} user={ADMIN} dbname={database} "
-                         "connect_timeout=5", "-c", statement],
-                        env={"PGPASSWORD": self.admin_password()})
+    async def sql(self, *statements: str, database: str = "postgres") -> list[list[str]]:
+        """Statements (or psql meta-commands such as \\c db) in one session,
+        each on its own (CREATE DATABASE cannot run in a transaction block)."""
+        if not statements:
+            return []
+        argv = ["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1",
+                f"host=127.0.0.1 port={self.port} user={ADMIN} dbname={database} connect_timeout=5"]
+        for statement in statements:
+            argv += ["-c", statement]
+        out = await run(argv, env={"PGPASSWORD": self.admin_password()})
         return [line.split("\t") for line in out.splitlines() if line]
+
+    def ready(self) -> bool:
+        """postmaster.pid's status line reads 'ready' once it accepts connections."""
+        try:
+            with open(os.path.join(self.data, "postmaster.pid")) as f:
+                lines = f.read().splitlines()
+        except OSError:
+            return False
+        return len(lines) >= 8 and lines[7].strip() == "ready"
 
     async def ping(self) -> bool:
         try:
-            await run([os.path.join(BIN, "pg_isready"), "-q", "-h", "127.0.0.1", "-p",
-                       str(self.port), "-t", "1"], timeout=5)
+            await self.sql("SELECT 1")
             return True
         except DatastoreError:
             return False
@@ -64,10 +77,12 @@ class PostgreSQL(Datastore):
 
     async def create_databases(self, databases) -> None:
         have = set(await self.databases())
+        statements = []
         for db in databases:
             if db.name not in have:
-                await self.sql(f"CREATE DATABASE {ident(db.name)}")
-                await self.sql(f"REVOKE CONNECT, TEMPORARY ON DATABASE {ident(db.name)} FROM PUBLIC")
+                statements += [f"CREATE DATABASE {ident(db.name)}",
+                               f"REVOKE CONNECT, TEMPORARY ON DATABASE {ident(db.name)} FROM PUBLIC"]
+        await self.sql(*statements)
 
     async def delete_database(self, name: str) -> None:
         if name not in await self.databases():
@@ -82,21 +97,37 @@ class PostgreSQL(Datastore):
         return [r[0] for r in rows if r[0] not in (ADMIN, self.root_user)]
 
     async def create_users(self, users) -> None:
+        if not users:
+            return
         have = set(await self.roles())
+        wanted = {db for user in users for db in user.databases}
+        missing = wanted - set(await self.databases()) if wanted else set()
+        if missing:
+            raise DatastoreError(f"database {sorted(missing)[0]!r} does not exist", "NOT_FOUND")
+        statements = []
         for user in users:
-            if user.name in have:
-                await self.sql(f"ALTER ROLE {ident(user.name)} LOGIN PASSWORD {quote_literal(user.verifier)}")
-            else:
-                await self.sql(f"CREATE ROLE {ident(user.name)} LOGIN PASSWORD {quote_literal(user.verifier)}")
-            await self.grant(user.name, "", list(user.databases))
+            verb = "ALTER" if user.name in have else "CREATE"
+            statements.append(f"{verb} ROLE {ident(user.name)} LOGIN PASSWORD {quote_literal(user.verifier)}")
+            statements += self._grants(user.name, list(user.databases))
+        await self.sql(*statements)
+
+    @staticmethod
+    def _grants(user: str, databases: list[str]) -> list[str]:
+        out = []
+        for db in databases:
+            # PostgreSQL 15 no longer lets everyone create in `public`.
+            out += [f"GRANT ALL PRIVILEGES ON DATABASE {ident(db)} TO {ident(user)}",
+                    f"\\c {ident(db)}", f"GRANT ALL ON SCHEMA public TO {ident(user)}"]
+        return out
 
     async def delete_user(self, name: str, host: str) -> None:
         if name not in await self.roles():
             raise DatastoreError(f"user {name!r} does not exist", "NOT_FOUND")
+        statements = []
         for db in await self.databases():
-            await self.sql(f"DROP OWNED BY {ident(name)}", database=db)
-        await self.sql(f"DROP OWNED BY {ident(name)}")
-        await self.sql(f"DROP ROLE {ident(name)}")
+            statements += [f"\\c {ident(db)}", f"DROP OWNED BY {ident(name)}"]
+        await self.sql(*statements, "\\c postgres", f"DROP OWNED BY {ident(name)}",
+                       f"DROP ROLE {ident(name)}")
 
     async def list_users(self) -> list[D.UserSpec]:
         rows = await self.sql(
@@ -118,15 +149,12 @@ class PostgreSQL(Datastore):
 
     async def grant(self, user: str, host: str, databases: list[str]) -> None:
         await self._check(user, databases)
-        for db in databases:
-            await self.sql(f"GRANT ALL PRIVILEGES ON DATABASE {ident(db)} TO {ident(user)}")
-            # PostgreSQL 15 no longer lets everyone create in `public`.
-            await self.sql(f"GRANT ALL ON SCHEMA public TO {ident(user)}", database=db)
+        await self.sql(*self._grants(user, databases))
 
     async def revoke(self, user: str, host: str, database: str) -> None:
         await self._check(user, [database])
-        await self.sql(f"REVOKE ALL ON SCHEMA public FROM {ident(user)}", database=database)
-        await self.sql(f"REVOKE ALL PRIVILEGES ON DATABASE {ident(database)} FROM {ident(user)}")
+        await self.sql(f"REVOKE ALL PRIVILEGES ON DATABASE {ident(database)} FROM {ident(user)}",
+                       f"\\c {ident(database)}", f"REVOKE ALL ON SCHEMA public FROM {ident(user)}")
 
     async def enable_root(self, root) -> None:
         exists = await self.sql(f"SELECT 1 FROM pg_roles WHERE rolname = {quote_literal(self.root_user)}")
