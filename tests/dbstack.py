@@ -11,6 +11,8 @@ import shutil
 import subprocess
 import tempfile
 
+import grpc
+
 from nimbus import config
 from nimbus.database.v1 import database_pb2 as D
 from nimbus.database.v1 import database_pb2_grpc, datastores_pb2 as S, datastores_pb2_grpc
@@ -79,7 +81,15 @@ class DbStack:
     async def wait_for(self, instance_id: str, predicate, timeout: float = 60, metadata=ADMIN):
         call = self.db.WatchInstances(D.WatchInstancesRequest(id=instance_id, all_projects=True),
                                       metadata=metadata)
-        return await until(call, W, "instance", predicate, timeout)
+        async def gone() -> bool:   # the service's mirror may not hold a fresh record yet
+            try:
+                await self.db.GetInstance(D.GetInstanceRequest(id=instance_id), metadata=ADMIN)
+                return False
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.NOT_FOUND:
+                    return True
+                raise
+        return await until(call, W, "instance", predicate, timeout, gone)
 
     async def wait_settled(self, instance_id: str, **kw) -> D.Instance:
         return await self.wait_for(instance_id, lambda i: i is not None and i.status not in (

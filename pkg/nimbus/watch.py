@@ -6,11 +6,16 @@ from __future__ import annotations
 import asyncio
 
 
-async def until(call, response_type, field: str, predicate, timeout: float):
+async def until(call, response_type, field: str, predicate, timeout: float, confirm_absent=None):
     """The first `field` of an UPSERT event for which predicate holds, or
     None when predicate(None) holds and the object is deleted (or was gone
     before the watch began). TimeoutError after `timeout`; RuntimeError
-    when the stream ends first. Cancels the call either way."""
+    when the stream ends first. Cancels the call either way.
+
+    A SYNCED marker before any UPSERT means "absent" only as far as the
+    server's mirror knows: a record written a moment ago may not be in it
+    yet. `confirm_absent()` (a fresh read) decides then; without it the
+    object counts as absent."""
     W = response_type
     seen = False
     try:
@@ -20,9 +25,11 @@ async def until(call, response_type, field: str, predicate, timeout: float):
                     seen = True
                     if predicate(getattr(event, field)):
                         return getattr(event, field)
-                elif event.type == W.EVENT_TYPE_DELETED or (
-                        event.type == W.EVENT_TYPE_SYNCED and not seen):
+                elif event.type == W.EVENT_TYPE_DELETED:
                     if predicate(None):
+                        return None
+                elif event.type == W.EVENT_TYPE_SYNCED and not seen and predicate(None):
+                    if confirm_absent is None or await confirm_absent():
                         return None
     finally:
         call.cancel()

@@ -89,6 +89,7 @@ class GuestHub(guest_pb2_grpc.GuestAgentServiceServicer):
         self.connected: dict[str, asyncio.Event] = {}
         self.last_seen: dict[str, float] = {}
         self.started = time.monotonic()
+        self._background: set[asyncio.Task] = set()
 
     def event(self, guest_id: str) -> asyncio.Event:
         return self.connected.setdefault(guest_id, asyncio.Event())
@@ -151,6 +152,11 @@ class GuestHub(guest_pb2_grpc.GuestAgentServiceServicer):
                         if not future.done():
                             future.set_exception(errors.Unavailable("the guest agent reconnected"))
                 self.event(guest_id).set()
+                rec = self.guests.items.get(keys.guest(guest_id))
+                if rec is not None and not rec.msg.rotated:
+                    task = asyncio.create_task(self._rotate(guest_id))
+                    self._background.add(task)
+                    task.add_done_callback(self._background.discard)
             elif guest_id not in self.sessions:
                 raise errors.FailedPrecondition("a guest starts with hello")
             elif kind == "heartbeat":
@@ -159,6 +165,21 @@ class GuestHub(guest_pb2_grpc.GuestAgentServiceServicer):
                 future = session.pending.get(msg.result.result_of)
                 if future is not None and not future.done():
                     future.set_result(msg.result)
+
+    async def _rotate(self, guest_id: str) -> None:
+        """Replace the one-time credential from the config drive; the old one
+        stays valid until the guest confirms it kept the new one."""
+        secret, digest = new_credential()
+        try:
+            result = await self.call(guest_id, timeout=30, new_credential=secret)
+            if not result.ok:
+                raise errors.FailedPrecondition(result.error)
+
+            def mutate(rec: R.GuestRecord):
+                rec.credential_sha256, rec.rotated = digest, True
+            await self.store.update(keys.guest(guest_id), R.GuestRecord, mutate)
+        except Exception as exc:  # noqa: BLE001 - tried again on the next connection
+            _log.warning("guest credential rotation failed", guest_id=guest_id, error=str(exc))
 
     async def _heartbeat(self, guest_id: str, beat: G.Heartbeat) -> None:
         instance_id = self._instance_of(guest_id)

@@ -245,8 +245,17 @@ class TaskManager:
     async def _watch_server(self, server_id: str, timeout: float, predicate) -> C.Server | None:
         call = self.compute.compute.WatchServers(C.WatchServersRequest(id=server_id),
                                                  metadata=self.compute.metadata)
+        async def gone() -> bool:
+            try:
+                await self.compute.compute.GetServer(C.GetServerRequest(id=server_id),
+                                                     metadata=self.compute.metadata)
+                return False
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.NOT_FOUND:
+                    return True
+                raise
         try:
-            return await until(call, C.WatchServersResponse, "server", predicate, timeout)
+            return await until(call, C.WatchServersResponse, "server", predicate, timeout, gone)
         except TimeoutError:
             raise BuildFailed(D.TASK_STATUS_BUILDING_ERROR_SERVER,
                               "the server did not become ACTIVE within usage_timeout") from None

@@ -25,6 +25,7 @@ import secrets
 import signal
 
 from nimbus.database.v1 import database_pb2 as D
+from nimbus.etcd import free_port
 from nimbus.database.v1 import guest_pb2 as G
 
 
@@ -186,9 +187,10 @@ class Datastore:
             if not os.listdir(self.data):
                 await self.initialise(password)
             if not self.port:
-                from nimbus.etcd import free_port
                 self.port = self.requested_port or free_port()
-        await self.start()
+            await self._start_on_a_free_port()
+        else:
+            await self.start()
         if fresh:
             await self.secure(password)
         await self.create_databases(prepare.databases)
@@ -198,6 +200,17 @@ class Datastore:
             with open(tmp, "w") as f:
                 json.dump({"port": self.port, "manager": self.manager}, f)
             os.replace(tmp, os.path.join(self.root, "state.json"))
+
+    async def _start_on_a_free_port(self, attempts: int = 3) -> None:
+        """A port chosen free can be taken by someone else before the server
+        binds it: on 'address in use' choose again (first start only)."""
+        for attempt in range(attempts):
+            try:
+                return await self.start()
+            except DatastoreError:
+                if self.requested_port or attempt == attempts - 1 or "in use" not in self.log_tail(10):
+                    raise
+                self.port = free_port()
 
     async def start(self, timeout: float = 60) -> None:
         if self.running:

@@ -50,7 +50,11 @@ class GuestAgent:
     def __init__(self, cfg: dict, root: str, heartbeat: float = 1.0):
         self.guest_id = cfg["guest_id"]
         self.address = cfg["control_address"]
-        self._credential = cfg["credential"]
+        # The config drive's credential works once: DatabaseService replaces
+        # it on the first connection and the new one is kept in <root>/credential.
+        self._initial_credential = cfg["credential"]
+        self._credential_path = os.path.join(os.path.abspath(root), "credential")
+        self._credential = self._saved_credential() or self._initial_credential
         plugin = PLUGINS.get(cfg["manager"])
         if plugin is None:
             raise SystemExit(f"unknown datastore manager {cfg['manager']!r}")
@@ -71,7 +75,24 @@ class GuestAgent:
             "grant_access": lambda c: self.datastore.grant(c.user, c.host, list(c.databases)),
             "revoke_access": lambda c: self.datastore.revoke(c.user, c.host, c.databases[0]),
             "enable_root": self.datastore.enable_root,
+            "new_credential": self._keep_credential,
         }
+
+    def _saved_credential(self) -> str | None:
+        try:
+            with open(self._credential_path) as f:
+                return f.read().strip() or None
+        except FileNotFoundError:
+            return None
+
+    async def _keep_credential(self, secret: str) -> None:
+        os.makedirs(os.path.dirname(self._credential_path), exist_ok=True)
+        tmp = self._credential_path + ".tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secret)
+        os.replace(tmp, self._credential_path)
+        self._credential = secret
 
     def set_status(self, status: int, message: str = "") -> None:
         if (status, message) != (self.status, self.message):
@@ -184,6 +205,10 @@ class GuestAgent:
                 except grpc.aio.AioRpcError as exc:
                     if exc.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
                         _log.error("DatabaseService refused this guest", code=exc.code().name)
+                        # A new credential whose confirmation was lost: the old one still works.
+                        self._credential = (self._initial_credential
+                                            if self._credential != self._initial_credential
+                                            else self._saved_credential() or self._initial_credential)
                     else:
                         _log.info("connection to DatabaseService lost", code=exc.code().name)
                 await asyncio.sleep(backoff)

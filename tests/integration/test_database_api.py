@@ -1,6 +1,8 @@
 """DatabaseService's checks and scoping: a table of bad requests with exact
 codes (nothing left behind), other projects, guest credentials."""
 
+import asyncio
+
 import grpc
 import pytest
 
@@ -8,6 +10,7 @@ from nimbus.database.v1 import database_pb2 as D
 from nimbus.database.v1 import datastores_pb2 as S
 from nimbus.database.v1 import guest_pb2 as G
 from nimbus.database.v1 import guest_pb2_grpc
+from nimbus.database.v1 import records_pb2 as R
 from nimbus.rpc.server import channel
 from stack import ADMIN, expect, user
 from test_database_flow import ALICE, create_request
@@ -102,12 +105,22 @@ async def test_a_guest_credential_speaks_only_for_its_guest(api):
     active = await api.wait_settled(created.id)
     assert active.status == D.INSTANCE_STATUS_ACTIVE, active.fault
     rec = api.database.instances.items[f"db/instances/{created.id}"].msg
-    import json, os
-    with open(os.path.join(api.guest_dir, rec.guest_id, "config-drive", "openstack", "content",
-                           "0000")) as f:
-        secret = json.load(f)["credential"]
-    stored = api.database.guests.items[f"guests/{rec.guest_id}"].msg.credential_sha256
-    assert secret not in stored and len(stored) == 64
+    import hashlib
+    import json
+    import os
+    base = os.path.join(api.guest_dir, rec.guest_id)
+    with open(os.path.join(base, "config-drive", "openstack", "content", "0000")) as f:
+        initial = json.load(f)["credential"]
+    for _ in range(100):   # the rotation is confirmed by the guest, then written
+        guest = (await api.database.store.get(f"guests/{rec.guest_id}", R.GuestRecord)).msg
+        if guest.rotated:
+            break
+        await asyncio.sleep(0.05)
+    with open(os.path.join(base, "datastore", "credential")) as f:
+        secret = f.read()   # what the guest was given on its first connection
+    assert os.stat(os.path.join(base, "datastore", "credential")).st_mode & 0o077 == 0
+    assert guest.rotated and guest.credential_sha256 == hashlib.sha256(secret.encode()).hexdigest()
+    assert secret != initial
 
     async def connect(token, guest_id):
         async with channel(api.address) as ch:
@@ -119,6 +132,8 @@ async def test_a_guest_credential_speaks_only_for_its_guest(api):
                     pass
             return err.value.code()
     assert await connect(f"guest.{rec.guest_id}.wrong", rec.guest_id) == grpc.StatusCode.UNAUTHENTICATED
+    # The config drive's credential (also in the server's personality file) is spent.
+    assert await connect(f"guest.{rec.guest_id}.{initial}", rec.guest_id) == grpc.StatusCode.UNAUTHENTICATED
     assert await connect(f"guest.{rec.guest_id}.{secret}", "another-guest") == \
         grpc.StatusCode.PERMISSION_DENIED
     assert await connect("alice:demo", rec.guest_id) == grpc.StatusCode.PERMISSION_DENIED

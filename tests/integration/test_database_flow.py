@@ -40,3 +40,24 @@ async def test_create_reaches_active_and_a_client_connects(dbstack, datastore):
     assert await dbstack.wait_for(created.id, lambda i: i is None) is None
     assert os.listdir(dbstack.guest_dir) == []   # no config drive, no data directory
     assert not datastore_processes(dbstack.guest_dir)
+
+
+async def test_passwords_reach_neither_etcd_nor_logs_nor_answers(dbstack):
+    secret = "s3cret-Pass"
+    created = (await dbstack.db.CreateInstance(create_request("mariadb"), metadata=ALICE)).instance
+    active = await dbstack.wait_settled(created.id)
+    assert active.status == D.INSTANCE_STATUS_ACTIVE, active.fault
+    root = await dbstack.db.EnableRoot(D.EnableRootRequest(instance_id=created.id), metadata=ALICE)
+    store = dbstack.database.store
+    values = [kv.value for kv in await store.client.get_prefix(store.key(""))]
+    assert values and not [v for v in values if secret.encode() in v or root.password.encode() in v]
+    rec = dbstack.database.instances.items[f"db/instances/{created.id}"].msg
+    for name in ("agent.log", "datastore/server.log"):
+        with open(os.path.join(dbstack.guest_dir, rec.guest_id, name), errors="replace") as f:
+            text = f.read()
+        assert secret not in text and root.password not in text
+    got = await dbstack.db.GetInstance(D.GetInstanceRequest(id=created.id), metadata=ALICE)
+    assert secret not in str(got) and root.password not in str(got)
+    await dbstack.db.DeleteInstance(D.DeleteInstanceRequest(id=created.id), metadata=ALICE)
+    assert await dbstack.wait_for(created.id, lambda i: i is None) is None
+

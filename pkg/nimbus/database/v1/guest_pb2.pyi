@@ -50,7 +50,7 @@ class Prepare(_message.Message):
     def __init__(self, manager: _Optional[str] = ..., databases: _Optional[_Iterable[_Union[_database_pb2.DatabaseSpec, _Mapping]]] = ..., users: _Optional[_Iterable[_Union[GuestUser, _Mapping]]] = ..., volume_size_gb: _Optional[int] = ...) -> None: ...
 
 class ConnectResponse(_message.Message):
-    __slots__ = ("id", "prepare", "restart", "create_databases", "delete_database", "list_databases", "create_users", "delete_user", "list_users", "grant_access", "revoke_access", "enable_root")
+    __slots__ = ("id", "prepare", "restart", "create_databases", "delete_database", "list_databases", "create_users", "delete_user", "list_users", "grant_access", "revoke_access", "enable_root", "new_credential")
     ID_FIELD_NUMBER: _ClassVar[int]
     PREPARE_FIELD_NUMBER: _ClassVar[int]
     RESTART_FIELD_NUMBER: _ClassVar[int]
@@ -63,6 +63,7 @@ class ConnectResponse(_message.Message):
     GRANT_ACCESS_FIELD_NUMBER: _ClassVar[int]
     REVOKE_ACCESS_FIELD_NUMBER: _ClassVar[int]
     ENABLE_ROOT_FIELD_NUMBER: _ClassVar[int]
+    NEW_CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
     id: str
     prepare: Prepare
     restart: Restart
@@ -75,7 +76,8 @@ class ConnectResponse(_message.Message):
     grant_access: Access
     revoke_access: Access
     enable_root: GuestUser
-    def __init__(self, id: _Optional[str] = ..., prepare: _Optional[_Union[Prepare, _Mapping]] = ..., restart: _Optional[_Union[Restart, _Mapping]] = ..., create_databases: _Optional[_Union[DatabasesChange, _Mapping]] = ..., delete_database: _Optional[_Union[NameRef, _Mapping]] = ..., list_databases: _Optional[_Union[ListRequest, _Mapping]] = ..., create_users: _Optional[_Union[UsersChange, _Mapping]] = ..., delete_user: _Optional[_Union[NameRef, _Mapping]] = ..., list_users: _Optional[_Union[ListRequest, _Mapping]] = ..., grant_access: _Optional[_Union[Access, _Mapping]] = ..., revoke_access: _Optional[_Union[Access, _Mapping]] = ..., enable_root: _Optional[_Union[GuestUser, _Mapping]] = ...) -> None: ...
+    new_credential: str
+    def __init__(self, id: _Optional[str] = ..., prepare: _Optional[_Union[Prepare, _Mapping]] = ..., restart: _Optional[_Union[Restart, _Mapping]] = ..., create_databases: _Optional[_Union[DatabasesChange, _Mapping]] = ..., delete_database: _Optional[_Union[NameRef, _Mapping]] = ..., list_databases: _Optional[_Union[ListRequest, _Mapping]] = ..., create_users: _Optional[_Union[UsersChange, _Mapping]] = ..., delete_user: _Optional[_Union[NameRef, _Mapping]] = ..., list_users: _Optional[_Union[ListRequest, _Mapping]] = ..., grant_access: _Optional[_Union[Access, _Mapping]] = ..., revoke_access: _Optional[_Union[Access, _Mapping]] = ..., enable_root: _Optional[_Union[GuestUser, _Mapping]] = ..., new_credential: _Optional[str] = ...) -> None: ...
 
 class Restart(_message.Message):
     __slots__ = ()

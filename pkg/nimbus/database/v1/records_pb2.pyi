@@ -52,16 +52,18 @@ class InstanceRecord(_message.Message):
     def __init__(self, instance: _Optional[_Union[_database_pb2.Instance, _Mapping]] = ..., stage: _Optional[_Union[Stage, str]] = ..., manager: _Optional[str] = ..., image: _Optional[str] = ..., databases: _Optional[_Iterable[_Union[_database_pb2.DatabaseSpec, _Mapping]]] = ..., users: _Optional[_Iterable[_Union[_guest_pb2.GuestUser, _Mapping]]] = ..., guest_id: _Optional[str] = ..., server_name: _Optional[str] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., compute_host: _Optional[str] = ...) -> None: ...
 
 class GuestRecord(_message.Message):
-    __slots__ = ("guest_id", "instance_id", "project_id", "credential_sha256")
+    __slots__ = ("guest_id", "instance_id", "project_id", "credential_sha256", "rotated")
     GUEST_ID_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     CREDENTIAL_SHA256_FIELD_NUMBER: _ClassVar[int]
+    ROTATED_FIELD_NUMBER: _ClassVar[int]
     guest_id: str
     instance_id: str
     project_id: str
     credential_sha256: str
-    def __init__(self, guest_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., project_id: _Optional[str] = ..., credential_sha256: _Optional[str] = ...) -> None: ...
+    rotated: bool
+    def __init__(self, guest_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., project_id: _Optional[str] = ..., credential_sha256: _Optional[str] = ..., rotated: _Optional[bool] = ...) -> None: ...
 
 class DbUsage(_message.Message):
     __slots__ = ("instances", "volumes")
