@@ -6,14 +6,17 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROTOS := $(shell find protos -name '*.proto')
 
-.PHONY: run test protos protos-check lint bench bench-load system-deps test-deps venv clean
+.PHONY: run test protos protos-check lint bench bench-load bench-db system-deps test-deps venv clean
 
 # Debian packages nimbus needs: libvirt-python builds against libvirt-dev;
 # qemu-img makes the image cache and overlays; genisoimage builds config drives;
 # python3-venv and python3-dev let Debian's own python3.11 make the venv and build libvirt-python.
 # openssh-client: ssh-keygen generates key pairs (CreateKeypair).
 # etcd-server: the embedded etcd, 3.4.23 (README "Which etcd": not 3.5.0-3.5.4).
-APT_PACKAGES := libvirt-dev pkg-config qemu-utils genisoimage python3-venv python3-dev openssh-client etcd-server
+# postgresql-15, mariadb-server, mariadb-client: the datastores DatabaseService's
+# guests run (make run registers both); their system services are not used.
+APT_PACKAGES := libvirt-dev pkg-config qemu-utils genisoimage python3-venv python3-dev openssh-client etcd-server \
+	postgresql-15 postgresql-client-15 mariadb-server mariadb-client
 # The test tiers run real daemons: a throwaway Ceph (mon + OSD, rados/rbd
 # Python modules) and libvirtd with QEMU/TCG for a real guest (qemu-block-extra
 # gives QEMU its RBD driver; cpio packs the guest's initramfs).
@@ -26,6 +29,9 @@ system-deps:
 	@if [ -d /run/systemd/system ] && systemctl is-enabled --quiet etcd 2>/dev/null; then \
 	  echo "disabling Debian's etcd service (make run starts its own etcd on 2379)"; \
 	  systemctl disable --now etcd; fi
+	@# Datastores run as this unprivileged user when nimbus runs as root (PostgreSQL refuses root).
+	@if [ "$$(id -u)" = 0 ] && ! id nimbus-db >/dev/null 2>&1; then \
+	  useradd --system --no-create-home --shell /usr/sbin/nologin nimbus-db; fi
 
 test-deps: venv
 	@tools/apt-ensure.sh $(TEST_APT_PACKAGES)
@@ -71,6 +77,9 @@ bench: venv
 
 bench-load: venv
 	$(PY) bench/client_load.py $(BENCH_ARGS)
+
+bench-db: venv
+	$(PY) bench/db_create.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build .nimbus

@@ -35,3 +35,11 @@ async def store(etcd):
     s = await Store.connect(etcd.endpoint, prefix=f"/t-{uuid.uuid4().hex[:8]}/")
     yield s
     await s.close()
+
+
+@pytest.fixture
+async def dbstack(etcd, tmp_path, qcow2_image):
+    """A nimbus stack with DatabaseService and both datastores registered."""
+    from dbstack import DbStack
+    async with DbStack(etcd.endpoint, str(tmp_path), qcow2_image) as s:
+        yield s

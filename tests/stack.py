@@ -170,24 +170,10 @@ class Stack:
     async def wait_for(self, server_id: str, predicate, metadata=ADMIN, timeout: float = 30):
         """Wait on WatchServers (never poll) until predicate(server) holds;
         predicate(None) is asked when the server is deleted."""
+        from nimbus.watch import until
         call = self.api.WatchServers(C.WatchServersRequest(id=server_id, all_projects=True),
                                      metadata=metadata)
-        W = C.WatchServersResponse
-        seen = False
-        try:
-            async with asyncio.timeout(timeout):
-                async for event in call:
-                    if event.type == W.EVENT_TYPE_UPSERT:
-                        seen = True
-                        if predicate(event.server):
-                            return event.server
-                    elif event.type == W.EVENT_TYPE_DELETED and predicate(None):
-                        return None
-                    elif event.type == W.EVENT_TYPE_SYNCED and not seen and predicate(None):
-                        return None   # already gone before we started watching
-        finally:
-            call.cancel()
-        raise AssertionError(f"server {server_id}: watch ended")
+        return await until(call, C.WatchServersResponse, "server", predicate, timeout)
 
     async def wait_settled(self, server_id: str, **kw) -> C.Server:
         """Until the server is ACTIVE or ERROR with no task."""

@@ -11,6 +11,7 @@ import os
 DEFAULT_API_ADDRESS = "127.0.0.1:8774"
 DEFAULT_CONDUCTOR_ADDRESS = "127.0.0.1:8775"
 DEFAULT_SCHEDULER_ADDRESS = "127.0.0.1:8776"
+DEFAULT_DATABASE_ADDRESS = "127.0.0.1:8779"
 
 
 @dataclasses.dataclass
@@ -65,6 +66,16 @@ class Config:
     # Seconds after which a finished resize is confirmed by itself (0: never).
     resize_confirm_window: float = 0.0
     node_ttl: int = 10
+    # DatabaseService settings (Trove's usage_timeout, agent_heartbeat_expiry).
+    database_address: str = DEFAULT_DATABASE_ADDRESS
+    usage_timeout: float = 1800.0
+    agent_heartbeat_expiry: float = 60.0
+    default_datastore: str = "postgresql"
+    # local: run guest agents as local processes (the libvirt test driver);
+    # none: they run inside the servers (a real hypervisor).
+    guest_launch: str = "local"
+    guest_dir: str = ""
+    guest_heartbeat: float = 1.0
 
     @property
     def image_dir(self) -> str:

@@ -25,6 +25,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from nimbus import config
 from nimbus.compute.v1 import compute_pb2 as C
 from nimbus.compute.v1 import compute_pb2_grpc
+from nimbus.dbseed import seed_datastores
 from nimbus.etcd import EmbeddedEtcd
 from nimbus.state.v1 import records_pb2
 from nimbus.store import keys
@@ -57,6 +58,7 @@ class ProcessStack:
                  api: str = config.DEFAULT_API_ADDRESS,
                  conductor: str = config.DEFAULT_CONDUCTOR_ADDRESS,
                  scheduler: str = config.DEFAULT_SCHEDULER_ADDRESS, agent_args: list[str] = (),
+                 database: str | None = config.DEFAULT_DATABASE_ADDRESS,
                  log_dir: str | None = None, quiet: bool = False,
                  metrics: dict[str, str] | None = None):
         """`metrics`: process name -> host:port serving its Prometheus /metrics."""
@@ -67,6 +69,7 @@ class ProcessStack:
         self.etcd = EmbeddedEtcd(os.path.join(self.state_dir, "etcd"), etcd_port, etcd_peer_port,
                                  log_file=os.path.join(self.state_dir, "etcd.log"))
         self.api, self.conductor, self.scheduler = api, conductor, scheduler
+        self.database = database
         self.agent_args = list(agent_args)
         self.children: dict[str, subprocess.Popen] = {}
         self.metrics = dict(metrics or {})
@@ -103,6 +106,9 @@ class ProcessStack:
                               ("compute", self.api)):
             self.wait_serving(name, address)
         self._spawn("agent", *self.agent_args)
+        if self.database:   # DatabaseService (trove); usage_timeout 5 min instead of Trove's 30
+            self._spawn("database", "--listen", self.database, "--noauth", "--usage-timeout", "300")
+            self.wait_serving("database", self.database)
         return self
 
     def wait_serving(self, name: str, address: str, timeout: float = 30) -> None:
@@ -193,6 +199,7 @@ nimbus is running (Ctrl-C stops everything).
   Conductor       {conductor}
   Scheduler       {scheduler}
   etcd            {etcd}     (data in {state}/etcd)
+  DatabaseService {database}      datastores {datastores}
   compute host    {host} on the libvirt test driver
   metrics         {metrics}  (Prometheus, /metrics)
   image           {image_name} ({image_id}); flavors m1.tiny m1.small m1.medium m1.large
@@ -220,12 +227,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scheduler", default=config.DEFAULT_SCHEDULER_ADDRESS)
     parser.add_argument("--metrics-ports", default="9774,9775,9776,9777",
                         help="Prometheus /metrics ports of compute,conductor,scheduler,agent")
+    parser.add_argument("--database-address",
+                        default=os.environ.get("NIMBUS_DATABASE_ADDRESS", config.DEFAULT_DATABASE_ADDRESS))
     args = parser.parse_args(argv)
     stack = ProcessStack(args.state_dir, etcd_port=args.etcd_port, etcd_peer_port=args.etcd_port + 1,
                          api=args.api, conductor=args.conductor, scheduler=args.scheduler,
                          agent_args=["--host", args.host,
                                      # Guests that ran before a restart run again.
                                      "--resume-guests-state-on-host-boot"],
+                         database=args.database_address,
                          metrics={name: f"127.0.0.1:{port}" for name, port in zip(
                              METRICS_PROCESSES, args.metrics_ports.split(","))})
     stopping = False
@@ -243,10 +253,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         stack.start()
         image = asyncio.run(seed(stack.api, stack.state_dir))
+        datastores = asyncio.run(seed_datastores(stack.database, image.name, ADMIN))
         asyncio.run(wait_bootable(stack.etcd.endpoint, stack.api, args.host, image.id))
         print(BANNER.format(api=stack.api, conductor=stack.conductor, scheduler=stack.scheduler,
                             etcd=stack.etcd.endpoint, state=stack.state_dir, host=args.host,
-                            image_name=image.name, image_id=image.id,
+                            image_name=image.name, image_id=image.id, database=stack.database,
+                            datastores=", ".join(datastores),
                             metrics=" ".join(f"{n} {a}" for n, a in stack.metrics.items())),
               flush=True)
         while True:

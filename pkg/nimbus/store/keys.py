@@ -22,6 +22,10 @@
     macs/<mac>                       StringValue port id: one key per MAC in use
     network-ports/<network>/<port>   StringValue port id: the network's ports
     server-ports/<server>/<nn>       StringValue port id: the server's ports in NIC order
+    db/instances/<id>                database InstanceRecord (nimbus.database.v1)
+    db/datastores/<name>             Datastore with its versions
+    db/quotas/<project>, db/usages/<project>   DbQuota overrides, DbUsage
+    guests/<guest id>                GuestRecord (the guest credential's hash)
 """
 
 from __future__ import annotations
@@ -168,3 +172,32 @@ def server_ports(server_id: str) -> str:
 
 def server_port(server_id: str, index: int) -> str:
     return f"{SERVER_PORTS}{server_id}/{index:02d}"
+
+
+# ---- DatabaseService (nimbus.services.database) ------------------------------
+
+DB_INSTANCES = "db/instances/"
+DB_DATASTORES = "db/datastores/"
+DB_QUOTAS = "db/quotas/"
+DB_USAGES = "db/usages/"
+GUESTS = "guests/"
+
+
+def db_instance(instance_id: str) -> str:
+    return DB_INSTANCES + instance_id
+
+
+def db_datastore(name: str) -> str:
+    return DB_DATASTORES + name
+
+
+def db_quota(project_id: str) -> str:
+    return DB_QUOTAS + project_id
+
+
+def db_usage(project_id: str) -> str:
+    return DB_USAGES + project_id
+
+
+def guest(guest_id: str) -> str:
+    return GUESTS + guest_id

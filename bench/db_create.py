@@ -1,0 +1,224 @@
+"""Database create bench: N concurrent CreateInstance calls (half
+PostgreSQL 15, half MariaDB 10.11) on the embedded stack, timed to the
+first successful client connection.
+
+    .venv/bin/python bench/db_create.py [--count 10] [--json PATH]
+
+Starts a fresh stack as `make run` does (etcd, scheduler, conductor, compute
+API, one agent on the libvirt test driver, DatabaseService) as separate OS
+processes in a temp dir on free ports, registers both datastores, then
+sends every create at once and follows them on one WatchInstances stream.
+For each instance: CreateInstance → server requested → guest BUILDING
+(server ACTIVE, guest agent started and connected, prepare begun) → ACTIVE
+(datastore initialised, started, secured, databases and users made) →
+first successful `psql`/`mariadb` connection with the user's password. CPU
+per create sums every process involved (the stack, the guest agents, the
+datastores and their reaped children such as initdb) over the run. Then it
+deletes everything and checks nothing is left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+
+import grpc
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+
+from dbstack import CLIENTS, datastore_processes, ensure_datastore_user, kill_guests  # noqa: E402
+from nimbus.database.v1 import database_pb2 as D  # noqa: E402
+from nimbus.database.v1 import database_pb2_grpc  # noqa: E402
+from nimbus.dbseed import seed_datastores  # noqa: E402
+from nimbus.devstack import ADMIN, ProcessStack, seed  # noqa: E402
+from nimbus.etcd import free_port  # noqa: E402
+
+USER = (("authorization", "Bearer bench:bench"),)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+W = D.WatchInstancesResponse
+TARGETS = {"first_connection_p50_s": 5.0, "first_connection_p99_s": 10.0}
+
+
+def cpu_seconds(pids) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += sum(int(x) for x in fields[11:15])   # utime stime cutime cstime
+        except OSError:
+            pass
+    return total / CLK_TCK
+
+
+def percentile(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, max(0, round(p / 100 * len(values) + 0.5) - 1))]
+
+
+async def connect_until_ok(instance_id: str, inst: D.Instance, timeout: float = 30) -> float:
+    deadline = time.monotonic() + timeout
+    while True:
+        done = await asyncio.to_thread(CLIENTS[inst.datastore.type], inst, "app", "s3cret-Pass", "app")
+        if done.returncode == 0:
+            return time.monotonic()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{inst.id}: no connection: {done.stderr.strip()}")
+
+
+async def run(args, stack: ProcessStack, guest_dir: str) -> dict:
+    await seed(stack.api, stack.state_dir)
+    await seed_datastores(stack.database, "cirros", ADMIN)
+    async with grpc.aio.insecure_channel(stack.database) as ch:
+        db = database_pb2_grpc.DatabaseServiceStub(ch)
+        kinds = [("postgresql", "mariadb")[i % 2] for i in range(args.count)]
+        marks: dict[str, dict[str, float]] = {}
+        manager_of: dict[str, str] = {}
+        active: dict[str, D.Instance] = {}
+        connecting: dict[str, asyncio.Task] = {}
+        all_active = asyncio.Event()
+        watch = db.WatchInstances(D.WatchInstancesRequest(), metadata=USER)
+        synced = asyncio.Event()
+
+        async def follow():
+            async for ev in watch:
+                if ev.type == W.EVENT_TYPE_SYNCED:
+                    synced.set()
+                    continue
+                inst, t = ev.instance, time.monotonic()
+                m = marks.setdefault(inst.id, {})
+                if inst.server_id:
+                    m.setdefault("server_requested", t)
+                if inst.service_status == D.SERVICE_STATUS_BUILDING:
+                    m.setdefault("prepare_started", t)
+                if inst.status == D.INSTANCE_STATUS_ACTIVE and inst.id not in active:
+                    m["active"] = t
+                    active[inst.id] = inst
+                    connecting[inst.id] = asyncio.create_task(connect_until_ok(inst.id, inst))
+                elif inst.status == D.INSTANCE_STATUS_ERROR:
+                    raise RuntimeError(f"{inst.id} ERROR: {inst.fault.message}")
+                if len(active) == args.count:
+                    all_active.set()
+        follower = asyncio.create_task(follow())
+        await synced.wait()
+        pids = list(stack.pids().values())
+        cpu0 = cpu_seconds(pids)
+        cpu_at_start = {name: cpu_seconds([pid]) for name, pid in stack.pids().items()}
+        started = time.monotonic()
+
+        async def create(i, kind):
+            t0 = time.monotonic()
+            inst = (await db.CreateInstance(D.CreateInstanceRequest(
+                name=f"bench-{i}", flavor_ref="m1.tiny", datastore=D.DatastoreRef(type=kind),
+                volume=D.VolumeSpec(size_gb=1), databases=[D.DatabaseSpec(name="app")],
+                users=[D.UserSpec(name="app", password="s3cret-Pass", databases=["app"])]),
+                metadata=USER)).instance
+            marks.setdefault(inst.id, {})["created"] = t0
+            manager_of[inst.id] = kind
+            return inst.id
+        ids = await asyncio.gather(*(create(i, k) for i, k in enumerate(kinds)))
+        await asyncio.wait({asyncio.create_task(all_active.wait()), follower},
+                           timeout=args.timeout, return_when=asyncio.FIRST_COMPLETED)
+        if follower.done():
+            follower.result()
+        if not all_active.is_set():
+            raise RuntimeError(f"only {len(active)} of {args.count} ACTIVE after {args.timeout} s")
+        for i in ids:
+            marks[i]["connected"] = await connecting[i]
+        guest_pids = datastore_processes(guest_dir)
+        cpu = cpu_seconds(pids) - cpu0 + cpu_seconds(guest_pids)
+        by_process = {name: cpu_seconds([pid]) - cpu_at_start.get(name, 0)
+                      for name, pid in stack.pids().items()}
+        for pid in guest_pids:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            name = ("guest agents" if b"nimbus.services.guestagent" in argv
+                    else os.path.basename(argv[0].decode()) or "other")
+            by_process[name] = by_process.get(name, 0) + cpu_seconds([pid])
+        wall = time.monotonic() - started
+        follower.cancel()
+
+        def phase(a, b, ids_=ids):
+            return [marks[i][b] - marks[i][a] for i in ids_]
+        first = phase("created", "connected")
+        by_kind = {k: [marks[i]["connected"] - marks[i]["created"] for i in ids if manager_of[i] == k]
+                   for k in ("postgresql", "mariadb")}
+        result = {
+            "creates": args.count, "wall_s": round(wall, 2),
+            "first_connection_p50_s": round(percentile(first, 50), 2),
+            "first_connection_p99_s": round(percentile(first, 99), 2),
+            "first_connection_max_s": round(max(first), 2),
+            "p50_by_datastore_s": {k: round(statistics.median(v), 2) for k, v in by_kind.items() if v},
+            "cpu_s_per_create": round(cpu / args.count, 3),
+            "cpu_s_per_create_by_process": {k: round(v / args.count, 3) for k, v in
+                                            sorted(by_process.items(), key=lambda kv: -kv[1])},
+            "phases_median_s": {
+                "api_to_server_requested": round(statistics.median(phase("created", "server_requested")), 3),
+                "server_to_prepare_started": round(statistics.median(phase("server_requested", "prepare_started")), 3),
+                "prepare_to_active": round(statistics.median(phase("prepare_started", "active")), 3),
+                "active_to_first_connection": round(statistics.median(phase("active", "connected")), 3),
+            },
+        }
+        for i in ids:
+            await db.DeleteInstance(D.DeleteInstanceRequest(id=i), metadata=USER)
+        deadline = time.monotonic() + 60
+        while (await db.ListInstances(D.ListInstancesRequest(), metadata=USER)).instances:
+            if time.monotonic() > deadline:
+                raise RuntimeError("instances left after delete")
+            await asyncio.sleep(0.2)
+        result["left_after_delete"] = {"guest_dirs": len(os.listdir(guest_dir)),
+                                       "processes": len(datastore_processes(guest_dir))}
+        return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=10)
+    parser.add_argument("--timeout", type=float, default=120)
+    parser.add_argument("--json", help="also write the result here")
+    args = parser.parse_args()
+    ensure_datastore_user()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    tmp = tempfile.mkdtemp(prefix="nimbus-dbbench-")
+    os.chmod(tmp, 0o711)
+    state = os.path.join(tmp, "state")
+    os.makedirs(state)
+    os.chmod(state, 0o711)
+    stack = ProcessStack(state, etcd_port=free_port(), etcd_peer_port=free_port(),
+                         api=f"127.0.0.1:{free_port()}", conductor=f"127.0.0.1:{free_port()}",
+                         scheduler=f"127.0.0.1:{free_port()}", database=f"127.0.0.1:{free_port()}",
+                         agent_args=["--host", "bench-db"], log_dir=os.path.join(tmp, "logs"),
+                         quiet=True)
+    try:
+        stack.start()
+        result = asyncio.run(run(args, stack, os.path.join(state, "guests")))
+    except BaseException:
+        logs = os.path.join(tempfile.gettempdir(), "nimbus-dbbench-failed")
+        shutil.rmtree(logs, ignore_errors=True)
+        shutil.copytree(tmp, logs, ignore=shutil.ignore_patterns("data", "etcd", "*.sock"),
+                        ignore_dangling_symlinks=True)
+        print(f"(logs kept in {logs})", file=sys.stderr)
+        raise
+    finally:
+        stack.stop()
+        kill_guests(os.path.join(state, "guests"))
+        shutil.rmtree(tmp, ignore_errors=True)
+    result["targets"] = {k: {"target_le": v, "met": result[k] <= v} for k, v in TARGETS.items()}
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            f.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,3 @@
+from nimbus.services.database.main import main
+
+main()

@@ -1,0 +1,82 @@
+"""A small controller queue (client-go's workqueue): keys are reconciled one
+at a time each, a key marked again while it runs is run again after, a
+failure requeues it with exponential backoff and jitter (5 ms doubling to
+30 s), and `reconcile` may ask to be called again after a delay."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Awaitable, Callable
+
+from nimbus import log
+
+_log = log.get("nimbus.controller")
+BASE, CAP = 0.005, 30.0
+
+
+class Controller:
+    def __init__(self, name: str, reconcile: Callable[[str], Awaitable[float | None]]):
+        self.name = name
+        self.reconcile = reconcile
+        self.running: dict[str, asyncio.Task] = {}
+        self.dirty: set[str] = set()
+        self.failures: dict[str, int] = {}
+        self.timers: dict[str, asyncio.TimerHandle] = {}
+        self.interrupted: set[str] = set()
+
+    def enqueue(self, key: str) -> None:
+        if key in self.running:
+            self.dirty.add(key)
+            return
+        self.running[key] = asyncio.create_task(self._run(key))
+
+    def enqueue_after(self, key: str, delay: float) -> None:
+        old = self.timers.pop(key, None)
+        if old is not None:
+            old.cancel()
+        self.timers[key] = asyncio.get_running_loop().call_later(delay, self.enqueue, key)
+
+    def cancel(self, key: str) -> None:
+        """Stop the key's reconcile now (a delete overtaking a build)."""
+        task = self.running.get(key)
+        if task is not None:
+            self.interrupted.add(key)
+            task.cancel()
+
+    async def _run(self, key: str) -> None:
+        try:
+            while True:
+                self.dirty.discard(key)
+                try:
+                    again = await self.reconcile(key)
+                    self.failures.pop(key, None)
+                    if again is not None:
+                        self.enqueue_after(key, again)
+                except asyncio.CancelledError:
+                    if key not in self.interrupted:
+                        raise
+                    self.interrupted.discard(key)
+                    self.dirty.add(key)   # cancelled by cancel(): run again, fresh
+                    asyncio.current_task().uncancel()
+                except Exception as exc:  # noqa: BLE001 - requeued with backoff
+                    n = self.failures.get(key, 0)
+                    self.failures[key] = n + 1
+                    delay = min(CAP, BASE * 2 ** n) * (0.5 + random.random() / 2)
+                    _log.warning("reconcile failed, retrying", controller=self.name, key=key,
+                                 error=str(exc) or type(exc).__name__, retry_in=round(delay, 3))
+                    self.enqueue_after(key, delay)
+                if key not in self.dirty:
+                    return
+        finally:
+            if self.running.get(key) is asyncio.current_task():
+                del self.running[key]
+
+    async def stop(self) -> None:
+        for timer in self.timers.values():
+            timer.cancel()
+        tasks = list(self.running.values())
+        for task in tasks:
+            task.cancel()
+        self.running.clear()
+        await asyncio.gather(*tasks, return_exceptions=True)

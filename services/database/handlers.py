@@ -1,0 +1,231 @@
+"""DatabaseService handlers (trove-api): thin. Checks live in validation.py,
+work in the task manager and the guest agent; instances are project-scoped
+(another project's is NOT_FOUND), guests cannot call these RPCs."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from nimbus import errors
+from nimbus.database.v1 import database_pb2 as D
+from nimbus.database.v1 import database_pb2_grpc
+from nimbus.database.v1 import guest_pb2 as G
+from nimbus.database.v1 import records_pb2 as R
+from nimbus.rpc import auth
+from nimbus.services.database import naming, quotas, status, validation
+from nimbus.services.database.guests import GUEST, GuestHub, raise_for
+from nimbus.services.database.verifiers import generate_password, verifier
+from nimbus.store import keys
+from nimbus.store.informer import DELETED, OVERFLOW, SYNCED, UPSERT, Informer
+from nimbus.store.store import Store, now
+
+W = D.WatchInstancesResponse
+
+
+def caller() -> auth.Identity:
+    who = auth.identity()
+    if GUEST in who.roles:
+        raise errors.PermissionDenied("guest agents cannot use DatabaseService")
+    return who
+
+
+def guest_users(manager: str, users) -> list[G.GuestUser]:
+    return [G.GuestUser(name=u.name, host=u.host, databases=u.databases,
+                        verifier=verifier(manager, u.password)) for u in users]
+
+
+class DatabaseServicer(database_pb2_grpc.DatabaseServiceServicer):
+    def __init__(self, store: Store, instances: Informer, compute,
+                 hub: GuestHub, default_datastore: str, usage_timeout: float):
+        self.store = store
+        self.instances = instances
+        self.compute = compute
+        self.hub = hub
+        self.default_datastore = default_datastore
+        self.usage_timeout = usage_timeout
+
+    # ---- instances ------------------------------------------------------------
+
+    async def CreateInstance(self, request, context):
+        who = caller()
+        got = await validation.check_create(request, self.store, self.default_datastore,
+                                            self.compute)
+        instance_id = str(uuid.uuid4())
+        created = now()
+        inst = D.Instance(
+            id=instance_id, name=request.name.strip(), project_id=who.project_id,
+            user_id=who.user_id, task_status=D.TASK_STATUS_BUILDING,
+            service_status=D.SERVICE_STATUS_NEW,
+            datastore=D.DatastoreRef(type=got.datastore.name, version=got.version.name),
+            flavor_ref=got.flavor.id, volume=request.volume, locality=request.locality,
+            availability_zone=request.availability_zone, nics=request.nics,
+            created_at=created, updated_at=created)
+        status.refresh(inst)
+        deadline = now()
+        deadline.FromDatetime(created.ToDatetime() + timedelta(seconds=self.usage_timeout))
+        rec = R.InstanceRecord(
+            instance=inst, stage=R.STAGE_ACCEPTED, manager=got.version.manager,
+            image=got.version.image, databases=request.databases,
+            users=guest_users(got.version.manager, request.users), guest_id=str(uuid.uuid4()),
+            server_name=f"trove-{instance_id}", deadline=deadline)
+        key = keys.db_instance(instance_id)
+        while True:
+            plan = await quotas.plan(self.store, who.project_id,
+                                     quotas.deltas(request.volume.size_gb))
+            resp = await self.store.txn([self.store.mod_is(key, 0), *plan.compares],
+                                        [self.store.put(key, rec), *plan.ops])
+            if resp.succeeded:
+                return D.CreateInstanceResponse(instance=inst)
+
+    async def _get(self, instance_id: str):
+        who = caller()
+        got = await self.store.get(keys.db_instance(instance_id), R.InstanceRecord)
+        if got is None or (got.msg.instance.project_id != who.project_id and not who.is_admin):
+            raise errors.NotFound("database instance", instance_id)
+        return got
+
+    async def GetInstance(self, request, context):
+        return D.GetInstanceResponse(instance=(await self._get(request.id)).msg.instance)
+
+    def _visible(self, who: auth.Identity, all_projects: bool):
+        if all_projects and not who.is_admin:
+            raise errors.PermissionDenied("all_projects is for admins")
+        return lambda rec: all_projects or rec.instance.project_id == who.project_id
+
+    async def ListInstances(self, request, context):
+        visible = self._visible(caller(), request.all_projects)
+        items, _ = await self.store.list(keys.DB_INSTANCES, R.InstanceRecord)
+        return D.ListInstancesResponse(instances=sorted(
+            (v.msg.instance for _, v in items if visible(v.msg)),
+            key=lambda i: (i.created_at.ToNanoseconds(), i.id)))
+
+    async def DeleteInstance(self, request, context):
+        got = await self._get(request.id)
+
+        def mutate(rec: R.InstanceRecord):
+            rec.instance.task_status = D.TASK_STATUS_DELETING
+            rec.instance.updated_at.CopyFrom(now())
+            status.refresh(rec.instance)
+        done = await self.store.update(keys.db_instance(request.id), R.InstanceRecord, mutate,
+                                       current=got,
+                                       not_found=errors.NotFound("database instance", request.id))
+        return D.DeleteInstanceResponse(instance=done.msg.instance)
+
+    async def WatchInstances(self, request, context):
+        visible = self._visible(caller(), request.all_projects)
+        sub = self.instances.subscribe(
+            lambda rec: visible(rec) and (not request.id or rec.instance.id == request.id))
+        try:
+            while True:
+                kind, versioned = await sub.queue.get()
+                if kind == SYNCED:
+                    yield W(type=W.EVENT_TYPE_SYNCED)
+                elif kind == OVERFLOW:
+                    raise errors.Unavailable("the watch fell behind; watch again")
+                elif kind in (UPSERT, DELETED):
+                    yield W(type=W.EVENT_TYPE_UPSERT if kind == UPSERT else W.EVENT_TYPE_DELETED,
+                            instance=versioned.msg.instance)
+        finally:
+            sub.close()
+
+    # ---- commands for the guest -------------------------------------------------
+
+    async def _ready(self, instance_id: str) -> R.InstanceRecord:
+        rec = (await self._get(instance_id)).msg
+        if rec.instance.status != status.READY:
+            raise errors.FailedPrecondition(
+                f"database instance {instance_id} is {status.name(rec.instance.status)} "
+                f"({D.TaskStatus.Name(rec.instance.task_status)}, "
+                f"{D.ServiceStatus.Name(rec.instance.service_status)}), not ACTIVE")
+        return rec
+
+    async def _command(self, instance_id: str, **command) -> G.Result:
+        rec = await self._ready(instance_id)
+        result = await self.hub.call(rec.guest_id, **command)
+        raise_for(result)
+        return result
+
+    async def RestartInstance(self, request, context):
+        await self._command(request.id, restart=G.Restart())
+        return D.RestartInstanceResponse(instance=(await self._get(request.id)).msg.instance)
+
+    async def ListDatabases(self, request, context):
+        result = await self._command(request.instance_id, list_databases=G.ListRequest())
+        return D.ListDatabasesResponse(databases=result.databases)
+
+    async def CreateDatabase(self, request, context):
+        rec = await self._ready(request.instance_id)
+        if not request.databases:
+            raise errors.InvalidArgument("databases", "at least one database is required")
+        validation.check_schema(rec.manager, request.databases, [])
+        raise_for(await self.hub.call(rec.guest_id, create_databases=G.DatabasesChange(
+            databases=request.databases)))
+        return D.CreateDatabaseResponse()
+
+    async def DeleteDatabase(self, request, context):
+        rec = await self._ready(request.instance_id)
+        problem = naming.database_problem(rec.manager, request.name)
+        if problem:
+            raise errors.InvalidArgument("name", problem)
+        raise_for(await self.hub.call(rec.guest_id, delete_database=G.NameRef(name=request.name)))
+        return D.DeleteDatabaseResponse()
+
+    async def ListUsers(self, request, context):
+        result = await self._command(request.instance_id, list_users=G.ListRequest())
+        return D.ListUsersResponse(users=result.users)
+
+    async def CreateUser(self, request, context):
+        rec = await self._ready(request.instance_id)
+        if not request.users:
+            raise errors.InvalidArgument("users", "at least one user is required")
+        validation.check_schema(rec.manager, [], request.users)
+        raise_for(await self.hub.call(rec.guest_id, create_users=G.UsersChange(
+            users=guest_users(rec.manager, request.users))))
+        return D.CreateUserResponse()
+
+    def _check_user(self, rec: R.InstanceRecord, name: str, host: str, field: str = "name") -> None:
+        problem = naming.user_problem(rec.manager, name, host)
+        if problem:
+            raise errors.InvalidArgument(field, problem)
+
+    async def DeleteUser(self, request, context):
+        rec = await self._ready(request.instance_id)
+        self._check_user(rec, request.name, request.host)
+        raise_for(await self.hub.call(rec.guest_id, delete_user=G.NameRef(
+            name=request.name, host=request.host)))
+        return D.DeleteUserResponse()
+
+    async def GrantAccess(self, request, context):
+        rec = await self._ready(request.instance_id)
+        self._check_user(rec, request.user, request.host, "user")
+        if not request.databases:
+            raise errors.InvalidArgument("databases", "at least one database is required")
+        raise_for(await self.hub.call(rec.guest_id, grant_access=G.Access(
+            user=request.user, host=request.host, databases=request.databases)))
+        return D.GrantAccessResponse()
+
+    async def RevokeAccess(self, request, context):
+        rec = await self._ready(request.instance_id)
+        self._check_user(rec, request.user, request.host, "user")
+        if not request.database:
+            raise errors.InvalidArgument("database", "a database is required")
+        raise_for(await self.hub.call(rec.guest_id, revoke_access=G.Access(
+            user=request.user, host=request.host, databases=[request.database])))
+        return D.RevokeAccessResponse()
+
+    async def EnableRoot(self, request, context):
+        rec = await self._ready(request.instance_id)
+        password = generate_password()
+        name = naming.ROOT_USERS[rec.manager]
+        raise_for(await self.hub.call(rec.guest_id, enable_root=G.GuestUser(
+            name=name, host="%", verifier=verifier(rec.manager, password))))
+
+        def mutate(r: R.InstanceRecord):
+            r.instance.root_enabled = True
+        await self.store.update(keys.db_instance(request.instance_id), R.InstanceRecord, mutate)
+        return D.EnableRootResponse(name=name, password=password)
+
+    async def IsRootEnabled(self, request, context):
+        rec = (await self._get(request.instance_id)).msg
+        return D.IsRootEnabledResponse(root_enabled=rec.instance.root_enabled)

@@ -1,0 +1,132 @@
+"""Guests as local processes, for the libvirt test driver (no guest OS).
+
+Chosen over starting them from the compute agent: services/agent is being
+split by another engineer, and DatabaseService already knows everything a
+guest needs. When `--guest-launch local` (make run, the tests), the task
+manager writes the guest's config-drive directory (the same
+openstack/latest/meta_data.json + content files the server's real config
+drive gets) when it creates the server, and starts
+`python -m nimbus.services.guestagent` once the server is ACTIVE, in its own
+session (process group), with its own data directory:
+
+    <guest_dir>/<guest id>/config-drive/   what the config drive holds
+    <guest_dir>/<guest id>/datastore/      the datastore's files (in a VM: the volume)
+    <guest_dir>/<guest id>/agent.pid, agent.log
+
+`destroy` kills the whole process group (the agent and its datastore, even
+if the agent died first) and removes the directory. Directories are 0711 so
+the unprivileged datastore user can reach its own data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+from nimbus import log
+
+_log = log.get("nimbus.database.simulation")
+
+
+class LocalGuests:
+    def __init__(self, guest_dir: str, heartbeat: float = 1.0):
+        self.root = os.path.abspath(guest_dir)
+        self.heartbeat = heartbeat
+        self.children: dict[str, subprocess.Popen] = {}
+        os.makedirs(self.root, exist_ok=True)
+        os.chmod(self.root, 0o711)
+
+    def dir(self, guest_id: str) -> str:
+        return os.path.join(self.root, guest_id)
+
+    def write_config_drive(self, guest_id: str, meta: dict, files: list[tuple[str, bytes]]) -> None:
+        base = os.path.join(self.dir(guest_id), "config-drive", "openstack")
+        os.makedirs(os.path.join(base, "latest"), exist_ok=True)
+        os.makedirs(os.path.join(base, "content"), exist_ok=True)
+        os.chmod(self.dir(guest_id), 0o711)
+        meta = {**meta, "files": [{"path": p, "content_path": f"/content/{i:04d}"}
+                                  for i, (p, _) in enumerate(files)]}
+        for i, (_, data) in enumerate(files):
+            path = os.path.join(base, "content", f"{i:04d}")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        with open(os.path.join(base, "latest", "meta_data.json"), "w") as f:
+            json.dump(meta, f)
+
+    def _pid(self, guest_id: str) -> int | None:
+        try:
+            with open(os.path.join(self.dir(guest_id), "agent.pid")) as f:
+                return int(f.read())
+        except (OSError, ValueError):
+            return None
+
+    @staticmethod
+    def _group_alive(pgid: int) -> bool:
+        try:
+            os.killpg(pgid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+
+    def running(self, guest_id: str) -> bool:
+        child = self.children.get(guest_id)
+        if child is not None:
+            return child.poll() is None
+        pid = self._pid(guest_id)
+        return pid is not None and self._group_alive(pid)
+
+    def ensure_running(self, guest_id: str) -> None:
+        if self.running(guest_id):
+            return
+        base = self.dir(guest_id)
+        if not os.path.isdir(os.path.join(base, "config-drive")):
+            raise RuntimeError(f"guest {guest_id} has no config drive directory")
+        out = open(os.path.join(base, "agent.log"), "ab")
+        child = subprocess.Popen(
+            [sys.executable, "-m", "nimbus.services.guestagent", "--config-drive",
+             os.path.join(base, "config-drive"), "--root", os.path.join(base, "datastore"),
+             "--heartbeat", str(self.heartbeat)],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+            env={**os.environ, "NIMBUS_LOG_FORMAT": "console"})
+        out.close()
+        self.children[guest_id] = child
+        with open(os.path.join(base, "agent.pid"), "w") as f:
+            f.write(str(child.pid))
+        _log.info("guest agent started", guest_id=guest_id, pid=child.pid)
+
+    async def destroy(self, guest_id: str) -> None:
+        child = self.children.pop(guest_id, None)
+        pgid = child.pid if child is not None else self._pid(guest_id)
+        if pgid is not None:
+            for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+                try:
+                    os.killpg(pgid, sig)
+                except ProcessLookupError:
+                    break
+                for _ in range(int(wait / 0.05)):
+                    if child is not None:
+                        child.poll()
+                    if not self._group_alive(pgid):
+                        break
+                    await asyncio.sleep(0.05)
+                else:
+                    continue
+                break
+        if child is not None:
+            try:
+                child.wait(1)
+            except subprocess.TimeoutExpired:
+                pass
+        shutil.rmtree(self.dir(guest_id), ignore_errors=True)
+
+    async def close(self) -> None:
+        """At shutdown the guests keep running (a restarted service adopts them)."""
+        self.children.clear()

@@ -1,0 +1,134 @@
+"""CreateInstance's checks (Trove's InstanceController.create and
+Instance.create): the request's shape first, then its references
+(datastore, version, flavor, zone, networks) through ComputeService like
+any client. Malformed is INVALID_ARGUMENT with the field, a missing
+reference NOT_FOUND with its kind."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import grpc
+
+from nimbus import errors
+from nimbus.compute.v1 import aggregates_pb2 as AG
+from nimbus.compute.v1 import compute_pb2 as C
+from nimbus.compute.v1 import networks_pb2 as N
+from nimbus.database.v1 import database_pb2 as D
+from nimbus.database.v1 import datastores_pb2 as S
+from nimbus.services.database import naming
+from nimbus.services.database.datastores import resolve
+
+LOCALITIES = {"affinity": 1, "anti-affinity": 2}   # ServerGroup.Policy
+NOT_YET = "is not supported yet: replication and backups come with the next issue"
+
+
+@dataclasses.dataclass
+class Resolved:
+    datastore: S.Datastore
+    version: S.DatastoreVersion
+    flavor: C.Flavor
+
+
+def check_shape(req: D.CreateInstanceRequest) -> None:
+    name = req.name.strip()
+    if not name or len(name) > 255:
+        raise errors.InvalidArgument("name", "1 to 255 characters are required")
+    if not req.flavor_ref:
+        raise errors.InvalidArgument("flavor_ref", "a flavor is required")
+    for field in ("replica_of", "replica_count", "restore_point"):
+        if getattr(req, field):
+            raise errors.InvalidArgument(field, NOT_YET)
+    if req.locality and req.locality not in LOCALITIES:
+        raise errors.InvalidArgument("locality", "one of affinity, anti-affinity")
+    if req.volume.size_gb < 0:
+        raise errors.InvalidArgument("volume.size_gb", "must be positive")
+
+
+def check_schema(manager: str, databases, users, field_prefix: str = "") -> None:
+    """Names valid for the datastore, no duplicates, passwords long enough."""
+    seen_dbs = set()
+    for i, db in enumerate(databases):
+        problem = naming.database_problem(manager, db.name)
+        if problem:
+            raise errors.InvalidArgument(f"{field_prefix}databases[{i}].name", problem)
+        if db.name in seen_dbs:
+            raise errors.InvalidArgument(f"{field_prefix}databases[{i}].name",
+                                         f"database {db.name!r} is listed twice")
+        if manager != "mariadb" and (db.character_set or db.collate):
+            raise errors.InvalidArgument(f"{field_prefix}databases[{i}]",
+                                         "character_set and collate apply to mariadb only")
+        seen_dbs.add(db.name)
+    seen_users = set()
+    for i, user in enumerate(users):
+        problem = naming.user_problem(manager, user.name, user.host)
+        if problem:
+            raise errors.InvalidArgument(f"{field_prefix}users[{i}].name", problem)
+        problem = naming.password_problem(user.password)
+        if problem:
+            raise errors.InvalidArgument(f"{field_prefix}users[{i}].password", problem)
+        key = (user.name, user.host or "%")
+        if key in seen_users:
+            raise errors.InvalidArgument(f"{field_prefix}users[{i}].name",
+                                         f"user {user.name!r} is listed twice")
+        seen_users.add(key)
+        for j, db in enumerate(user.databases):
+            problem = naming.database_problem(manager, db)
+            if problem:
+                raise errors.InvalidArgument(f"{field_prefix}users[{i}].databases[{j}]", problem)
+
+
+def check_users_databases(req: D.CreateInstanceRequest) -> None:
+    """At create, a user's databases must be among the request's."""
+    names = {db.name for db in req.databases}
+    for i, user in enumerate(req.users):
+        for j, db in enumerate(user.databases):
+            if db not in names:
+                raise errors.InvalidArgument(f"users[{i}].databases[{j}]",
+                                             f"database {db!r} is not among the request's databases")
+
+
+def check_volume(req: D.CreateInstanceRequest, version: S.DatastoreVersion) -> None:
+    size = req.volume.size_gb
+    if version.volume_support:
+        if size <= 0:
+            raise errors.InvalidArgument("volume.size_gb", "a volume size is required for this datastore")
+        if size > version.max_accepted_volume_size:
+            raise errors.InvalidArgument(
+                "volume.size_gb", f"volume size {size} GB exceeds the maximum accepted "
+                f"{version.max_accepted_volume_size} GB")
+    elif size:
+        raise errors.InvalidArgument("volume.size_gb", "this datastore version does not use volumes")
+
+
+async def _call(call, not_found: errors.NimbusError):
+    try:
+        return await call
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.NOT_FOUND:
+            raise not_found from None
+        raise
+
+
+async def check_create(req: D.CreateInstanceRequest, store, default_datastore: str,
+                       compute) -> Resolved:
+    check_shape(req)
+    ds, version = await resolve(store, req.datastore.type, req.datastore.version, default_datastore)
+    check_volume(req, version)
+    check_schema(version.manager, req.databases, req.users)
+    check_users_databases(req)
+    flavor = (await _call(compute.compute.GetFlavor(C.GetFlavorRequest(ref=req.flavor_ref),
+                                                    metadata=compute.metadata),
+                          errors.NotFound("flavor", req.flavor_ref))).flavor
+    if version.flavors and not {flavor.id, flavor.name} & set(version.flavors):
+        raise errors.InvalidArgument("flavor_ref", f"flavor {req.flavor_ref} is not allowed for "
+                                     f"datastore {ds.name} version {version.name}")
+    if req.availability_zone:
+        zones = (await compute.aggregates.ListAvailabilityZones(
+            AG.ListAvailabilityZonesRequest(), metadata=compute.metadata)).zones
+        if req.availability_zone not in {z.name for z in zones}:
+            raise errors.NotFound("availability_zone", req.availability_zone)
+    for nic in req.nics:
+        await _call(compute.networks.GetNetwork(N.GetNetworkRequest(id=nic), metadata=compute.metadata),
+                    errors.NotFound("network", nic))
+    return Resolved(ds, version, flavor)

@@ -1,0 +1,3 @@
+from nimbus.services.guestagent.main import main
+
+main()

@@ -1,0 +1,173 @@
+"""MariaDB 10.11 for the guest agent: mariadb-install-db (root@localhost by
+unix socket only, no test database), the server on 127.0.0.1, the agent's
+own account `nimbus_admin`@`localhost` with a random password; remote root
+exists only once root is enabled."""
+
+from __future__ import annotations
+
+import os
+
+from nimbus.database.v1 import database_pb2 as D
+from nimbus.services.guestagent.datastore import (Datastore, DatastoreError, chown, privileged,
+                                                  quote_literal, run)
+
+ADMIN = "nimbus_admin"
+SYSTEM_DATABASES = ("information_schema", "mysql", "performance_schema", "sys")
+SYSTEM_USERS = (ADMIN, "root", "mariadb.sys", "mysql", "PUBLIC", "")
+
+
+def ident(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def lit(value: str) -> str:
+    return quote_literal(value, backslashes=True)
+
+
+def account(user: str, host: str) -> str:
+    return f"{lit(user)}@{lit(host or '%')}"
+
+
+class MariaDB(Datastore):
+    manager = "mariadb"
+    root_user = "root"
+    default_port = 3306
+
+    @property
+    def socket(self) -> str:
+        return os.path.join(self.rundir, "mysqld.sock")
+
+    @property
+    def tmpdir(self) -> str:
+        """Its own: a MariaDB starting up removes the '#sql' files it finds in
+        its tmpdir, which broke other instances' bootstraps sharing /tmp."""
+        path = os.path.join(self.root, "tmp")
+        if not os.path.isdir(path):
+            os.makedirs(path)
+            chown(path)
+        return path
+
+    async def initialise(self, admin_password: str) -> None:
+        argv = ["mariadb-install-db", "--no-defaults", f"--datadir={self.data}",
+                "--auth-root-authentication-method=socket", "--skip-test-db"]
+        await run(privileged(argv), env={"TMPDIR": self.tmpdir}, timeout=120)
+
+    def server_argv(self) -> list[str]:
+        return ["mariadbd", "--no-defaults", f"--datadir={self.data}", f"--socket={self.socket}",
+                f"--port={self.port}", "--bind-address=127.0.0.1", "--skip-name-resolve",
+                f"--pid-file={os.path.join(self.rundir, 'mysqld.pid')}",
+                f"--tmpdir={self.tmpdir}", "--innodb-buffer-pool-size=16M", "--skip-log-bin"]
+
+    async def sql(self, statement: str, as_root: bool = False) -> list[list[str]]:
+        argv = ["mariadb", "--no-defaults", f"--socket={self.socket}", "--batch",
+                "--skip-column-names", "--connect-timeout=5"]
+        env = {}
+        if as_root:
+            argv.append("--user=root")   # unix_socket auth: the agent runs as root
+        else:
+            argv.append(f"--user={ADMIN}")
+            env["MYSQL_PWD"] = self.admin_password()
+        out = await run([*argv, "-e", statement], env=env)
+        return [line.split("\t") for line in out.splitlines() if line]
+
+    def ready(self) -> bool:
+        return os.path.exists(self.socket)   # made once it accepts connections
+
+    async def ping(self) -> bool:
+        try:
+            await self.sql("SELECT 1", as_root=not self.prepared_admin)
+            return True
+        except DatastoreError:
+            return False
+
+    @property
+    def prepared_admin(self) -> bool:
+        return os.path.exists(os.path.join(self.root, "admin.ok"))
+
+    async def secure(self, admin_password: str) -> None:
+        if self.prepared_admin:
+            return
+        await self.sql(f"CREATE OR REPLACE USER {account(ADMIN, 'localhost')} IDENTIFIED BY "
+                       f"{lit(admin_password)}; GRANT ALL ON *.* TO {account(ADMIN, 'localhost')} "
+                       "WITH GRANT OPTION; DROP USER IF EXISTS ''@'localhost'; FLUSH PRIVILEGES",
+                       as_root=True)
+        open(os.path.join(self.root, "admin.ok"), "w").close()
+
+    async def databases(self) -> list[str]:
+        return [r[0] for r in await self.sql("SHOW DATABASES") if r[0] not in SYSTEM_DATABASES]
+
+    async def create_databases(self, databases) -> None:
+        statements = []
+        for db in databases:
+            options = ""
+            if db.character_set:
+                options += f" CHARACTER SET {lit(db.character_set)}"
+            if db.collate:
+                options += f" COLLATE {lit(db.collate)}"
+            statements.append(f"CREATE DATABASE IF NOT EXISTS {ident(db.name)}{options}")
+        if statements:
+            await self.sql("; ".join(statements))
+
+    async def delete_database(self, name: str) -> None:
+        if name not in await self.databases():
+            raise DatastoreError(f"database {name!r} does not exist", "NOT_FOUND")
+        await self.sql(f"DROP DATABASE {ident(name)}")
+
+    async def list_databases(self) -> list[D.DatabaseSpec]:
+        return [D.DatabaseSpec(name=n) for n in await self.databases()]
+
+    async def accounts(self) -> list[tuple[str, str]]:
+        rows = await self.sql("SELECT User, Host FROM mysql.user ORDER BY User, Host")
+        return [(r[0], r[1]) for r in rows if r[0] not in SYSTEM_USERS
+                and r[0] != os.environ.get("NIMBUS_DATASTORE_USER", "nimbus-db")]
+
+    async def create_users(self, users) -> None:
+        if not users:
+            return
+        wanted = {db for user in users for db in user.databases}
+        missing = wanted - set(await self.databases()) if wanted else set()
+        if missing:
+            raise DatastoreError(f"database {sorted(missing)[0]!r} does not exist", "NOT_FOUND")
+        statements = []
+        for user in users:
+            who = account(user.name, user.host)
+            statements += [f"CREATE USER IF NOT EXISTS {who} IDENTIFIED BY PASSWORD {lit(user.verifier)}",
+                           f"ALTER USER {who} IDENTIFIED BY PASSWORD {lit(user.verifier)}",
+                           *(f"GRANT ALL PRIVILEGES ON {ident(db)}.* TO {who}" for db in user.databases)]
+        await self.sql("; ".join(statements))
+
+    async def _check(self, user: str, host: str, databases: list[str]) -> None:
+        if (user, host or "%") not in await self.accounts():
+            raise DatastoreError(f"user {user!r}@{host or '%'!r} does not exist", "NOT_FOUND")
+        missing = set(databases) - set(await self.databases())
+        if missing:
+            raise DatastoreError(f"database {sorted(missing)[0]!r} does not exist", "NOT_FOUND")
+
+    async def delete_user(self, name: str, host: str) -> None:
+        await self._check(name, host, [])
+        await self.sql(f"DROP USER {account(name, host)}")
+
+    async def list_users(self) -> list[D.UserSpec]:
+        grants = await self.sql("SELECT User, Host, Db FROM mysql.db ORDER BY Db")
+        out = []
+        for user, host in await self.accounts():
+            dbs = [g[2] for g in grants if (g[0], g[1]) == (user, host)]
+            out.append(D.UserSpec(name=user, host=host, databases=dbs))
+        return out
+
+    async def grant(self, user: str, host: str, databases: list[str]) -> None:
+        await self._check(user, host, databases)
+        for db in databases:
+            await self.sql(f"GRANT ALL PRIVILEGES ON {ident(db)}.* TO {account(user, host)}")
+
+    async def revoke(self, user: str, host: str, database: str) -> None:
+        await self._check(user, host, [database])
+        await self.sql(f"REVOKE ALL PRIVILEGES ON {ident(database)}.* FROM {account(user, host)}")
+
+    async def enable_root(self, root) -> None:
+        who = account(self.root_user, "%")
+        await self.sql(f"CREATE OR REPLACE USER {who} IDENTIFIED BY PASSWORD {lit(root.verifier)}; "
+                       f"GRANT ALL ON *.* TO {who} WITH GRANT OPTION")
+
+    async def root_enabled(self) -> bool:
+        return bool(await self.sql("SELECT 1 FROM mysql.user WHERE User = 'root' AND Host = '%'"))

@@ -1,0 +1,167 @@
+"""PostgreSQL 15 for the guest agent: initdb with SCRAM-SHA-256 client
+auth, the server on 127.0.0.1, the agent's own superuser `nimbus_admin`
+(there is no `postgres` role until root is enabled), every database closed
+to PUBLIC so only granted users connect."""
+
+from __future__ import annotations
+
+import os
+
+from nimbus.database.v1 import database_pb2 as D
+from nimbus.services.guestagent.datastore import Datastore, DatastoreError, chown, privileged, quote_literal, run
+
+BIN = os.environ.get("NIMBUS_POSTGRES_BIN", "/usr/lib/postgresql/15/bin")
+ADMIN = "nimbus_admin"
+SYSTEM_DATABASES = ("postgres", "template0", "template1")
+
+
+def ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class PostgreSQL(Datastore):
+    manager = "postgresql"
+    root_user = "postgres"
+    default_port = 5432
+
+    async def initialise(self, admin_password: str) -> None:
+        pwfile = os.path.join(self.root, "initdb.pw")
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(admin_password + "\n")
+        chown(pwfile)
+        try:
+            # -N: no fsync during initdb (the server itself keeps fsync on).
+            await run(privileged([os.path.join(BIN, "initdb"), "-D", self.data, "-U", ADMIN,
+                                  "-A", "scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8",
+                                  "--locale=C", "-N"]), timeout=120)
+        finally:
+            os.unlink(pwfile)
+
+    def server_argv(self) -> list[str]:
+        return [os.path.join(BIN, "postgres"), "-D", self.data, "-c", "listen_addresses=127.0.0.1",
+                "-c", f"port={self.port}", "-c", f"unix_socket_directories={self.rundir}"]
+
+    async def sql(self, *statements: str, database: str = "postgres") -> list[list[str]]:
+        """Statements (or psql meta-commands such as \\c db) in one session,
+        each on its own (CREATE DATABASE cannot run in a transaction block)."""
+        if not statements:
+            return []
+        argv = ["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1",
+                f"host=127.0.0.1 port={self.port} user={ADMIN} dbname={database} connect_timeout=5"]
+        for statement in statements:
+            argv += ["-c", statement]
+        out = await run(argv, env={"PGPASSWORD": self.admin_password()})
+        return [line.split("\t") for line in out.splitlines() if line]
+
+    def ready(self) -> bool:
+        """postmaster.pid's status line reads 'ready' once it accepts connections."""
+        try:
+            with open(os.path.join(self.data, "postmaster.pid")) as f:
+                lines = f.read().splitlines()
+        except OSError:
+            return False
+        return len(lines) >= 8 and lines[7].strip() == "ready"
+
+    async def ping(self) -> bool:
+        try:
+            await self.sql("SELECT 1")
+            return True
+        except DatastoreError:
+            return False
+
+    async def databases(self) -> list[str]:
+        rows = await self.sql("SELECT datname FROM pg_database WHERE NOT datistemplate "
+                              "ORDER BY datname")
+        return [r[0] for r in rows if r[0] not in SYSTEM_DATABASES]
+
+    async def create_databases(self, databases) -> None:
+        have = set(await self.databases())
+        statements = []
+        for db in databases:
+            if db.name not in have:
+                statements += [f"CREATE DATABASE {ident(db.name)}",
+                               f"REVOKE CONNECT, TEMPORARY ON DATABASE {ident(db.name)} FROM PUBLIC"]
+        await self.sql(*statements)
+
+    async def delete_database(self, name: str) -> None:
+        if name not in await self.databases():
+            raise DatastoreError(f"database {name!r} does not exist", "NOT_FOUND")
+        await self.sql(f"DROP DATABASE {ident(name)} WITH (FORCE)")
+
+    async def list_databases(self) -> list[D.DatabaseSpec]:
+        return [D.DatabaseSpec(name=n) for n in await self.databases()]
+
+    async def roles(self) -> list[str]:
+        rows = await self.sql("SELECT rolname FROM pg_roles WHERE rolcanlogin ORDER BY rolname")
+        return [r[0] for r in rows if r[0] not in (ADMIN, self.root_user)]
+
+    async def create_users(self, users) -> None:
+        if not users:
+            return
+        have = set(await self.roles())
+        wanted = {db for user in users for db in user.databases}
+        missing = wanted - set(await self.databases()) if wanted else set()
+        if missing:
+            raise DatastoreError(f"database {sorted(missing)[0]!r} does not exist", "NOT_FOUND")
+        statements = []
+        for user in users:
+            verb = "ALTER" if user.name in have else "CREATE"
+            statements.append(f"{verb} ROLE {ident(user.name)} LOGIN PASSWORD {quote_literal(user.verifier)}")
+            statements += self._grants(user.name, list(user.databases))
+        await self.sql(*statements)
+
+    @staticmethod
+    def _grants(user: str, databases: list[str]) -> list[str]:
+        out = []
+        for db in databases:
+            # PostgreSQL 15 no longer lets everyone create in `public`.
+            out += [f"GRANT ALL PRIVILEGES ON DATABASE {ident(db)} TO {ident(user)}",
+                    f"\\c {ident(db)}", f"GRANT ALL ON SCHEMA public TO {ident(user)}"]
+        return out
+
+    async def delete_user(self, name: str, host: str) -> None:
+        if name not in await self.roles():
+            raise DatastoreError(f"user {name!r} does not exist", "NOT_FOUND")
+        statements = []
+        for db in await self.databases():
+            statements += [f"\\c {ident(db)}", f"DROP OWNED BY {ident(name)}"]
+        await self.sql(*statements, "\\c postgres", f"DROP OWNED BY {ident(name)}",
+                       f"DROP ROLE {ident(name)}")
+
+    async def list_users(self) -> list[D.UserSpec]:
+        rows = await self.sql(
+            "SELECT r.rolname, d.datname FROM pg_roles r CROSS JOIN pg_database d "
+            "WHERE r.rolcanlogin AND NOT d.datistemplate "
+            "AND has_database_privilege(r.rolname, d.datname, 'CONNECT') ORDER BY 1, 2")
+        access: dict[str, list[str]] = {name: [] for name in await self.roles()}
+        for role, db in rows:
+            if role in access and db not in SYSTEM_DATABASES:
+                access[role].append(db)
+        return [D.UserSpec(name=n, databases=dbs) for n, dbs in access.items()]
+
+    async def _check(self, user: str, databases: list[str]) -> None:
+        if user not in await self.roles():
+            raise DatastoreError(f"user {user!r} does not exist", "NOT_FOUND")
+        missing = set(databases) - set(await self.databases())
+        if missing:
+            raise DatastoreError(f"database {sorted(missing)[0]!r} does not exist", "NOT_FOUND")
+
+    async def grant(self, user: str, host: str, databases: list[str]) -> None:
+        await self._check(user, databases)
+        await self.sql(*self._grants(user, databases))
+
+    async def revoke(self, user: str, host: str, database: str) -> None:
+        await self._check(user, [database])
+        await self.sql(f"REVOKE ALL PRIVILEGES ON DATABASE {ident(database)} FROM {ident(user)}",
+                       f"\\c {ident(database)}", f"REVOKE ALL ON SCHEMA public FROM {ident(user)}")
+
+    async def enable_root(self, root) -> None:
+        exists = await self.sql(f"SELECT 1 FROM pg_roles WHERE rolname = {quote_literal(self.root_user)}")
+        verb = "ALTER" if exists else "CREATE"
+        await self.sql(f"{verb} ROLE {ident(self.root_user)} SUPERUSER LOGIN "
+                       f"PASSWORD {quote_literal(root.verifier)}")
+
+    async def root_enabled(self) -> bool:
+        return bool(await self.sql(
+            f"SELECT 1 FROM pg_roles WHERE rolname = {quote_literal(self.root_user)} AND rolcanlogin"))
