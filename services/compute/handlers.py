@@ -16,11 +16,12 @@ import re
 import uuid
 
 from nimbus.ids import is_uuid
-from nimbus import errors, idempotency, instances, ipam, log, quota, servergroups, states
+from nimbus import (errors, idempotency, instances, ipam, log, pagination, quota, servergroups,
+                    states)
 from nimbus.compute.v1 import compute_pb2, compute_pb2_grpc, networks_pb2
 from nimbus.imagestore import ImageStore, file_chunks
 from nimbus.rpc import auth, interceptor
-from nimbus.services.compute import create
+from nimbus.services.compute import create, listing
 from nimbus.services.compute.admission import Admission, Committer
 from nimbus.services.compute.resize import ResizeActions
 from nimbus.services.compute.server_actions import ServerActions
@@ -38,7 +39,6 @@ C = compute_pb2
 # Servers per CreateServer call: one etcd txn holds them all, and etcd takes
 # at most 128 operations per txn (2 per server + the usage).
 MAX_COUNT = 60
-MAX_PAGE = 1000
 # aki/ari: a kernel or a ramdisk for direct kernel boot (Glance's names).
 DISK_FORMATS = ("qcow2", "raw", "iso", "aki", "ari")
 
@@ -310,26 +310,27 @@ class ComputeServicer(ServerActions, ResizeActions, compute_pb2_grpc.ComputeServ
     async def ListServers(self, request, context):
         who = auth.identity()
         check_all_projects(request.all_projects, who)
-        if request.page_size < 0:
-            raise errors.InvalidArgument("page_size", "must not be negative")
-        page_size = min(request.page_size or MAX_PAGE, MAX_PAGE)
+        pagination.page_size_of(request.page_size)
+        name = listing.name_pattern(request.name)
+        sort_key, descending = listing.server_sort(request.sort_key, request.sort_dir)
+        since = request.changes_since.ToNanoseconds() if request.HasField("changes_since") else None
         items, _ = await self.store.list(keys.INSTANCES, records_pb2.InstanceRecord)
-        out = C.ListServersResponse()
-        for _, v in items:   # sorted by id (the key)
-            s = v.msg.server
-            if request.page_token and s.id <= request.page_token:
-                continue
-            if not visible(s, who, request.all_projects) or (
-                    request.name and s.name != request.name) or (
-                    request.vm_state and s.vm_state != request.vm_state) or (
-                    request.host and s.host != request.host) or (
-                    request.reservation_id and s.reservation_id != request.reservation_id):
-                continue
-            if len(out.servers) == page_size:
-                out.next_page_token = out.servers[-1].id
-                break
-            out.servers.append(public_view(s, who))
-        return out
+        matching = [
+            s for s in (v.msg.server for _, v in items)
+            if visible(s, who, request.all_projects)
+            and (name is None or name.search(s.name))
+            and (not request.vm_state or s.vm_state == request.vm_state)
+            and (not request.host or s.host == request.host)
+            and (not request.reservation_id or s.reservation_id == request.reservation_id)
+            and (since is None or s.updated_at.ToNanoseconds() >= since)]
+        scope = pagination.query_scope(
+            who.project_id, request.all_projects, request.name, request.vm_state, request.host,
+            request.reservation_id, since, sort_key.__name__, descending)
+        page, token = pagination.paginate(matching, sort_key, page_size=request.page_size,
+                                          page_token=request.page_token, scope=scope,
+                                          descending=descending)
+        return C.ListServersResponse(servers=[public_view(s, who) for s in page],
+                                     next_page_token=token)
 
     async def DeleteServer(self, request, context):
         who = auth.identity()

@@ -365,7 +365,7 @@ class GetServerResponse(_message.Message):
     def __init__(self, server: _Optional[_Union[Server, _Mapping]] = ...) -> None: ...
 
 class ListServersRequest(_message.Message):
-    __slots__ = ("page_size", "page_token", "all_projects", "name", "vm_state", "host", "reservation_id")
+    __slots__ = ("page_size", "page_token", "all_projects", "name", "vm_state", "host", "reservation_id", "changes_since", "sort_key", "sort_dir")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     ALL_PROJECTS_FIELD_NUMBER: _ClassVar[int]
@@ -373,6 +373,9 @@ class ListServersRequest(_message.Message):
     VM_STATE_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
     RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_SINCE_FIELD_NUMBER: _ClassVar[int]
+    SORT_KEY_FIELD_NUMBER: _ClassVar[int]
+    SORT_DIR_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
     all_projects: bool
@@ -380,7 +383,10 @@ class ListServersRequest(_message.Message):
     vm_state: VmState
     host: str
     reservation_id: str
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., all_projects: _Optional[bool] = ..., name: _Optional[str] = ..., vm_state: _Optional[_Union[VmState, str]] = ..., host: _Optional[str] = ..., reservation_id: _Optional[str] = ...) -> None: ...
+    changes_since: _timestamp_pb2.Timestamp
+    sort_key: str
+    sort_dir: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., all_projects: _Optional[bool] = ..., name: _Optional[str] = ..., vm_state: _Optional[_Union[VmState, str]] = ..., host: _Optional[str] = ..., reservation_id: _Optional[str] = ..., changes_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sort_key: _Optional[str] = ..., sort_dir: _Optional[str] = ...) -> None: ...
 
 class ListServersResponse(_message.Message):
     __slots__ = ("servers", "next_page_token")
