@@ -175,6 +175,26 @@ async def seed(api_address: str, state_dir: str) -> C.Image:
         return (await api.CreateImage(messages(), metadata=ADMIN)).image
 
 
+DEFAULT_NETWORK, DEFAULT_CIDR = "private", "10.0.0.0/24"
+
+
+async def seed_network(api_address: str) -> None:
+    """A network every project shares, so a plain boot gets an address (as
+    devstack's `private`), unless one of that name exists. Plain data on the
+    test driver: no packet goes anywhere."""
+    from nimbus.compute.v1 import networks_pb2 as N
+    from nimbus.compute.v1 import networks_pb2_grpc
+    async with grpc.aio.insecure_channel(api_address) as ch:
+        net = networks_pb2_grpc.NetworkServiceStub(ch)
+        existing = (await net.ListNetworks(N.ListNetworksRequest(), metadata=ADMIN)).networks
+        if any(n.name == DEFAULT_NETWORK for n in existing):
+            return
+        network = (await net.CreateNetwork(N.CreateNetworkRequest(
+            name=DEFAULT_NETWORK, shared=True), metadata=ADMIN)).network
+        await net.CreateSubnet(N.CreateSubnetRequest(network_id=network.id, cidr=DEFAULT_CIDR),
+                               metadata=ADMIN)
+
+
 async def wait_bootable(etcd_endpoint: str, api_address: str, host: str, image_id: str,
                         timeout: float = 60) -> None:
     """Until a CreateServer sent now can succeed: the compute host has
@@ -203,6 +223,7 @@ nimbus is running (Ctrl-C stops everything).
   compute host    {host} on the libvirt test driver
   metrics         {metrics}  (Prometheus, /metrics)
   image           {image_name} ({image_id}); flavors m1.tiny m1.small m1.medium m1.large
+  network         private (10.0.0.0/24, shared): a plain boot gets an address there
 
 Auth is development 'noauth': 'Bearer <user>:<project>'; the user 'admin' is an admin.
 
@@ -253,6 +274,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         stack.start()
         image = asyncio.run(seed(stack.api, stack.state_dir))
+        asyncio.run(seed_network(stack.api))
         datastores = asyncio.run(seed_datastores(stack.database, image.name, ADMIN))
         asyncio.run(wait_bootable(stack.etcd.endpoint, stack.api, args.host, image.id))
         print(BANNER.format(api=stack.api, conductor=stack.conductor, scheduler=stack.scheduler,

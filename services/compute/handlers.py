@@ -121,8 +121,9 @@ class Catalog:
 
 class ComputeServicer(ServerActions, ResizeActions, compute_pb2_grpc.ComputeServiceServicer):
     def __init__(self, store: Store, catalog: Catalog, instances: Informer, images: ImageStore,
-                 staging_dir: str, conductor=None, service_metadata=()):
+                 staging_dir: str, conductor=None, service_metadata=(), addresses=None):
         self.store = store
+        self.addresses = addresses   # addresses.Addresses, or None: servers show none
         # The conductor relays what only a host can answer (console output).
         self.conductor = conductor
         self.service_metadata = service_metadata
@@ -141,7 +142,11 @@ class ComputeServicer(ServerActions, ResizeActions, compute_pb2_grpc.ComputeServ
 
     # ---- servers ----------------------------------------------------------
 
-    view = staticmethod(public_view)
+    def view(self, server: C.Server, who: auth.Identity) -> C.Server:
+        """What a caller sees of a server: its addresses, its fault as allowed."""
+        if self.addresses is not None:
+            server = self.addresses.fill(server)
+        return public_view(server, who)
 
     async def CreateServer(self, request, context):
         return await self.create_servers(request, auth.identity())
@@ -305,7 +310,7 @@ class ComputeServicer(ServerActions, ResizeActions, compute_pb2_grpc.ComputeServ
     async def GetServer(self, request, context):
         who = auth.identity()
         found = await self._server(request.id, who)
-        return C.GetServerResponse(server=public_view(found.msg.server, who))
+        return C.GetServerResponse(server=self.view(found.msg.server, who))
 
     async def ListServers(self, request, context):
         who = auth.identity()
@@ -329,7 +334,7 @@ class ComputeServicer(ServerActions, ResizeActions, compute_pb2_grpc.ComputeServ
         page, token = pagination.paginate(matching, sort_key, page_size=request.page_size,
                                           page_token=request.page_token, scope=scope,
                                           descending=descending)
-        return C.ListServersResponse(servers=[public_view(s, who) for s in page],
+        return C.ListServersResponse(servers=[self.view(s, who) for s in page],
                                      next_page_token=token)
 
     async def DeleteServer(self, request, context):
@@ -338,7 +343,7 @@ class ComputeServicer(ServerActions, ResizeActions, compute_pb2_grpc.ComputeServ
         while True:
             server = found.msg.server
             if server.task_state == C.TASK_STATE_DELETING:
-                return C.DeleteServerResponse(server=public_view(server, who))  # idempotent
+                return C.DeleteServerResponse(server=self.view(server, who))  # idempotent
             if not server.host:
                 # Never placed (or failed before placement): nothing on any
                 # host to clean up, so delete here (Nova's local delete),
@@ -348,7 +353,7 @@ class ComputeServicer(ServerActions, ResizeActions, compute_pb2_grpc.ComputeServ
                 if resp.succeeded:
                     await ipam.release_for_server(self.store, server.id)   # ports of an ERROR build
                     server.task_state = C.TASK_STATE_DELETING
-                    return C.DeleteServerResponse(server=public_view(server, who))
+                    return C.DeleteServerResponse(server=self.view(server, who))
             else:
                 def mutate(rec):
                     rec.server.task_state = C.TASK_STATE_DELETING
@@ -358,7 +363,7 @@ class ComputeServicer(ServerActions, ResizeActions, compute_pb2_grpc.ComputeServ
                     updated = await self.store.update_instance(
                         server.id, mutate, current=found,
                         expected_task_states=states.ACTIONS["delete"].task_states)
-                    return C.DeleteServerResponse(server=public_view(updated.msg.server, who))
+                    return C.DeleteServerResponse(server=self.view(updated.msg.server, who))
                 except errors.UnexpectedTaskState:
                     pass  # became DELETING meanwhile: re-read answers idempotently
             found = await self._server(request.id, who)
@@ -385,7 +390,7 @@ class ComputeServicer(ServerActions, ResizeActions, compute_pb2_grpc.ComputeServ
                 else:
                     yield Resp(type=Resp.EVENT_TYPE_DELETED if kind == DELETED
                                else Resp.EVENT_TYPE_UPSERT,
-                               server=public_view(v.msg.server, who))
+                               server=self.view(v.msg.server, who))
         finally:
             sub.close()
 

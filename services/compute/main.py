@@ -12,6 +12,7 @@ from nimbus.imagestore import make_store
 from nimbus.rpc import auth
 from nimbus.conductor.v1 import conductor_pb2_grpc
 from nimbus.rpc.server import Server, channel
+from nimbus.services.compute.addresses import Addresses
 from nimbus.services.compute.ec2 import Ec2Servicer
 from nimbus.services.compute.handlers import Catalog, ComputeServicer
 from nimbus.services.compute.instance_actions import InstanceActionServicer
@@ -34,8 +35,9 @@ class ComputeProcess(process.ServiceProcess):
         self.closers.append(self.store.close)
         self.catalog = Catalog(self.store)
         self.instances = Informer(self.store, keys.INSTANCES, records_pb2.InstanceRecord)
+        self.addresses = Addresses(self.store, self.catalog.networks)
         informers = (self.catalog.flavors, self.catalog.images, self.catalog.networks,
-                     self.instances)
+                     self.instances, self.addresses.ports)
         for informer in informers:
             self.spawn(informer.run())
         self.server = Server("compute", cfg.listen or config.DEFAULT_API_ADDRESS,
@@ -48,7 +50,7 @@ class ComputeProcess(process.ServiceProcess):
                                              cfg.rbd_images_pool),
                                   os.path.join(cfg.state_dir, "staging"),
                                   conductor_pb2_grpc.ConductorServiceStub(self.conductor_channel),
-                                  auth.service_metadata(cfg.service_token))
+                                  auth.service_metadata(cfg.service_token), self.addresses)
         self.server.add(compute_pb2_grpc.add_ComputeServiceServicer_to_server, compute,
                         compute_pb2.DESCRIPTOR.services_by_name["ComputeService"])
         self.server.add(quotas_pb2_grpc.add_QuotaServiceServicer_to_server,

@@ -55,6 +55,9 @@ def test_banner_means_bootable(tmp_path):
             assert time.monotonic() < deadline, server
             time.sleep(0.2)
         assert server["vm_state"] == "VM_STATE_ACTIVE", server
+        # make run's shared network `private` gave it an address.
+        [address] = server["addresses"]["private"]["addresses"]
+        assert address["addr"].startswith("10.0.0.") and address["version"] == 4
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0

@@ -59,6 +59,13 @@ async def test_server_gets_a_port_an_interface_and_network_data(stack):
     iface = ET.parse(os.path.join(inst, "libvirt.xml")).getroot().find("devices/interface")
     assert iface.find("mac").get("address") == port.mac_address
     assert iface.find("source").get("bridge").startswith("br-")
+    # Nova's addresses: network name -> the port's fixed addresses, in Get and List.
+    want = C.AddressList(addresses=[C.Address(addr=port.fixed_ips[0].ip_address, version=4,
+                                              mac=port.mac_address, type="fixed")])
+    got = (await stack.api.GetServer(C.GetServerRequest(id=server.id), metadata=ME)).server
+    assert dict(got.addresses) == {"n1": want}
+    listed = (await stack.api.ListServers(C.ListServersRequest(), metadata=ME)).servers
+    assert dict(listed[0].addresses) == {"n1": want}
     data = json.loads(subprocess.run(["isoinfo", "-R", "-i", os.path.join(inst, "disk.config"), "-x",
                                       "/openstack/latest/network_data.json"],
                                      capture_output=True).stdout)

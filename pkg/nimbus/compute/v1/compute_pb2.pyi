@@ -145,7 +145,7 @@ class Flavor(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., vcpus: _Optional[int] = ..., ram_mb: _Optional[int] = ..., disk_gb: _Optional[int] = ..., ephemeral_gb: _Optional[int] = ..., swap_mb: _Optional[int] = ..., is_public: _Optional[bool] = ..., extra_specs: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Server(_message.Message):
-    __slots__ = ("id", "name", "project_id", "user_id", "vm_state", "task_state", "power_state", "host", "flavor_ref", "image_ref", "flavor", "fault", "reservation_id", "launch_index", "created_at", "updated_at", "launched_at", "metadata", "config_drive", "key_name", "security_groups", "access_ipv4", "access_ipv6", "availability_zone", "description", "server_group")
+    __slots__ = ("id", "name", "project_id", "user_id", "vm_state", "task_state", "power_state", "host", "flavor_ref", "image_ref", "flavor", "fault", "reservation_id", "launch_index", "created_at", "updated_at", "launched_at", "metadata", "config_drive", "key_name", "security_groups", "access_ipv4", "access_ipv6", "availability_zone", "description", "server_group", "addresses")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -153,6 +153,13 @@ class Server(_message.Message):
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class AddressesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: AddressList
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[AddressList, _Mapping]] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -179,6 +186,7 @@ class Server(_message.Message):
     AVAILABILITY_ZONE_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     SERVER_GROUP_FIELD_NUMBER: _ClassVar[int]
+    ADDRESSES_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     project_id: str
@@ -205,7 +213,26 @@ class Server(_message.Message):
     availability_zone: str
     description: str
     server_group: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., vm_state: _Optional[_Union[VmState, str]] = ..., task_state: _Optional[_Union[TaskState, str]] = ..., power_state: _Optional[_Union[PowerState, str]] = ..., host: _Optional[str] = ..., flavor_ref: _Optional[str] = ..., image_ref: _Optional[str] = ..., flavor: _Optional[_Union[Flavor, _Mapping]] = ..., fault: _Optional[_Union[Fault, _Mapping]] = ..., reservation_id: _Optional[str] = ..., launch_index: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., launched_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., config_drive: _Optional[bool] = ..., key_name: _Optional[str] = ..., security_groups: _Optional[_Iterable[str]] = ..., access_ipv4: _Optional[str] = ..., access_ipv6: _Optional[str] = ..., availability_zone: _Optional[str] = ..., description: _Optional[str] = ..., server_group: _Optional[str] = ...) -> None: ...
+    addresses: _containers.MessageMap[str, AddressList]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., vm_state: _Optional[_Union[VmState, str]] = ..., task_state: _Optional[_Union[TaskState, str]] = ..., power_state: _Optional[_Union[PowerState, str]] = ..., host: _Optional[str] = ..., flavor_ref: _Optional[str] = ..., image_ref: _Optional[str] = ..., flavor: _Optional[_Union[Flavor, _Mapping]] = ..., fault: _Optional[_Union[Fault, _Mapping]] = ..., reservation_id: _Optional[str] = ..., launch_index: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., launched_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., config_drive: _Optional[bool] = ..., key_name: _Optional[str] = ..., security_groups: _Optional[_Iterable[str]] = ..., access_ipv4: _Optional[str] = ..., access_ipv6: _Optional[str] = ..., availability_zone: _Optional[str] = ..., description: _Optional[str] = ..., server_group: _Optional[str] = ..., addresses: _Optional[_Mapping[str, AddressList]] = ...) -> None: ...
+
+class Address(_message.Message):
+    __slots__ = ("addr", "version", "mac", "type")
+    ADDR_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    MAC_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    addr: str
+    version: int
+    mac: str
+    type: str
+    def __init__(self, addr: _Optional[str] = ..., version: _Optional[int] = ..., mac: _Optional[str] = ..., type: _Optional[str] = ...) -> None: ...
+
+class AddressList(_message.Message):
+    __slots__ = ("addresses",)
+    ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    addresses: _containers.RepeatedCompositeFieldContainer[Address]
+    def __init__(self, addresses: _Optional[_Iterable[_Union[Address, _Mapping]]] = ...) -> None: ...
 
 class CreateServerRequest(_message.Message):
     __slots__ = ("name", "image_ref", "flavor_ref", "min_count", "max_count", "metadata", "config_drive", "user_data", "admin_pass", "personality", "security_groups", "networks", "networks_mode", "access_ipv4", "access_ipv6", "key_name", "availability_zone", "block_device_mapping", "block_device_mapping_v2", "return_reservation_id", "scheduler_hints", "kernel_id", "ramdisk_id", "description", "client_token")
