@@ -92,6 +92,11 @@ class ComputeProcess(process.ServiceProcess):
                 (networks_pb2_grpc.add_NetworkServiceServicer_to_server, NetworkServicer,
                  networks_pb2.DESCRIPTOR.services_by_name["NetworkService"])):
             self.server.add(add_fn, servicer(self.store), descriptor)
+        from nimbus.compute.v1 import hypervisors_pb2, hypervisors_pb2_grpc
+        from nimbus.services.compute.hypervisors import HypervisorServicer
+        self.server.add(hypervisors_pb2_grpc.add_HypervisorServiceServicer_to_server,
+                        HypervisorServicer(self.store, self.instances),
+                        hypervisors_pb2.DESCRIPTOR.services_by_name["HypervisorService"])
         await self.server.start()
         await self.serve_when_ready(*informers)
         return self

@@ -20,6 +20,8 @@ class HostState:
     used_disk_gb: int = 0
     # zone: the host's availability zone (its aggregate's, else the default).
     zone: str = "nova"
+    # disabled: an admin took the host out of scheduling (HypervisorService).
+    disabled: bool = False
     capacity: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     def __post_init__(self) -> None:
@@ -68,7 +70,7 @@ def affinity_ok(hs: HostState, spec) -> bool:
 Filter = tuple[str, Callable[[HostState, object], bool]]
 
 FILTERS: list[Filter] = [
-    ("ComputeFilter", lambda hs, spec: not hs.node.disabled),
+    ("ComputeFilter", lambda hs, spec: not hs.node.disabled and not hs.disabled),
     ("ForcedHostFilter", lambda hs, spec: not spec.forced_host or hs.host == spec.forced_host),
     ("IgnoreHostsFilter", lambda hs, spec: hs.host not in spec.ignore_hosts),
     ("AvailabilityZoneFilter",

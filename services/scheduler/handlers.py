@@ -37,6 +37,8 @@ class HostManager:
         self.nodes = Informer(store, keys.NODES, records_pb2.NodeRecord)
         self.allocations = Informer(store, keys.ALLOCATIONS, records_pb2.Allocation)
         self.aggregates = Informer(store, keys.AGGREGATES, aggregates_pb2.Aggregate)
+        # Admins' scheduling switches (HypervisorService), apart from nodes.
+        self.statuses = Informer(store, keys.COMPUTE_SERVICES, records_pb2.ComputeServiceStatus)
         self.used: dict[str, records_pb2.Resources] = {}
         self.assumed: dict[str, tuple[str, records_pb2.Resources, float]] = {}
         self.allocated: set[str] = set()   # consumers with an allocation
@@ -68,8 +70,10 @@ class HostManager:
         states = {}
         for key, v in self.nodes.items.items():
             used = self.used.get(v.msg.host, records_pb2.Resources())
+            switch = self.statuses.items.get(keys.compute_service(v.msg.host))
             states[v.msg.host] = HostState(v.msg.host, v.msg, used.vcpus, used.memory_mb,
-                                           used.disk_gb, zone_of.get(v.msg.host, DEFAULT_ZONE))
+                                           used.disk_gb, zone_of.get(v.msg.host, DEFAULT_ZONE),
+                                           disabled=switch is not None and switch.msg.disabled)
         for host, want, _ in self.assumed.values():
             if host in states:
                 states[host].consume(want)

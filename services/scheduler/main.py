@@ -19,6 +19,7 @@ class SchedulerProcess(process.ServiceProcess):
         self.spawn(self.hosts.nodes.run())
         self.spawn(self.hosts.allocations.run())
         self.spawn(self.hosts.aggregates.run())
+        self.spawn(self.hosts.statuses.run())
         self.server = Server("scheduler", cfg.listen or config.DEFAULT_SCHEDULER_ADDRESS,
                              auth.Authenticator(service_token=cfg.service_token))
         self.server.add(scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server,
@@ -26,7 +27,7 @@ class SchedulerProcess(process.ServiceProcess):
                         scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"])
         await self.server.start()
         await self.serve_when_ready(self.hosts.nodes, self.hosts.allocations,
-                                    self.hosts.aggregates)
+                                    self.hosts.aggregates, self.hosts.statuses)
         return self
 
 

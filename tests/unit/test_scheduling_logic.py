@@ -29,6 +29,7 @@ def spec(vcpus=1, memory_mb=512, disk_gb=1, ignore=(), **kw):
 @pytest.mark.parametrize("hs, want, passes, reason", [
     (HostState("h", node()), spec(), True, ""),
     (HostState("h", node(disabled=True)), spec(), False, "ComputeFilter"),
+    (HostState("h", node(), disabled=True), spec(), False, "ComputeFilter"),
     (HostState("h", node()), spec(ignore=["h"]), False, "IgnoreHostsFilter"),
     (HostState("h", node(vcpus=1)), spec(vcpus=2), False, "VCPUFilter"),
     (HostState("h", node(vcpus=1, cpu_ratio=4.0)), spec(vcpus=4), True, ""),

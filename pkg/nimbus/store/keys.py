@@ -46,6 +46,7 @@ AGGREGATES = "aggregates/"
 QUOTAS = "quotas/"
 USAGES = "usages/"
 CLIENT_TOKENS = "client-tokens/"
+COMPUTE_SERVICES = "compute-services/"
 EC2_IDS = "ec2-ids/"
 EC2_UUIDS = "ec2-uuids/"
 
@@ -108,6 +109,10 @@ def quota(project_id: str) -> str:
 
 def usage(project_id: str) -> str:
     return USAGES + project_id
+
+
+def compute_service(host: str) -> str:
+    return f"{COMPUTE_SERVICES}{host}"
 
 
 def client_token(project_id: str, token_sha256: str) -> str:

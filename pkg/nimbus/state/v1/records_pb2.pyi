@@ -208,3 +208,15 @@ class ClientToken(_message.Message):
     server_ids: _containers.RepeatedScalarFieldContainer[str]
     created_at: _timestamp_pb2.Timestamp
     def __init__(self, request_sha256: _Optional[bytes] = ..., reservation_id: _Optional[str] = ..., server_ids: _Optional[_Iterable[str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ComputeServiceStatus(_message.Message):
+    __slots__ = ("host", "disabled", "disabled_reason", "updated_at")
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    DISABLED_FIELD_NUMBER: _ClassVar[int]
+    DISABLED_REASON_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    host: str
+    disabled: bool
+    disabled_reason: str
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, host: _Optional[str] = ..., disabled: _Optional[bool] = ..., disabled_reason: _Optional[str] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
