@@ -21,7 +21,7 @@ from nimbus import (errors, idempotency, instances, ipam, log, pagination, quota
 from nimbus.compute.v1 import compute_pb2, compute_pb2_grpc, networks_pb2
 from nimbus.imagestore import ImageStore, file_chunks
 from nimbus.rpc import auth, interceptor
-from nimbus.services.compute import create, listing
+from nimbus.services.compute import create, flavor_access, listing
 from nimbus.services.compute.admission import Admission, Committer
 from nimbus.services.compute.resize import ResizeActions
 from nimbus.services.compute.server_actions import ServerActions
@@ -94,10 +94,14 @@ class Catalog:
                 informer.items.setdefault(key, v)
         return []
 
-    async def flavor(self, ref: str, field: str) -> C.Flavor:
+    async def flavor(self, ref: str, field: str, who: auth.Identity | None = None) -> C.Flavor:
+        """The flavor `ref` names; with `who`, NOT_FOUND unless they may use it
+        (a private flavor without access is not confirmed to exist, as Nova)."""
         if not ref:
             raise errors.InvalidArgument(field, "is required")
         found = await self._find(self.flavors, ref, lambda f: f.name)
+        if found and who is not None and not await flavor_access.may_use(self.store, found[0], who):
+            found = []
         if not found:
             raise errors.NotFound("flavor", ref)
         return found[0]
@@ -119,7 +123,8 @@ class Catalog:
             record = fresh.msg if fresh is not None else record
         return record
 
-class ComputeServicer(ServerActions, ResizeActions, compute_pb2_grpc.ComputeServiceServicer):
+class ComputeServicer(ServerActions, ResizeActions, flavor_access.FlavorAccess,
+                      compute_pb2_grpc.ComputeServiceServicer):
     def __init__(self, store: Store, catalog: Catalog, instances: Informer, images: ImageStore,
                  staging_dir: str, conductor=None, service_metadata=(), addresses=None):
         self.store = store
@@ -177,7 +182,7 @@ class ComputeServicer(ServerActions, ResizeActions, compute_pb2_grpc.ComputeServ
             limits = await quota.limits(self.store, who.project_id)
             quota.check_metadata(limits, request.metadata, project=who.project_id)
             quota.check_personality(limits, request.personality, project=who.project_id)
-        flavor = await self.catalog.flavor(request.flavor_ref, "flavor_ref")
+        flavor = await self.catalog.flavor(request.flavor_ref, "flavor_ref", who)
         image = await self._boot_image(request, block_devices, flavor, who)
         for field in ("kernel_id", "ramdisk_id"):
             if getattr(request, field):
@@ -397,14 +402,16 @@ class ComputeServicer(ServerActions, ResizeActions, compute_pb2_grpc.ComputeServ
     # ---- flavors ----------------------------------------------------------
 
     async def ListFlavors(self, request, context):
-        auth.identity()
+        who = auth.identity()
         items, _ = await self.store.list(keys.FLAVORS, C.Flavor)
-        flavors = sorted((v.msg for _, v in items), key=lambda f: (f.ram_mb, f.vcpus, f.name))
+        flavors = [v.msg for _, v in items
+                   if await flavor_access.may_use(self.store, v.msg, who)]
+        flavors.sort(key=lambda f: (f.ram_mb, f.vcpus, f.name))
         return C.ListFlavorsResponse(flavors=flavors)
 
     async def GetFlavor(self, request, context):
-        auth.identity()
-        return C.GetFlavorResponse(flavor=await self.catalog.flavor(request.ref, "ref"))
+        return C.GetFlavorResponse(flavor=await self.catalog.flavor(request.ref, "ref",
+                                                                    auth.identity()))
 
     async def CreateFlavor(self, request, context):
         auth.require_admin()
@@ -419,6 +426,7 @@ class ComputeServicer(ServerActions, ResizeActions, compute_pb2_grpc.ComputeServ
             if getattr(f, field) < low:
                 raise errors.InvalidArgument(f"flavor.{field}", f"must be at least {low}")
         validate_metadata(f.extra_specs, "flavor.extra_specs")
+        f.is_public = flavor_access.is_public(f)   # stored explicitly: Nova's default is public
         # Names are unique: the name index key joins the same transaction.
         name_key = "flavor-names/" + f.name
         resp = await self.store.txn(

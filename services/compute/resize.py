@@ -80,7 +80,7 @@ class ResizeActions:
 
     async def ResizeServer(self, request, context):
         who = auth.identity()
-        flavor = await self.catalog.flavor(request.flavor_ref, "flavor_ref")
+        flavor = await self.catalog.flavor(request.flavor_ref, "flavor_ref", who)
         server, migration = await self._begin_move(request.id, who, "resize", flavor)
         return C.ResizeServerResponse(server=self.view(server, who), migration=migration)
 

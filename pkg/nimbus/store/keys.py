@@ -47,6 +47,7 @@ QUOTAS = "quotas/"
 USAGES = "usages/"
 CLIENT_TOKENS = "client-tokens/"
 COMPUTE_SERVICES = "compute-services/"
+FLAVOR_ACCESS = "flavor-access/"
 EC2_IDS = "ec2-ids/"
 EC2_UUIDS = "ec2-uuids/"
 
@@ -109,6 +110,11 @@ def quota(project_id: str) -> str:
 
 def usage(project_id: str) -> str:
     return USAGES + project_id
+
+
+def flavor_access(flavor_id: str, project_id: str = "") -> str:
+    """flavor-access/<flavor>/<project>; without a project: the flavor's prefix."""
+    return f"{FLAVOR_ACCESS}{flavor_id}/{project_id}"
 
 
 def compute_service(host: str) -> str:

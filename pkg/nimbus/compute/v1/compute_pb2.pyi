@@ -635,6 +635,46 @@ class CreateFlavorRequest(_message.Message):
     flavor: Flavor
     def __init__(self, flavor: _Optional[_Union[Flavor, _Mapping]] = ...) -> None: ...
 
+class AddFlavorAccessRequest(_message.Message):
+    __slots__ = ("flavor_ref", "project_id")
+    FLAVOR_REF_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    flavor_ref: str
+    project_id: str
+    def __init__(self, flavor_ref: _Optional[str] = ..., project_id: _Optional[str] = ...) -> None: ...
+
+class AddFlavorAccessResponse(_message.Message):
+    __slots__ = ("project_ids",)
+    PROJECT_IDS_FIELD_NUMBER: _ClassVar[int]
+    project_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, project_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RemoveFlavorAccessRequest(_message.Message):
+    __slots__ = ("flavor_ref", "project_id")
+    FLAVOR_REF_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    flavor_ref: str
+    project_id: str
+    def __init__(self, flavor_ref: _Optional[str] = ..., project_id: _Optional[str] = ...) -> None: ...
+
+class RemoveFlavorAccessResponse(_message.Message):
+    __slots__ = ("project_ids",)
+    PROJECT_IDS_FIELD_NUMBER: _ClassVar[int]
+    project_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, project_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListFlavorAccessRequest(_message.Message):
+    __slots__ = ("flavor_ref",)
+    FLAVOR_REF_FIELD_NUMBER: _ClassVar[int]
+    flavor_ref: str
+    def __init__(self, flavor_ref: _Optional[str] = ...) -> None: ...
+
+class ListFlavorAccessResponse(_message.Message):
+    __slots__ = ("project_ids",)
+    PROJECT_IDS_FIELD_NUMBER: _ClassVar[int]
+    project_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, project_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class CreateFlavorResponse(_message.Message):
     __slots__ = ("flavor",)
     FLAVOR_FIELD_NUMBER: _ClassVar[int]

@@ -122,6 +122,21 @@ class ComputeServiceStub:
                 request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.CreateFlavorRequest.SerializeToString,
                 response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.CreateFlavorResponse.FromString,
                 _registered_method=True)
+        self.AddFlavorAccess = channel.unary_unary(
+                '/nimbus.compute.v1.ComputeService/AddFlavorAccess',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.AddFlavorAccessRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.AddFlavorAccessResponse.FromString,
+                _registered_method=True)
+        self.RemoveFlavorAccess = channel.unary_unary(
+                '/nimbus.compute.v1.ComputeService/RemoveFlavorAccess',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.RemoveFlavorAccessRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.RemoveFlavorAccessResponse.FromString,
+                _registered_method=True)
+        self.ListFlavorAccess = channel.unary_unary(
+                '/nimbus.compute.v1.ComputeService/ListFlavorAccess',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ListFlavorAccessRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ListFlavorAccessResponse.FromString,
+                _registered_method=True)
         self.ListImages = channel.unary_unary(
                 '/nimbus.compute.v1.ComputeService/ListImages',
                 request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ListImagesRequest.SerializeToString,
@@ -277,6 +292,26 @@ class ComputeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddFlavorAccess(self, request, context):
+        """Flavor access (admin only, Nova's os-flavor-access): a flavor that is
+        not public is seen and booted only by the projects given access.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveFlavorAccess(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFlavorAccess(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListImages(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -391,6 +426,21 @@ def add_ComputeServiceServicer_to_server(servicer, server):
                     servicer.CreateFlavor,
                     request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.CreateFlavorRequest.FromString,
                     response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.CreateFlavorResponse.SerializeToString,
+            ),
+            'AddFlavorAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddFlavorAccess,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.AddFlavorAccessRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.AddFlavorAccessResponse.SerializeToString,
+            ),
+            'RemoveFlavorAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveFlavorAccess,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.RemoveFlavorAccessRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.RemoveFlavorAccessResponse.SerializeToString,
+            ),
+            'ListFlavorAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFlavorAccess,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ListFlavorAccessRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ListFlavorAccessResponse.SerializeToString,
             ),
             'ListImages': grpc.unary_unary_rpc_method_handler(
                     servicer.ListImages,
@@ -875,6 +925,87 @@ class ComputeService:
             '/nimbus.compute.v1.ComputeService/CreateFlavor',
             nimbus_dot_compute_dot_v1_dot_compute__pb2.CreateFlavorRequest.SerializeToString,
             nimbus_dot_compute_dot_v1_dot_compute__pb2.CreateFlavorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddFlavorAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.ComputeService/AddFlavorAccess',
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.AddFlavorAccessRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.AddFlavorAccessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveFlavorAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.ComputeService/RemoveFlavorAccess',
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.RemoveFlavorAccessRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.RemoveFlavorAccessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFlavorAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.ComputeService/ListFlavorAccess',
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.ListFlavorAccessRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.ListFlavorAccessResponse.FromString,
             options,
             channel_credentials,
             insecure,
