@@ -158,14 +158,16 @@ class Stack:
         return resp.flavor
 
     async def image(self, path: str, name: str = "cirros", disk_format: str = "qcow2",
-                    properties: dict | None = None) -> C.Image:
+                    properties: dict | None = None, visibility: str = "public",
+                    metadata=ADMIN) -> C.Image:
         async def messages():
             yield C.CreateImageRequest(image=C.Image(name=name, disk_format=disk_format,
-                                                     properties=properties or {}))
+                                                     properties=properties or {},
+                                                     visibility=visibility))
             with open(path, "rb") as f:
                 while chunk := f.read(1 << 20):
                     yield C.CreateImageRequest(chunk=chunk)
-        return (await self.api.CreateImage(messages(), metadata=ADMIN)).image
+        return (await self.api.CreateImage(messages(), metadata=metadata)).image
 
     async def wait_for(self, server_id: str, predicate, metadata=ADMIN, timeout: float = 30):
         """Wait on WatchServers (never poll) until predicate(server) holds;

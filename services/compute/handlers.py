@@ -452,7 +452,7 @@ class ComputeServicer(ServerActions, ResizeActions, flavor_access.FlavorAccess,
         return C.GetImageResponse(image=(await self.catalog.image(request.ref, "ref", who)).image)
 
     async def CreateImage(self, request_iterator, context):
-        who = auth.require_admin()
+        who = auth.identity()
         first = await anext(aiter(request_iterator), None)
         if first is None or not first.HasField("image"):
             raise errors.InvalidArgument("image", "the first message must carry the image metadata")
@@ -463,11 +463,13 @@ class ComputeServicer(ServerActions, ResizeActions, flavor_access.FlavorAccess,
             raise errors.InvalidArgument("image.disk_format", f"must be one of {', '.join(DISK_FORMATS)}")
         if meta.visibility not in ("", "public", "private"):
             raise errors.InvalidArgument("image.visibility", "must be public or private")
+        if meta.visibility == "public" and not who.is_admin:
+            raise errors.PermissionDenied("only admins make images public (Glance's policy)")
         for field in ("min_ram_mb", "min_disk_gb"):
             if getattr(meta, field) < 0:
                 raise errors.InvalidArgument(f"image.{field}", "must not be negative")
         meta.id = str(uuid.uuid4())
-        meta.visibility = meta.visibility or "public"
+        meta.visibility = meta.visibility or "private"
         meta.owner = who.project_id
         meta.container_format = meta.container_format or "bare"
         meta.status = C.IMAGE_STATUS_QUEUED
@@ -503,6 +505,24 @@ class ComputeServicer(ServerActions, ResizeActions, flavor_access.FlavorAccess,
         await self.store.txn([], [self.store.put(ikey, record)])
         _log.info("image stored", image_id=meta.id, size=size, disk_format=meta.disk_format)
         return C.CreateImageResponse(image=meta)
+
+    async def DeleteImage(self, request, context):
+        who = auth.identity()
+        record = await self.catalog.image(request.ref, "ref", who)
+        image = record.image
+        if image.owner != who.project_id and not who.is_admin:
+            raise errors.PermissionDenied(f"image {image.id} belongs to another project")
+        building = [v.msg.server.id for v in list(self.instances.items.values())
+                    if v.msg.server.image_ref == image.id
+                    and v.msg.server.vm_state == C.VM_STATE_BUILDING]
+        if building:
+            raise errors.FailedPrecondition(
+                f"image {image.id} is being fetched by building server {building[0]}")
+        if record.location:
+            await self.images.delete(record.location)   # Ceph refuses while disks are clones
+        await self.store.txn([], [self.store.delete(keys.image(image.id))])
+        _log.info("image deleted", image_id=image.id)
+        return C.DeleteImageResponse()
 
     async def DownloadImage(self, request, context):
         who = auth.identity()

@@ -59,6 +59,7 @@ from urllib.parse import urlparse
 import rados
 import rbd
 
+from nimbus import errors
 from nimbus.imagebackend import DiskSource, Download
 from nimbus.imagebackend.local import ImageCache, check_fits
 
@@ -78,7 +79,7 @@ def _is_zero(block: bytes) -> bool:
     return block == (_ZEROS if len(block) == IO_CHUNK else bytes(len(block)))
 
 
-class ImageInUse(Exception):
+class ImageInUse(errors.FailedPrecondition):
     """The stored image still has clones (server disks): it cannot be deleted."""
 
 

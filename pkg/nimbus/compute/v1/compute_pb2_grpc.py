@@ -152,6 +152,11 @@ class ComputeServiceStub:
                 request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.CreateImageRequest.SerializeToString,
                 response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.CreateImageResponse.FromString,
                 _registered_method=True)
+        self.DeleteImage = channel.unary_unary(
+                '/nimbus.compute.v1.ComputeService/DeleteImage',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.DeleteImageRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.DeleteImageResponse.FromString,
+                _registered_method=True)
         self.DownloadImage = channel.unary_stream(
                 '/nimbus.compute.v1.ComputeService/DownloadImage',
                 request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.DownloadImageRequest.SerializeToString,
@@ -325,8 +330,18 @@ class ComputeServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateImage(self, request_iterator, context):
-        """CreateImage is admin only: the first message carries the image metadata,
-        every following message a chunk of its bytes.
+        """CreateImage: any member uploads (Glance's default), private to the
+        project unless an admin makes it public. The first message carries the
+        image metadata, every following message a chunk of its bytes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteImage(self, request, context):
+        """DeleteImage (its project or an admin) removes the record and the
+        bytes; refused (FAILED_PRECONDITION) only where that would break a
+        server: a build still fetching it, or disks cloned from it on Ceph.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -456,6 +471,11 @@ def add_ComputeServiceServicer_to_server(servicer, server):
                     servicer.CreateImage,
                     request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.CreateImageRequest.FromString,
                     response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.CreateImageResponse.SerializeToString,
+            ),
+            'DeleteImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteImage,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.DeleteImageRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.DeleteImageResponse.SerializeToString,
             ),
             'DownloadImage': grpc.unary_stream_rpc_method_handler(
                     servicer.DownloadImage,
@@ -1087,6 +1107,33 @@ class ComputeService:
             '/nimbus.compute.v1.ComputeService/CreateImage',
             nimbus_dot_compute_dot_v1_dot_compute__pb2.CreateImageRequest.SerializeToString,
             nimbus_dot_compute_dot_v1_dot_compute__pb2.CreateImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.ComputeService/DeleteImage',
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.DeleteImageRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.DeleteImageResponse.FromString,
             options,
             channel_credentials,
             insecure,
