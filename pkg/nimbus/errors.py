@@ -13,6 +13,13 @@ import grpc
 from google.rpc import error_details_pb2
 
 DOMAIN = "nimbus.dev"
+# An error never echoes a huge input back: its message and every
+# description are cut to this many characters.
+MAX_MESSAGE = 1024
+
+
+def bounded(text: str, limit: int = MAX_MESSAGE) -> str:
+    return text if len(text) <= limit else text[:limit - 20] + f"… ({len(text)} chars)"
 
 
 class NimbusError(Exception):
@@ -20,6 +27,7 @@ class NimbusError(Exception):
     reason = "INTERNAL"
 
     def __init__(self, message: str):
+        message = bounded(message)
         super().__init__(message)
         self.message = message
 
@@ -33,8 +41,9 @@ class InvalidArgument(NimbusError):
     reason = "INVALID_ARGUMENT"
 
     def __init__(self, field: str, description: str):
+        description = bounded(description, MAX_MESSAGE // 2)
         super().__init__(f"{field}: {description}")
-        self.field = field
+        self.field = field   # names a request field: short by construction, kept exact
         self.description = description
 
     def details(self) -> list:
@@ -48,6 +57,7 @@ class NotFound(NimbusError):
     reason = "NOT_FOUND"
 
     def __init__(self, kind: str, ref: str):
+        ref = bounded(ref, 256)
         super().__init__(f"{kind} {ref!r} not found")
         self.kind = kind
         self.ref = ref

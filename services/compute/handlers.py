@@ -214,6 +214,11 @@ class ComputeServicer(ServerActions, ResizeActions, flavor_access.FlavorAccess,
             if forced_host and not any(forced_host in hosts for hosts in zones.values()):
                 raise errors.NotFound("host", forced_host)
         group = None
+        for field in ("same_host", "different_host"):
+            for server_id in getattr(request.scheduler_hints, field):
+                # Another project's server is not found, as any reference:
+                # the hint must not confirm that it exists or where it runs.
+                await self._server(server_id, who)
         if request.scheduler_hints.group:
             group = await servergroups.get_server_group(self.store, who.project_id,
                                                         request.scheduler_hints.group)

@@ -17,6 +17,7 @@ import aetcd.exceptions
 import grpc
 import structlog
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 from google.rpc import status_pb2
 
 from nimbus import errors, log, metrics
@@ -30,6 +31,43 @@ def request_id() -> str:
     """The current call's request id (the client's x-request-id, or ours)."""
     return _request_id.get()
 _PUBLIC_METHODS = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+class _Undecodable:
+    """What a request that does not parse becomes: the handler's wrapper
+    answers INVALID_ARGUMENT instead of grpc's UNKNOWN/INTERNAL."""
+
+    __slots__ = ("type_name", "error")
+
+    def __init__(self, type_name: str, error: Exception):
+        self.type_name, self.error = type_name, error
+
+    def refuse(self):
+        raise errors.InvalidArgument(
+            "request", f"not a valid {self.type_name} message ({type(self.error).__name__})")
+
+
+def _tolerant(deserializer):
+    """A request deserializer that never raises (see _Undecodable)."""
+    if deserializer is None:
+        return None
+    owner = getattr(deserializer, "__self__", None)
+    type_name = getattr(owner, "DESCRIPTOR", None)
+    type_name = type_name.full_name if type_name is not None else "request"
+
+    def parse(data: bytes):
+        try:
+            return deserializer(data)
+        except Exception as exc:  # noqa: BLE001 - any parse failure is bad input
+            return _Undecodable(type_name, exc)
+    return parse
+
+
+async def _checked(requests):
+    async for request in requests:
+        if isinstance(request, _Undecodable):
+            request.refuse()
+        yield request
 
 
 def _status_trailer(exc: errors.NimbusError) -> tuple:
@@ -83,21 +121,21 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(method, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer)
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
                 self._wrap_unary(method, handler.stream_unary),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer)
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
                 self._wrap_stream(method, handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer)
         return grpc.stream_stream_rpc_method_handler(
             self._wrap_stream(method, handler.stream_stream),
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer)
 
     def _begin(self, context) -> str:
@@ -130,6 +168,10 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             started = time.perf_counter()
             try:
                 self._begin(context)
+                if isinstance(request, _Undecodable):
+                    request.refuse()
+                elif not isinstance(request, Message):   # a client stream
+                    request = _checked(request)
                 response = await behaviour(request, context)
             except (grpc.aio.AbortError, GeneratorExit):
                 raise
@@ -144,6 +186,10 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             started = time.perf_counter()
             try:
                 self._begin(context)
+                if isinstance(request, _Undecodable):
+                    request.refuse()
+                elif not isinstance(request, Message):   # a client stream
+                    request = _checked(request)
                 async for response in behaviour(request, context):
                     yield response
             except (grpc.aio.AbortError, GeneratorExit):
