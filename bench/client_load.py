@@ -115,7 +115,7 @@ def conductor_p99(log_path: str, since: float) -> dict[str, tuple[int, float, fl
                 continue
             if entry.get("event") == "rpc" and "ms" in entry:
                 per[entry["method"].rsplit("/", 1)[-1]].append(entry["ms"])
-    return {m: (len(v), percentile(v, 50), percentile(v, 99)) for m, v in sorted(per.items())}
+    return {m: (len(v), percentile(v, 50), percentile(v, 99), max(v)) for m, v in sorted(per.items())}
 
 
 async def load(args, stack: LoadStack) -> dict:
@@ -178,8 +178,9 @@ def report(r: dict, args) -> tuple[str, bool]:
         lines.append(f"| {method} | {len(samples)} | {percentile(ms, 50):.1f} | "
                      f"{percentile(ms, 99):.1f} | {dict(codes)} |")
     lines += ["", "conductor, per RPC (its access log):", "",
-              "| RPC | calls | p50 ms | p99 ms |", "|---|---|---|---|"]
-    lines += [f"| {m} | {n} | {p50:.1f} | {p99:.1f} |" for m, (n, p50, p99) in r["conductor"].items()]
+              "| RPC | calls | p50 ms | p99 ms | max ms |", "|---|---|---|---|---|"]
+    lines += [f"| {m} | {n} | {p50:.1f} | {p99:.1f} | {top:.1f} |"
+              for m, (n, p50, p99, top) in r["conductor"].items()]
     oldest = max(r["ages"], default=0.0)
     cpu = ", ".join(f"{k} {v:.1f} s" for k, v in sorted(r["cpu"].items()))
     ok = unexpected == 0 and oldest < TARGETS["oldest_task_s"][1] and not any(
