@@ -16,11 +16,11 @@ token's absence)."""
 from __future__ import annotations
 
 import asyncio
-import collections
 import dataclasses
 
-from nimbus import errors, metrics, quota, servergroups
+from nimbus import errors, quota, servergroups
 from nimbus.compute.v1 import quotas_pb2
+from nimbus.groupcommit import GroupCommit
 from nimbus.idempotency import TokenTaken
 from nimbus.state.v1 import records_pb2
 from nimbus.store import keys
@@ -53,43 +53,25 @@ class Admission:
         return self.group is not None or bool(self.token_key)
 
 
+def _next_batch(queue: list[Admission]) -> list[Admission]:
+    """As many as fit in one transaction; an `alone` admission by itself."""
+    batch, ops = [], 0
+    while queue and (not batch or (ops + queue[0].size <= MAX_OPS
+                                   and not queue[0].alone and not batch[0].alone)):
+        ops += queue[0].size
+        batch.append(queue.pop(0))
+    return batch
+
+
 class Committer:
     def __init__(self, store: Store):
         self.store = store
-        self._queues: dict[str, list[Admission]] = collections.defaultdict(list)
-        self._draining: set[str] = set()
+        self._group = GroupCommit("admission", _next_batch, self._commit)
 
     async def admit(self, admission: Admission) -> int:
         """How many of the admission's servers were written (>= min_count),
         or QuotaExceeded."""
-        admission.future = asyncio.get_running_loop().create_future()
-        self._queues[admission.project].append(admission)
-        if admission.project not in self._draining:
-            self._draining.add(admission.project)
-            asyncio.create_task(self._drain(admission.project))
-        return await admission.future
-
-    async def _drain(self, project: str) -> None:
-        queue = self._queues[project]
-        try:
-            while queue:
-                metrics.QUEUE_DEPTH.labels("admission").observe(len(queue))
-                batch, ops = [], 0
-                while queue and (not batch or (ops + queue[0].size <= MAX_OPS
-                                               and not queue[0].alone and not batch[0].alone)):
-                    ops += queue[0].size
-                    batch.append(queue.pop(0))
-                try:
-                    await self._commit(project, batch)
-                except Exception as exc:  # noqa: BLE001 - each caller gets the error
-                    for adm in batch:
-                        if not adm.future.done():
-                            adm.future.set_exception(exc)
-        finally:
-            self._draining.discard(project)
-            if queue:   # arrived after the loop's last look
-                self._draining.add(project)
-                asyncio.create_task(self._drain(project))
+        return await self._group.submit(admission.project, admission)
 
     async def _commit(self, project: str, batch: list[Admission]) -> None:
         while True:

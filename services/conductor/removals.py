@@ -18,8 +18,9 @@ import asyncio
 import collections
 import dataclasses
 
-from nimbus import metrics, quota
+from nimbus import quota
 from nimbus.compute.v1 import quotas_pb2
+from nimbus.groupcommit import GroupCommit
 from nimbus.services.conductor.claims import Claims, InstanceChanged
 from nimbus.state.v1 import records_pb2
 from nimbus.store import keys
@@ -31,48 +32,29 @@ MAX_BATCH = 24          # 4 ops each, plus usages: under etcd's 128 ops per txn
 @dataclasses.dataclass
 class Removal:
     current: Versioned
-    future: asyncio.Future
+    future: asyncio.Future | None = None
 
     @property
     def server(self):
         return self.current.msg.server
 
 
+def _next_batch(queue: list[Removal]) -> list[Removal]:
+    batch = queue[:MAX_BATCH]
+    del queue[:MAX_BATCH]
+    return batch
+
+
 class Remover:
     def __init__(self, store: Store, claims: Claims):
         self.store = store
         self.claims = claims
-        self._queues: dict[str, list[Removal]] = collections.defaultdict(list)
-        self._draining: set[str] = set()
+        self._group = GroupCommit("removals", _next_batch, self._commit)
 
     async def remove(self, host: str, current: Versioned) -> None:
         """Remove the (DELETING) instance record `current`, on `host`, with its
         allocation and its quota; InstanceChanged when it changed meanwhile."""
-        removal = Removal(current, asyncio.get_running_loop().create_future())
-        self._queues[host].append(removal)
-        if host not in self._draining:
-            self._draining.add(host)
-            asyncio.create_task(self._drain(host))
-        await removal.future
-
-    async def _drain(self, host: str) -> None:
-        queue = self._queues[host]
-        try:
-            while queue:
-                metrics.QUEUE_DEPTH.labels("removals").observe(len(queue))
-                batch = queue[:MAX_BATCH]
-                del queue[:MAX_BATCH]
-                try:
-                    await self._commit(host, batch)
-                except Exception as exc:  # noqa: BLE001 - each caller gets the error
-                    for r in batch:
-                        if not r.future.done():
-                            r.future.set_exception(exc)
-        finally:
-            self._draining.discard(host)
-            if queue:
-                self._draining.add(host)
-                asyncio.create_task(self._drain(host))
+        await self._group.submit(host, Removal(current))
 
     async def _commit(self, host: str, batch: list[Removal]) -> None:
         store = self.store
