@@ -151,6 +151,17 @@ async def test_task_manager_restarted_mid_create_still_finishes(dbstack):
     done = await dbstack.wait_settled(created.id)
     assert done.status == D.INSTANCE_STATUS_ACTIVE, done.fault
     assert CLIENTS["postgresql"](done, "app", "s3cret-Pass", "app").returncode == 0
+    # Restarted again with the guest ACTIVE: it reconnects with its rotated credential.
+    await dbstack.database.stop()
+    await dbstack.start_database()
+    for _ in range(100):
+        try:
+            users = await dbstack.db.ListUsers(D.ListUsersRequest(instance_id=created.id), metadata=ALICE)
+            break
+        except grpc.aio.AioRpcError as exc:
+            assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc.details()
+            await asyncio.sleep(0.1)
+    assert [u.name for u in users.users] == ["app"]
     await delete_and_check_clean(dbstack, created.id)
 
 
