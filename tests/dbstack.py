@@ -106,6 +106,33 @@ def kill_guests(guest_dir: str) -> None:
         except (OSError, ValueError):
             pass
     shutil.rmtree(guest_dir, ignore_errors=True)
+    shutil.rmtree(guest_dir + "-templates", ignore_errors=True)
+    sweep_shared_memory()
+
+
+def sweep_shared_memory() -> None:
+    """POSIX shared memory segments of the datastore user that no process
+    maps: a PostgreSQL killed at the wrong moment (the SIGKILL test) can
+    leave its segments in /dev/shm. Only at teardown, when our guests are gone."""
+    import pwd
+    try:
+        uid = pwd.getpwnam("nimbus-db").pw_uid
+    except KeyError:
+        return
+    mapped = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/maps") as f:
+                mapped |= {line.rsplit("/", 1)[-1].strip() for line in f if "/dev/shm/" in line}
+        except OSError:
+            pass
+    for name in os.listdir("/dev/shm"):
+        path = os.path.join("/dev/shm", name)
+        try:
+            if name.startswith("PostgreSQL.") and os.stat(path).st_uid == uid and name not in mapped:
+                os.unlink(path)
+        except OSError:
+            pass
 
 
 def psql(instance: D.Instance, user: str, password: str, dbname: str, sql: str = "select 1"):

@@ -15,7 +15,7 @@ from nimbus.database.v1 import records_pb2 as R
 from nimbus.rpc import auth
 from nimbus.services.database import naming, quotas, status, validation
 from nimbus.services.database.guests import GUEST, GuestHub, raise_for
-from nimbus.services.database.verifiers import generate_password, verifier
+from nimbus.verifiers import generate_password, verifier
 from nimbus.store import keys
 from nimbus.store.informer import DELETED, OVERFLOW, SYNCED, UPSERT, Informer
 from nimbus.store.store import Store, now

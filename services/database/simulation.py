@@ -76,6 +76,16 @@ class LocalGuests:
         except PermissionError:
             return True
 
+    @staticmethod
+    def _alive(pid: int, child: subprocess.Popen | None) -> bool:
+        if child is not None:
+            return child.poll() is None
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
     def running(self, guest_id: str) -> bool:
         child = self.children.get(guest_id)
         if child is not None:
@@ -95,7 +105,8 @@ class LocalGuests:
              os.path.join(base, "config-drive"), "--root", os.path.join(base, "datastore"),
              "--heartbeat", str(self.heartbeat)],
             stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
-            env={**os.environ, "NIMBUS_LOG_FORMAT": "console"})
+            env={**os.environ, "NIMBUS_LOG_FORMAT": "console",
+                 "NIMBUS_DATASTORE_TEMPLATES": self.root + "-templates"})
         out.close()
         self.children[guest_id] = child
         with open(os.path.join(base, "agent.pid"), "w") as f:
@@ -106,9 +117,16 @@ class LocalGuests:
         child = self.children.pop(guest_id, None)
         pgid = child.pid if child is not None else self._pid(guest_id)
         if pgid is not None:
-            for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+            # SIGTERM to the agent alone when it lives: it stops its datastore
+            # and lets a running initdb finish (killed mid-way, initdb leaves
+            # shared memory segments in /dev/shm). An orphaned datastore
+            # (the agent died first) gets it directly. SIGKILL for the rest.
+            for sig, wait in ((signal.SIGTERM, 25.0), (signal.SIGKILL, 5.0)):
                 try:
-                    os.killpg(pgid, sig)
+                    if sig == signal.SIGTERM and self._alive(pgid, child):
+                        os.kill(pgid, sig)
+                    else:
+                        os.killpg(pgid, sig)
                 except ProcessLookupError:
                     break
                 for _ in range(int(wait / 0.05)):

@@ -101,12 +101,15 @@ def check_volume(req: D.CreateInstanceRequest, version: S.DatastoreVersion) -> N
         raise errors.InvalidArgument("volume.size_gb", "this datastore version does not use volumes")
 
 
-async def _call(call, not_found: errors.NimbusError):
+async def _call(call, not_found: errors.NotFound, field: str):
+    """ComputeService's answer about a reference, as this API's error on `field`."""
     try:
         return await call
     except grpc.aio.AioRpcError as exc:
         if exc.code() == grpc.StatusCode.NOT_FOUND:
             raise not_found from None
+        if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED):
+            raise errors.InvalidArgument(field, exc.details()) from None
         raise
 
 
@@ -119,7 +122,7 @@ async def check_create(req: D.CreateInstanceRequest, store, default_datastore: s
     check_users_databases(req)
     flavor = (await _call(compute.compute.GetFlavor(C.GetFlavorRequest(ref=req.flavor_ref),
                                                     metadata=compute.metadata),
-                          errors.NotFound("flavor", req.flavor_ref))).flavor
+                          errors.NotFound("flavor", req.flavor_ref), "flavor_ref")).flavor
     if version.flavors and not {flavor.id, flavor.name} & set(version.flavors):
         raise errors.InvalidArgument("flavor_ref", f"flavor {req.flavor_ref} is not allowed for "
                                      f"datastore {ds.name} version {version.name}")
@@ -128,7 +131,7 @@ async def check_create(req: D.CreateInstanceRequest, store, default_datastore: s
             AG.ListAvailabilityZonesRequest(), metadata=compute.metadata)).zones
         if req.availability_zone not in {z.name for z in zones}:
             raise errors.NotFound("availability_zone", req.availability_zone)
-    for nic in req.nics:
+    for i, nic in enumerate(req.nics):
         await _call(compute.networks.GetNetwork(N.GetNetworkRequest(id=nic), metadata=compute.metadata),
-                    errors.NotFound("network", nic))
+                    errors.NotFound("network", nic), f"nics[{i}]")
     return Resolved(ds, version, flavor)

@@ -64,6 +64,8 @@ class GuestAgent:
         self.message = ""
         self.outbox: asyncio.Queue = asyncio.Queue()
         self.changed = asyncio.Event()
+        self.inflight: set[asyncio.Task] = set()
+        self.preparing = asyncio.Lock()
         self._handlers = {
             "prepare": self._prepare, "restart": self._restart,
             "create_databases": lambda c: self.datastore.create_databases(c.databases),
@@ -117,14 +119,15 @@ class GuestAgent:
             status=self.status, host="127.0.0.1" if port else "", port=port, message=self.message))
 
     async def _prepare(self, cmd: G.Prepare) -> None:
-        if not (self.datastore.prepared and self.datastore.running):
-            self.set_status(D.SERVICE_STATUS_BUILDING)   # a repeated prepare stays HEALTHY
-        try:
-            await self.datastore.prepare(cmd)
-        except DatastoreError as exc:
-            self.set_status(D.SERVICE_STATUS_FAILED, str(exc))
-            raise
-        self.set_status(D.SERVICE_STATUS_HEALTHY)
+        async with self.preparing:   # a prepare sent again while one runs waits for it
+            if not (self.datastore.prepared and self.datastore.running):
+                self.set_status(D.SERVICE_STATUS_BUILDING)   # a repeated prepare stays HEALTHY
+            try:
+                await self.datastore.prepare(cmd)
+            except DatastoreError as exc:
+                self.set_status(D.SERVICE_STATUS_FAILED, str(exc))
+                raise
+            self.set_status(D.SERVICE_STATUS_HEALTHY)
 
     async def _restart(self, _cmd) -> None:
         await self.datastore.restart()
@@ -184,12 +187,11 @@ class GuestAgent:
                 while True:
                     yield await self.outbox.get()
             call = stub.Connect(requests(), metadata=(("authorization", f"Bearer {token}"),))
-            tasks: set[asyncio.Task] = set()
             try:
                 async for cmd in call:
                     task = asyncio.create_task(self.handle(cmd))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
+                    self.inflight.add(task)
+                    task.add_done_callback(self.inflight.discard)
             finally:
                 call.cancel()
 
@@ -215,6 +217,10 @@ class GuestAgent:
                 backoff = min(backoff * 2, 5.0)
         finally:
             beat.cancel()
+            # Let a command finish (an initdb killed mid-way leaves shared
+            # memory segments behind), then stop the datastore.
+            if self.inflight:
+                await asyncio.wait(set(self.inflight), timeout=20)
             await self.datastore.stop()
 
 

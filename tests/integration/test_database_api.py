@@ -45,6 +45,8 @@ BAD = [
     (dict(restore_point="backup-1"), INV, "restore_point"),
     (dict(availability_zone="nowhere"), NF, "availability_zone"),
     (dict(nics=["no-such-network"]), NF, "network"),
+    (dict(nics=[""]), INV, "nics[0]"),
+    (dict(flavor_ref="x" * 300), NF, "flavor"),
 ]
 
 
@@ -123,10 +125,12 @@ async def test_a_guest_credential_speaks_only_for_its_guest(api):
     assert secret != initial
 
     async def connect(token, guest_id):
+        async def requests():   # as a guest does: hello, then the stream stays open
+            yield G.ConnectRequest(hello=G.Hello(guest_id=guest_id))
+            await asyncio.Event().wait()
         async with channel(api.address) as ch:
             call = guest_pb2_grpc.GuestAgentServiceStub(ch).Connect(
-                iter([G.ConnectRequest(hello=G.Hello(guest_id=guest_id))]),
-                metadata=(("authorization", f"Bearer {token}"),))
+                requests(), metadata=(("authorization", f"Bearer {token}"),))
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 async for _ in call:
                     pass

@@ -151,6 +151,17 @@ async def test_task_manager_restarted_mid_create_still_finishes(dbstack):
     done = await dbstack.wait_settled(created.id)
     assert done.status == D.INSTANCE_STATUS_ACTIVE, done.fault
     assert CLIENTS["postgresql"](done, "app", "s3cret-Pass", "app").returncode == 0
+    # Restarted again with the guest ACTIVE: it reconnects with its rotated credential.
+    await dbstack.database.stop()
+    await dbstack.start_database()
+    for _ in range(100):
+        try:
+            users = await dbstack.db.ListUsers(D.ListUsersRequest(instance_id=created.id), metadata=ALICE)
+            break
+        except grpc.aio.AioRpcError as exc:
+            assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc.details()
+            await asyncio.sleep(0.1)
+    assert [u.name for u in users.users] == ["app"]
     await delete_and_check_clean(dbstack, created.id)
 
 
@@ -166,3 +177,26 @@ async def test_build_that_outlives_usage_timeout_is_a_visible_error(dbstack):
     assert "usage_timeout" in done.fault.message
     await asyncio.sleep(0)
     await delete_and_check_clean(dbstack, created.id)
+
+
+async def test_locality_makes_a_server_group_and_the_port_a_security_group(dbstack):
+    from nimbus.compute.v1 import security_groups_pb2 as SG
+    from nimbus.compute.v1 import security_groups_pb2_grpc, server_groups_pb2 as SVG
+    from nimbus.compute.v1 import server_groups_pb2_grpc
+    inst = await active(dbstack, "mariadb", locality="anti-affinity")
+    assert inst.server_group_id and inst.security_group_id
+    md = dbstack.database.compute.metadata   # the service's view: the groups are its own
+    groups = server_groups_pb2_grpc.ServerGroupServiceStub(dbstack.stack.channel)
+    group = (await groups.GetServerGroup(SVG.GetServerGroupRequest(id=inst.server_group_id),
+                                         metadata=md)).server_group
+    assert group.policy == SVG.ServerGroup.POLICY_ANTI_AFFINITY and list(group.members) == [inst.server_id]
+    sgs = security_groups_pb2_grpc.SecurityGroupServiceStub(dbstack.stack.channel)
+    sg = (await sgs.GetSecurityGroup(SG.GetSecurityGroupRequest(id=inst.security_group_id),
+                                     metadata=md)).security_group
+    assert any(r.port_range_min == 3306 and r.direction == SG.SecurityGroupRule.DIRECTION_INGRESS
+               for r in sg.rules)
+    await delete_and_check_clean(dbstack, inst.id)
+    await expect(groups.GetServerGroup(SVG.GetServerGroupRequest(id=inst.server_group_id), metadata=md),
+                 grpc.StatusCode.NOT_FOUND, "server_group")
+    await expect(sgs.GetSecurityGroup(SG.GetSecurityGroupRequest(id=inst.security_group_id), metadata=md),
+                 grpc.StatusCode.NOT_FOUND, "security_group")

@@ -10,7 +10,8 @@ import pytest
 
 from nimbus import errors
 from nimbus.database.v1 import database_pb2 as D
-from nimbus.services.database import naming, status, validation, verifiers
+from nimbus import verifiers
+from nimbus.services.database import naming, status, validation
 from nimbus.services.database.controller import Controller
 
 
