@@ -36,8 +36,13 @@ _log = log.get("nimbus.conductor")
 C = compute_pb2
 R = records_pb2
 NONE = C.TASK_STATE_UNSPECIFIED
+PLACING_AT_ONCE = 16      # moves placed concurrently (scheduler calls and claims in flight)
+CLAIM_RACES = 5           # lost races on one host's usage before trying the next host
 # Who the auto-confirm acts as, in the instance action it records.
 SYSTEM = auth.Identity(user_id="nimbus-conductor", project_id="", roles=frozenset({auth.SERVICE}))
+
+
+CLAIMED, NO_ROOM, LOST_RACE = "claimed", "no room", "lost race"
 
 
 def needs_destination(rec: R.InstanceRecord) -> bool:
@@ -75,15 +80,19 @@ class MigrationController:
                 await self.wake.wait()
                 self.wake.clear()
                 batch, self.pending = self.pending, set()
-                for instance_id in batch:
-                    try:
-                        await self.place(instance_id)
-                    except asyncio.CancelledError:
-                        raise
-                    except Exception as exc:  # noqa: BLE001 - keep it pending, try again
-                        _log.warning("placing a move failed, retrying", instance_id=instance_id,
-                                     error=str(exc))
-                        self.pending.add(instance_id)
+                slots = asyncio.Semaphore(PLACING_AT_ONCE)
+
+                async def place(instance_id: str) -> None:
+                    async with slots:
+                        try:
+                            await self.place(instance_id)
+                        except asyncio.CancelledError:
+                            raise
+                        except Exception as exc:  # noqa: BLE001 - keep it pending, try again
+                            _log.warning("placing a move failed, retrying",
+                                         instance_id=instance_id, error=str(exc))
+                            self.pending.add(instance_id)
+                await asyncio.gather(*(place(i) for i in batch))
                 if self.pending:
                     await asyncio.sleep(0.5)
                     self.wake.set()
@@ -139,17 +148,24 @@ class MigrationController:
             node = await self.c.store.get(keys.node(host), R.NodeRecord)
             if node is None or node.msg.disabled:
                 continue
-            if await self._claim(current, host, node.msg):
-                _log.info("move destination claimed", instance_id=instance_id, source=source,
-                          dest=host)
-                return
-            current = await self.c.store.get(keys.instance(instance_id), R.InstanceRecord)
-            if current is None or not needs_destination(current.msg):
-                return
+            for _ in range(CLAIM_RACES):
+                # One claim per host at a time in this process (the compares
+                # make it correct; the lock spares lost races).
+                async with self.c.claims.lock(host):
+                    outcome = await self._claim(current, host, node.msg)
+                if outcome == CLAIMED:
+                    _log.info("move destination claimed", instance_id=instance_id,
+                              source=source, dest=host)
+                    return
+                current = await self.c.store.get(keys.instance(instance_id), R.InstanceRecord)
+                if current is None or not needs_destination(current.msg):
+                    return
+                if outcome == NO_ROOM:
+                    break
         reason = selection.reason or "There are not enough hosts available."
         await self._no_valid_host(current, "No valid host was found. " + reason)
 
-    async def _claim(self, current: Versioned, host: str, node: R.NodeRecord) -> bool:
+    async def _claim(self, current: Versioned, host: str, node: R.NodeRecord) -> str:
         rec = R.InstanceRecord()
         rec.CopyFrom(current.msg)
         ctx = rec.migration_context
@@ -158,8 +174,7 @@ class MigrationController:
                 self.c.store, {(host, rec.server.id): resources.for_flavor(ctx.new_flavor)},
                 nodes={host: node}, project_id=rec.server.project_id)
         except migrations.NoRoom:
-            ctx.tried_hosts.append(host)
-            return False
+            return NO_ROOM
         mig = await migrations.get(self.c.store, ctx.migration_id)
         mfrag, _ = migrations.with_status(self.c.store, mig, "pre-migrating", dest_host=host)
         ctx.dest_host = host
@@ -169,7 +184,7 @@ class MigrationController:
         resp = await store.txn(
             [store.mod_is(ikey, current.mod_revision), *frag.compares, *mfrag.compares],
             [store.put(ikey, rec), *frag.ops, *mfrag.ops])
-        return resp.succeeded
+        return CLAIMED if resp.succeeded else LOST_RACE
 
     async def _no_valid_host(self, current: Versioned, message: str) -> None:
         """Everything as it was before the resize, the migration in error."""
