@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
+from nimbus import backoff, crashpoints
 from nimbus.clock import now
 from nimbus.compute.v1 import compute_pb2
 from nimbus.conductor.v1 import conductor_pb2
@@ -52,6 +53,11 @@ async def run(agent: "ComputeAgent", server: C.Server) -> None:
     except Lost as exc:
         agent.log.info("move step stopped", instance_id=server.id, reason=str(exc))
     except (SpawnError, ImageError, OSError, grpc.aio.AioRpcError) as exc:
+        if backoff.is_transport_error(exc):
+            # A peer restarting (the conductor, the other host not back on
+            # its stream yet): not the server's fault. The agent tries the
+            # step again after its backoff; every part can be redone.
+            raise
         message = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
         agent.log.warning("move step failed", instance_id=server.id, error=message)
         await advance(agent, server, fault=C.Fault(
@@ -78,6 +84,8 @@ def _part(host: str, server: C.Server, ctx):
 
 async def advance(agent: "ComputeAgent", server: C.Server, power_state: int = 0,
                   fault: C.Fault | None = None) -> C.Server:
+    # The step's work is done, its report not sent: a crash here is the worst case.
+    crashpoints.reach(f"agent:advance:{C.TaskState.Name(server.task_state)}")
     resp = await agent.client.call(agent.client.conductor.AdvanceMigration,
                                    conductor_pb2.AdvanceMigrationRequest(
                                        host=agent.host, instance_id=server.id,

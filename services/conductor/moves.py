@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from nimbus import errors, log, migrations, resources, states
+from nimbus import crashpoints, errors, log, migrations, resources, states
 from nimbus.clock import now
 from nimbus.compute.v1 import compute_pb2
 from nimbus.rpc import auth
@@ -307,6 +307,7 @@ async def advance(conductor, request) -> tuple[R.InstanceRecord, int]:
         server.updated_at.CopyFrom(stamp)
         if task != request.from_task_state:
             rec.task_changed_at.CopyFrom(stamp)
+        crashpoints.reach(f"conductor:advance:{C.TaskState.Name(request.from_task_state)}")
         resp = await store.txn([store.mod_is(ikey, current.mod_revision), *frag.compares],
                                [store.put(ikey, rec), *frag.ops])
         if resp.succeeded:
