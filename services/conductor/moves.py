@@ -62,6 +62,8 @@ class MigrationController:
         self.sweep_interval = sweep_interval
         self.pending: set[str] = set()
         self.wake = asyncio.Event()
+        # The build scheduler's view of which hosts are down (set by main).
+        self.host_down = lambda host, clock: False
 
     def _on_instance(self, kind, key, new, old) -> None:
         if kind == UPSERT and needs_destination(new.msg):
@@ -112,7 +114,15 @@ class MigrationController:
 
     async def sweep(self) -> None:
         stale = time.time() - 2 * self.sweep_interval
+        clock = time.monotonic()
         for v in list(self.c.instances.items.values()):
+            ctx = migrations.context_of(v.msg)
+            task = v.msg.server.task_state
+            down = [h for h in (ctx.source_host, ctx.dest_host) if h and self.host_down(h, clock)
+                    ] if ctx is not None and task in states.RESIZE_TASKS else []
+            if down:
+                await self._fail_move(v, down[0])
+                continue
             if needs_destination(v.msg) and v.msg.task_changed_at.seconds < stale:
                 self.pending.add(v.msg.server.id)
                 self.wake.set()
@@ -124,6 +134,19 @@ class MigrationController:
                     _log.info("resize auto-confirmed", instance_id=v.msg.server.id)
                 except errors.NimbusError:
                     pass   # the user confirmed or reverted first: fine
+
+    async def _fail_move(self, v: Versioned, host: str) -> None:
+        """A host of a move went down: the move fails (ERROR with a fault,
+        the migration error, the context kept so a delete cleans both)."""
+        from nimbus.conductor.v1 import conductor_pb2
+        try:
+            await advance(self.c, conductor_pb2.AdvanceMigrationRequest(
+                host=host, instance_id=v.msg.server.id, from_task_state=v.msg.server.task_state,
+                fault=C.Fault(code=500, created_at=now(),
+                              message=f"compute host {host} went down during the resize")))
+            _log.info("move of a down host failed", instance_id=v.msg.server.id, host=host)
+        except errors.NimbusError:
+            pass   # changed meanwhile: the next sweep looks again
 
     # ---- the destination -----------------------------------------------------
 

@@ -326,3 +326,22 @@ async def test_restarts_mid_resize_leave_nothing_stuck(etcd, tmp_path, qcow2_ima
         assert len(allocated) == 8
     finally:
         await s.__aexit__(None, None, None)
+
+
+async def test_a_move_whose_host_dies_fails_and_deletes_cleanly(etcd, tmp_path, qcow2_image):
+    s = await start(etcd, str(tmp_path), qcow2_image, node_ttl=2, sweep_interval=0.3)
+    try:
+        server = await boot(s)
+        index = next(i for i, a in enumerate(s.agents.agents) if a.host == server.host)
+        s.agents.tasks[index].cancel()   # the source dies: no stream, no lease refresh
+        await s.api.ResizeServer(C.ResizeServerRequest(id=server.id, flavor_ref="m1.small"),
+                                 metadata=user())
+        failed = await s.wait_for(server.id, settled(C.VM_STATE_ERROR), timeout=30)
+        assert f"compute host {server.host} went down" in failed.fault.message
+        assert (await migration_of(s, server.id)).status == "error"
+        await s.api.DeleteServer(C.DeleteServerRequest(id=server.id), metadata=user())
+        await s.wait_for(server.id, lambda x: x is None, timeout=30)
+        assert await allocations(s) == {}
+        assert await usage(s) == (0, 0)
+    finally:
+        await s.__aexit__(None, None, None)
