@@ -465,14 +465,19 @@ def combine(rounds: list[dict]) -> dict:
     return out
 
 
-async def boot_storm(args, stack: ProcessStack) -> dict:
+async def bench_api(stack: ProcessStack, ch) -> compute_pb2_grpc.ComputeServiceStub:
+    """Flavors and the image seeded, the bench project's quota lifted (it
+    boots far more than Nova's default quotas allow)."""
     await seed(stack.api, stack.state_dir)
+    await quotas_pb2_grpc.QuotaServiceStub(ch).UpdateQuotas(quotas_pb2.UpdateQuotasRequest(
+        project_id="bench", quota_set=quotas_pb2.QuotaSet(instances=-1, cores=-1, ram=-1)),
+        metadata=ADMIN)
+    return compute_pb2_grpc.ComputeServiceStub(ch)
+
+
+async def boot_storm(args, stack: ProcessStack) -> dict:
     async with grpc.aio.insecure_channel(stack.api) as ch:
-        # The bench project boots far more than Nova's default quotas allow.
-        await quotas_pb2_grpc.QuotaServiceStub(ch).UpdateQuotas(quotas_pb2.UpdateQuotasRequest(
-            project_id="bench", quota_set=quotas_pb2.QuotaSet(instances=-1, cores=-1, ram=-1)),
-            metadata=ADMIN)
-        api = compute_pb2_grpc.ComputeServiceStub(ch)
+        api = await bench_api(stack, ch)
         watch = Watch(api)
         try:
             await asyncio.wait_for(watch.synced.wait(), 10)
@@ -594,6 +599,27 @@ def report(r: dict) -> str:
     return "\n".join(out)
 
 
+def run_on(stack: ProcessStack, tmp: str, keep: bool, bench) -> dict | None:
+    """Start the stack, run the coroutine bench() makes, stop everything
+    (also on Ctrl-C: None then); the temp dir stays when asked or when the
+    bench failed (the service logs say why)."""
+    try:
+        stack.start()
+        return asyncio.run(bench())
+    except KeyboardInterrupt:
+        print("interrupted: stopping the stack", file=sys.stderr)
+        return None
+    except Exception:
+        keep = True
+        raise
+    finally:
+        stack.stop()
+        if keep:
+            print(f"(temp dir kept, logs in {os.path.join(tmp, 'logs')})", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--servers", type=int, default=100, help="servers to boot (K)")
@@ -623,22 +649,9 @@ def main(argv: list[str] | None = None) -> int:
                     "--memory-mb", "262144", "--disk-gb", "10000"],
         log_dir=os.path.join(tmp, "logs"), quiet=True,
         profile_dir=os.path.abspath(args.profile) if args.profile else None)
-    keep = args.keep
-    try:
-        stack.start()
-        result = asyncio.run(boot_storm(args, stack))
-    except KeyboardInterrupt:
-        print("interrupted: stopping the stack", file=sys.stderr)
+    result = run_on(stack, tmp, args.keep, lambda: boot_storm(args, stack))
+    if result is None:
         return 130
-    except Exception:
-        keep = True   # the service logs say why
-        raise
-    finally:
-        stack.stop()
-        if keep:
-            print(f"(temp dir kept, logs in {os.path.join(tmp, 'logs')})", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
     print(report(result), flush=True)
     if args.json:
         with open(args.json, "w") as f:

@@ -24,6 +24,7 @@ from nimbus.services.agent.main import AgentProcess
 from nimbus.services.compute.main import ComputeProcess
 from nimbus.services.conductor.main import ConductorProcess
 from nimbus.services.scheduler.main import SchedulerProcess
+from nimbus.store.store import Store
 
 C = compute_pb2
 ADMIN = (("authorization", "Bearer admin:admin"),)
@@ -43,10 +44,11 @@ class ServiceSubprocess:
     tests that kill -9 it and start it again on the same address. The config
     travels in NIMBUS_* variables (the service token never in argv)."""
 
-    def __init__(self, module: str, cfg: config.Config, log_path: str):
+    def __init__(self, module: str, cfg: config.Config, log_path: str, env: dict | None = None):
         self.module = module
         self.cfg = cfg
         self.log_path = log_path
+        self.extra_env = dict(env or {})   # e.g. NIMBUS_CRASH_AT for the first run
         self.proc: subprocess.Popen | None = None
 
     def _env(self) -> dict[str, str]:
@@ -55,12 +57,16 @@ class ServiceSubprocess:
             value = getattr(self.cfg, field.name)
             env["NIMBUS_" + field.name.upper()] = (
                 ("true" if value else "false") if isinstance(value, bool) else str(value))
-        return env
+        return env | self.extra_env
 
-    async def start(self, timeout: float = 30) -> "ServiceSubprocess":
+    async def start(self, timeout: float = 30, health: bool = True) -> "ServiceSubprocess":
+        """Start it; with `health`, wait until its gRPC health says SERVING
+        (an agent serves nothing: its caller waits for its hosts instead)."""
         with open(self.log_path, "ab") as log_file:
             self.proc = subprocess.Popen([sys.executable, "-m", self.module], env=self._env(),
                                          stdout=log_file, stderr=subprocess.STDOUT)
+        if not health:
+            return self
         async with channel(self.cfg.listen) as ch:
             health = health_pb2_grpc.HealthStub(ch)
             async with asyncio.timeout(timeout):
@@ -75,6 +81,10 @@ class ServiceSubprocess:
                     except grpc.aio.AioRpcError:
                         pass
                     await asyncio.sleep(0.05)
+
+    async def exited(self, timeout: float) -> int:
+        """Its exit status, once it has exited by itself (a crash point)."""
+        return await asyncio.to_thread(self.proc.wait, timeout)
 
     def kill(self) -> None:
         """kill -9: no clean-up of any kind."""
@@ -95,12 +105,16 @@ class Stack:
     def __init__(self, etcd_endpoint: str, state_dir: str, hosts: int = 2, vcpus: int = 8,
                  memory_mb: int = 16384, disk_gb: int = 200, reserved_host_memory_mb: int = 0,
                  node_ttl: int = 10, sweep_interval: float = 2.0, power_sync_interval: float = 10.0,
-                 real_host: str | None = None, api_subprocess: bool = False, **extra):
+                 real_host: str | None = None, subprocesses: tuple[str, ...] = (),
+                 crash_at: str = "", **extra):
         """`hosts` simulated hosts on private test drivers, or, with
         `real_host`, one agent of that name on the libvirt URI in `extra`.
-        `api_subprocess` runs the compute API as a process of its own
-        (`self.compute` is then a ServiceSubprocess: kill() and start())."""
-        self.api_subprocess = api_subprocess
+        `subprocesses` names the parts ("compute", "conductor", "agent") that
+        run as processes of their own (each then a ServiceSubprocess: kill(),
+        start(), exited()); `crash_at` sets NIMBUS_CRASH_AT for their first
+        run (nimbus.crashpoints)."""
+        self.subprocesses = frozenset(subprocesses)
+        self.crash_env = {"NIMBUS_CRASH_AT": crash_at} if crash_at else {}
         self.cfg = config.Config(
             etcd_endpoint=etcd_endpoint, etcd_prefix=f"/t-{uuid.uuid4().hex[:8]}/",
             api_address=f"127.0.0.1:{free_port()}", conductor_address=f"127.0.0.1:{free_port()}",
@@ -117,21 +131,32 @@ class Stack:
         cfg.listen = address
         return cfg
 
-    async def start_conductor(self) -> ConductorProcess:
-        self.conductor = await ConductorProcess(self._for(self.cfg.conductor_address),
-                                                self.sweep_interval).start()
+    def _subprocess(self, name: str, cfg: config.Config) -> ServiceSubprocess:
+        return ServiceSubprocess(f"nimbus.services.{name}", cfg,
+                                 os.path.join(self.cfg.state_dir, f"{name}.log"), self.crash_env)
+
+    async def start_conductor(self):
+        if "conductor" in self.subprocesses:
+            self.conductor = await self._subprocess(
+                "conductor", self._for(self.cfg.conductor_address)).start()
+        else:
+            self.conductor = await ConductorProcess(self._for(self.cfg.conductor_address),
+                                                    self.sweep_interval).start()
         return self.conductor
 
     async def __aenter__(self) -> "Stack":
+        # The tests' own view of etcd (a conductor may be another process).
+        self.store = await Store.connect(self.cfg.etcd_endpoint, self.cfg.etcd_prefix)
         self.scheduler = await SchedulerProcess(self._for(self.cfg.scheduler_address)).start()
         await self.start_conductor()
-        if self.api_subprocess:
-            self.compute = await ServiceSubprocess(
-                "nimbus.services.compute", self._for(self.cfg.api_address),
-                os.path.join(self.cfg.state_dir, "compute.log")).start()
+        if "compute" in self.subprocesses:
+            self.compute = await self._subprocess("compute", self._for(self.cfg.api_address)).start()
         else:
             self.compute = await ComputeProcess(self._for(self.cfg.api_address)).start()
-        self.agents = await AgentProcess(self.cfg).start()
+        if "agent" in self.subprocesses:
+            self.agents = await self._subprocess("agent", self.cfg).start(health=False)
+        else:
+            self.agents = await AgentProcess(self.cfg).start()
         self.channel = channel(self.cfg.api_address)
         self.api = compute_pb2_grpc.ComputeServiceStub(self.channel)
         await self.wait_hosts(self.cfg.simulate or 1)
@@ -141,7 +166,7 @@ class Stack:
         """Until `count` nodes are registered (the scheduler can see them)."""
         async def ready():
             while len(self.scheduler.hosts.nodes.items) < count or not all(
-                    a.synced.is_set() for a in self.agents.agents):
+                    a.synced.is_set() for a in getattr(self.agents, "agents", ())):
                 await asyncio.sleep(0.02)
         await asyncio.wait_for(ready(), timeout)
 
@@ -149,6 +174,7 @@ class Stack:
         await self.channel.close()
         for proc in (self.agents, self.compute, self.conductor, self.scheduler):
             await proc.stop()
+        await self.store.close()
 
     # ---- helpers ------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
+from nimbus import backoff, crashpoints
 from nimbus.clock import now
 from nimbus.compute.v1 import compute_pb2
 from nimbus.conductor.v1 import conductor_pb2
@@ -52,6 +53,11 @@ async def run(agent: "ComputeAgent", server: C.Server) -> None:
     except Lost as exc:
         agent.log.info("move step stopped", instance_id=server.id, reason=str(exc))
     except (SpawnError, ImageError, OSError, grpc.aio.AioRpcError) as exc:
+        if backoff.is_transport_error(exc):
+            # A peer restarting (the conductor, the other host not back on
+            # its stream yet): not the server's fault. The agent tries the
+            # step again after its backoff; every part can be redone.
+            raise
         message = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
         agent.log.warning("move step failed", instance_id=server.id, error=message)
         await advance(agent, server, fault=C.Fault(
@@ -78,6 +84,8 @@ def _part(host: str, server: C.Server, ctx):
 
 async def advance(agent: "ComputeAgent", server: C.Server, power_state: int = 0,
                   fault: C.Fault | None = None) -> C.Server:
+    # The step's work is done, its report not sent: a crash here is the worst case.
+    crashpoints.reach(f"agent:advance:{C.TaskState.Name(server.task_state)}")
     resp = await agent.client.call(agent.client.conductor.AdvanceMigration,
                                    conductor_pb2.AdvanceMigrationRequest(
                                        host=agent.host, instance_id=server.id,
@@ -222,21 +230,18 @@ def _source_guest(xml: str, source_dir: str, inst: str):
 async def dest_finish(agent, server, ctx) -> None:
     if server.task_state == C.TASK_STATE_RESIZE_MIGRATED:
         server = await advance(agent, server)   # -> RESIZE_FINISH
-    cache = getattr(agent.backend, "cache", None)
-    if cache is None or not hasattr(agent.backend, "instances_path"):
-        raise SpawnError("moving RBD-backed servers is not supported yet")
     inst = agent.driver.instance_dir(server.id)
     source_dir = await fetch_disks(agent, server.id, inst)
-    flavor, old = ctx.new_flavor, ctx.old_flavor
+    flavor = ctx.new_flavor
+    grown_gb = flavor.disk_gb if flavor.disk_gb > ctx.old_flavor.disk_gb else 0
     image = await agent.client.image(server.image_ref)
-    base, info = await cache.fetch(image.id, agent.client.download(image.id))
-    root = os.path.join(inst, "disk")
-    await qemu_img.run("rebase", "-u", "-b", base, "-F", info["format"], root)
-    if flavor.disk_gb > old.disk_gb:
-        await qemu_img.run("resize", "-q", root, f"{flavor.disk_gb}G")
-    config_drive = os.path.exists(os.path.join(inst, "disk.config"))
+    config_drive = (server.config_drive or agent.force_config_drive
+                    or os.path.exists(os.path.join(inst, "disk.config")))
+    root, config = await agent.backend.moved_disks(server.id, inst, image.id,
+                                                   agent.client.download(image.id),
+                                                   grown_gb, config_drive)
     mapping = disk_mapping(flavor, config_drive)
-    disks = [GuestDisk(*mapping["disk"], DiskSource("file", "qcow2", path=root))]
+    disks = [GuestDisk(*mapping["disk"], root)]
     for name, size, grow in (("disk.eph0", f"{flavor.ephemeral_gb}G", True),
                              ("disk.swap", f"{flavor.swap_mb}M", False)):
         path = os.path.join(inst, name)
@@ -251,9 +256,8 @@ async def dest_finish(agent, server, ctx) -> None:
                 os.unlink(path)
             await qemu_img.run("create", "-q", "-f", "qcow2", path, size)
         disks.append(GuestDisk(*mapping[name], DiskSource("file", "qcow2", path=path)))
-    if config_drive:
-        disks.append(GuestDisk(*mapping["disk.config"], DiskSource(
-            "file", "raw", path=os.path.join(inst, "disk.config"))))
+    if config:
+        disks.append(GuestDisk(*mapping["disk.config"], config))
     with open(os.path.join(inst, "libvirt.xml")) as f:
         vifs, kernel, initrd, cmdline = _source_guest(f.read(), source_dir, inst)
     guest = C.Server()

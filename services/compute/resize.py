@@ -94,6 +94,14 @@ class ResizeActions:
     async def _begin_move(self, server_id: str, who: auth.Identity, action: str,
                           flavor: C.Flavor | None, host: str = ""):
         found = await self._server(server_id, who)
+        # One quota change per project at a time here (as deletes do): the
+        # usage compare keeps it correct, the lock spares a storm of resizes
+        # lost races on the usage key.
+        async with self.quota_locks[found.msg.server.project_id]:
+            return await self._begin_move_locked(found, server_id, who, action, flavor, host)
+
+    async def _begin_move_locked(self, found, server_id: str, who: auth.Identity, action: str,
+                                 flavor: C.Flavor | None, host: str):
         for _ in range(ATTEMPTS):
             rec = R.InstanceRecord()
             rec.CopyFrom(found.msg)

@@ -35,6 +35,10 @@ class Claims:
         # Our own writes, newer than the informer until its watch catches up.
         self._written: dict[str, Versioned] = {}
 
+    def lock(self, host: str) -> asyncio.Lock:
+        """This process's claims on `host`, one at a time."""
+        return self._locks[host]
+
     def _usage(self, host: str) -> Versioned:
         seen = self.providers.items.get(keys.provider(host))
         mine = self._written.get(host)

@@ -38,6 +38,7 @@ class ConductorProcess(process.ServiceProcess):
             self.conductor, scheduler_pb2_grpc.SchedulerServiceStub(self.scheduler_channel),
             auth.service_metadata(cfg.service_token), cfg.allow_resize_to_same_host,
             cfg.resize_confirm_window, sweep_interval=self.sweep_interval)
+        self.moves.host_down = self.builds.host_down
         self.election = LeaderElection(self.store, "conductor", ttl=max(3, cfg.node_ttl // 2))
         c = self.conductor
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from nimbus import errors, log, migrations, resources, states
+from nimbus import crashpoints, errors, log, migrations, resources, states
 from nimbus.clock import now
 from nimbus.compute.v1 import compute_pb2
 from nimbus.rpc import auth
@@ -36,8 +36,13 @@ _log = log.get("nimbus.conductor")
 C = compute_pb2
 R = records_pb2
 NONE = C.TASK_STATE_UNSPECIFIED
+PLACING_AT_ONCE = 16      # moves placed concurrently (scheduler calls and claims in flight)
+CLAIM_RACES = 5           # lost races on one host's usage before trying the next host
 # Who the auto-confirm acts as, in the instance action it records.
 SYSTEM = auth.Identity(user_id="nimbus-conductor", project_id="", roles=frozenset({auth.SERVICE}))
+
+
+CLAIMED, NO_ROOM, LOST_RACE = "claimed", "no room", "lost race"
 
 
 def needs_destination(rec: R.InstanceRecord) -> bool:
@@ -57,6 +62,8 @@ class MigrationController:
         self.sweep_interval = sweep_interval
         self.pending: set[str] = set()
         self.wake = asyncio.Event()
+        # The build scheduler's view of which hosts are down (set by main).
+        self.host_down = lambda host, clock: False
 
     def _on_instance(self, kind, key, new, old) -> None:
         if kind == UPSERT and needs_destination(new.msg):
@@ -75,15 +82,19 @@ class MigrationController:
                 await self.wake.wait()
                 self.wake.clear()
                 batch, self.pending = self.pending, set()
-                for instance_id in batch:
-                    try:
-                        await self.place(instance_id)
-                    except asyncio.CancelledError:
-                        raise
-                    except Exception as exc:  # noqa: BLE001 - keep it pending, try again
-                        _log.warning("placing a move failed, retrying", instance_id=instance_id,
-                                     error=str(exc))
-                        self.pending.add(instance_id)
+                slots = asyncio.Semaphore(PLACING_AT_ONCE)
+
+                async def place(instance_id: str) -> None:
+                    async with slots:
+                        try:
+                            await self.place(instance_id)
+                        except asyncio.CancelledError:
+                            raise
+                        except Exception as exc:  # noqa: BLE001 - keep it pending, try again
+                            _log.warning("placing a move failed, retrying",
+                                         instance_id=instance_id, error=str(exc))
+                            self.pending.add(instance_id)
+                await asyncio.gather(*(place(i) for i in batch))
                 if self.pending:
                     await asyncio.sleep(0.5)
                     self.wake.set()
@@ -103,7 +114,15 @@ class MigrationController:
 
     async def sweep(self) -> None:
         stale = time.time() - 2 * self.sweep_interval
+        clock = time.monotonic()
         for v in list(self.c.instances.items.values()):
+            ctx = migrations.context_of(v.msg)
+            task = v.msg.server.task_state
+            down = [h for h in (ctx.source_host, ctx.dest_host) if h and self.host_down(h, clock)
+                    ] if ctx is not None and task in states.RESIZE_TASKS else []
+            if down:
+                await self._fail_move(v, down[0])
+                continue
             if needs_destination(v.msg) and v.msg.task_changed_at.seconds < stale:
                 self.pending.add(v.msg.server.id)
                 self.wake.set()
@@ -115,6 +134,19 @@ class MigrationController:
                     _log.info("resize auto-confirmed", instance_id=v.msg.server.id)
                 except errors.NimbusError:
                     pass   # the user confirmed or reverted first: fine
+
+    async def _fail_move(self, v: Versioned, host: str) -> None:
+        """A host of a move went down: the move fails (ERROR with a fault,
+        the migration error, the context kept so a delete cleans both)."""
+        from nimbus.conductor.v1 import conductor_pb2
+        try:
+            await advance(self.c, conductor_pb2.AdvanceMigrationRequest(
+                host=host, instance_id=v.msg.server.id, from_task_state=v.msg.server.task_state,
+                fault=C.Fault(code=500, created_at=now(),
+                              message=f"compute host {host} went down during the resize")))
+            _log.info("move of a down host failed", instance_id=v.msg.server.id, host=host)
+        except errors.NimbusError:
+            pass   # changed meanwhile: the next sweep looks again
 
     # ---- the destination -----------------------------------------------------
 
@@ -139,17 +171,24 @@ class MigrationController:
             node = await self.c.store.get(keys.node(host), R.NodeRecord)
             if node is None or node.msg.disabled:
                 continue
-            if await self._claim(current, host, node.msg):
-                _log.info("move destination claimed", instance_id=instance_id, source=source,
-                          dest=host)
-                return
-            current = await self.c.store.get(keys.instance(instance_id), R.InstanceRecord)
-            if current is None or not needs_destination(current.msg):
-                return
+            for _ in range(CLAIM_RACES):
+                # One claim per host at a time in this process (the compares
+                # make it correct; the lock spares lost races).
+                async with self.c.claims.lock(host):
+                    outcome = await self._claim(current, host, node.msg)
+                if outcome == CLAIMED:
+                    _log.info("move destination claimed", instance_id=instance_id,
+                              source=source, dest=host)
+                    return
+                current = await self.c.store.get(keys.instance(instance_id), R.InstanceRecord)
+                if current is None or not needs_destination(current.msg):
+                    return
+                if outcome == NO_ROOM:
+                    break
         reason = selection.reason or "There are not enough hosts available."
         await self._no_valid_host(current, "No valid host was found. " + reason)
 
-    async def _claim(self, current: Versioned, host: str, node: R.NodeRecord) -> bool:
+    async def _claim(self, current: Versioned, host: str, node: R.NodeRecord) -> str:
         rec = R.InstanceRecord()
         rec.CopyFrom(current.msg)
         ctx = rec.migration_context
@@ -158,8 +197,7 @@ class MigrationController:
                 self.c.store, {(host, rec.server.id): resources.for_flavor(ctx.new_flavor)},
                 nodes={host: node}, project_id=rec.server.project_id)
         except migrations.NoRoom:
-            ctx.tried_hosts.append(host)
-            return False
+            return NO_ROOM
         mig = await migrations.get(self.c.store, ctx.migration_id)
         mfrag, _ = migrations.with_status(self.c.store, mig, "pre-migrating", dest_host=host)
         ctx.dest_host = host
@@ -169,7 +207,7 @@ class MigrationController:
         resp = await store.txn(
             [store.mod_is(ikey, current.mod_revision), *frag.compares, *mfrag.compares],
             [store.put(ikey, rec), *frag.ops, *mfrag.ops])
-        return resp.succeeded
+        return CLAIMED if resp.succeeded else LOST_RACE
 
     async def _no_valid_host(self, current: Versioned, message: str) -> None:
         """Everything as it was before the resize, the migration in error."""
@@ -292,6 +330,7 @@ async def advance(conductor, request) -> tuple[R.InstanceRecord, int]:
         server.updated_at.CopyFrom(stamp)
         if task != request.from_task_state:
             rec.task_changed_at.CopyFrom(stamp)
+        crashpoints.reach(f"conductor:advance:{C.TaskState.Name(request.from_task_state)}")
         resp = await store.txn([store.mod_is(ikey, current.mod_revision), *frag.compares],
                                [store.put(ikey, rec), *frag.ops])
         if resp.succeeded:

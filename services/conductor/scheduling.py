@@ -26,6 +26,7 @@ _log = log.get("nimbus.conductor")
 TS = compute_pb2
 NO_VALID_HOST = "No valid host was found. "
 ORPHAN_SWEEP_EVERY = 15      # sweeps between allocation audits (a range read)
+POWER_STEPS = ("stop", "start", "reboot")
 
 
 def _holds(rec: records_pb2.InstanceRecord, host: str) -> bool:
@@ -227,7 +228,7 @@ class BuildScheduler:
             except (grpc.aio.AioRpcError, errors.NimbusError, OSError) as exc:
                 _log.warning("sweep failed", error=str(exc))
 
-    def _host_down(self, host: str, clock: float) -> bool:
+    def host_down(self, host: str, clock: float) -> bool:
         """A host is down once its node record has been gone for two TTLs of
         this leader's own observation (agents re-register after a conductor
         restart within one TTL)."""
@@ -282,7 +283,7 @@ class BuildScheduler:
             server = v.msg.server
             if server.task_state == TS.TASK_STATE_DELETING and not server.host:
                 await self.c.finish_delete(server.id, None)
-            elif not server.host or not self._host_down(server.host, clock):
+            elif not server.host or not self.host_down(server.host, clock):
                 continue
             elif server.task_state == TS.TASK_STATE_DELETING:
                 # Nova's local delete: the host is gone, so is its domain.
@@ -295,3 +296,24 @@ class BuildScheduler:
                     await self.c.give_back(server.id, server.host, fault)
                 except errors.NimbusError:
                     pass  # changed meanwhile; the next sweep looks again
+            elif states.TASKS.get(server.task_state, states.TASKS[0]).step in POWER_STEPS:
+                await self._end_power_task(v)
+
+    async def _end_power_task(self, v: Versioned) -> None:
+        """A power action whose host went down ends, with a fault, the
+        vm_state as it was (no task state waits for a host forever)."""
+        task = v.msg.server.task_state
+
+        def mutate(rec):
+            rec.server.task_state = TS.TASK_STATE_UNSPECIFIED
+            rec.server.fault.CopyFrom(compute_pb2.Fault(
+                code=500, created_at=now(), message=f"compute host {rec.server.host} went down "
+                                                    f"during {states.TASKS[task].step}"))
+            rec.server.updated_at.CopyFrom(now())
+            rec.task_changed_at.CopyFrom(now())
+        try:
+            await self.c.store.update_instance(v.msg.server.id, mutate, current=v,
+                                               expected_task_states=[task])
+            _log.info("power action of a down host ended", instance_id=v.msg.server.id)
+        except errors.NimbusError:
+            pass  # changed meanwhile; the next sweep looks again

@@ -9,7 +9,7 @@ from stack import C, Stack, user
 
 
 async def test_api_killed_and_restarted_during_a_storm(etcd, tmp_path, qcow2_image):
-    async with Stack(etcd.endpoint, str(tmp_path), hosts=3, api_subprocess=True) as s:
+    async with Stack(etcd.endpoint, str(tmp_path), hosts=3, subprocesses=("compute",)) as s:
         await s.flavor("m1.tiny")
         await s.image(qcow2_image)
         resp = await s.api.CreateServer(C.CreateServerRequest(
@@ -23,5 +23,5 @@ async def test_api_killed_and_restarted_during_a_storm(etcd, tmp_path, qcow2_ima
         assert [d.vm_state for d in done] == [C.VM_STATE_ACTIVE] * 10, [d.fault.message for d in done]
         assert sum(a.client.transport_retries for a in s.agents.agents) > 0   # it did hit them
         for d in done:   # no build attempt was spent on the restart
-            rec = await s.conductor.store.get(keys.instance(d.id), records_pb2.InstanceRecord)
+            rec = await s.store.get(keys.instance(d.id), records_pb2.InstanceRecord)
             assert list(rec.msg.tried_hosts) == [] and not rec.msg.server.fault.message

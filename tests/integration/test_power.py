@@ -182,3 +182,15 @@ async def test_a_failed_start_leaves_a_fault_and_an_error_event(stack):
     owner = (await stack.api.GetServer(C.GetServerRequest(id=server.id), metadata=user())).server
     assert owner.fault.message == failed.fault.message and not owner.fault.details
     assert (await actions(stack, server.id))[-1] == ("start", [("compute_start_instance", "Error")])
+
+
+async def test_a_power_action_on_a_dead_host_ends_with_a_fault(etcd, tmp_path, qcow2_image):
+    async with Stack(etcd.endpoint, str(tmp_path), hosts=2, node_ttl=2, sweep_interval=0.3) as s:
+        await s.flavor("m1.tiny")
+        await s.image(qcow2_image)
+        server = await boot(s)
+        index = next(i for i, a in enumerate(s.agents.agents) if a.host == server.host)
+        s.agents.tasks[index].cancel()   # the host dies
+        await s.api.StopServer(C.StopServerRequest(id=server.id), metadata=user())
+        ended = await s.wait_for(server.id, idle(C.VM_STATE_ACTIVE), timeout=30)
+        assert ended.fault.message == f"compute host {server.host} went down during stop"

@@ -45,7 +45,7 @@ async def boot(stack, name="r-1", flavor="m1.tiny") -> C.Server:
 
 async def allocations(stack) -> dict:
     """(host, consumer) -> MB of RAM, and every host's usage equals its sum."""
-    store = stack.conductor.store
+    store = stack.store
     items, _ = await store.list("allocations/", records_pb2.Allocation)
     out = {(v.msg.host, v.msg.consumer_id): v.msg.resources.memory_mb for _, v in items}
     providers, _ = await store.list("providers/", records_pb2.ProviderUsage)
@@ -56,7 +56,7 @@ async def allocations(stack) -> dict:
 
 
 async def usage(stack) -> tuple[int, int]:
-    found = await stack.conductor.store.get(keys.usage("demo"), quotas_pb2.QuotaUsage)
+    found = await stack.store.get(keys.usage("demo"), quotas_pb2.QuotaUsage)
     return found.msg.cores, found.msg.ram
 
 
@@ -292,5 +292,56 @@ async def test_auto_confirm_races_a_users_confirm(etcd, tmp_path, qcow2_image):
             assert done.flavor.name == "m1.small"
             assert (await migration_of(s, server.id)).status == "confirmed"
         assert sorted((await allocations(s)).values()) == [1024, 1024]
+    finally:
+        await s.__aexit__(None, None, None)
+
+
+@pytest.mark.parametrize("restart", ["conductor", "agents"])
+async def test_restarts_mid_resize_leave_nothing_stuck(etcd, tmp_path, qcow2_image, restart):
+    from nimbus.services.agent.main import AgentProcess
+    s = await start(etcd, str(tmp_path), qcow2_image, hosts=3, node_ttl=3, sweep_interval=0.3)
+    try:
+        servers = [await boot(s, name=f"m-{i}") for i in range(4)]
+        for server in servers:
+            await s.api.ResizeServer(C.ResizeServerRequest(id=server.id, flavor_ref="m1.small"),
+                                     metadata=user())
+        moving = [(await s.api.GetServer(C.GetServerRequest(id=v.id), metadata=user())).server
+                  for v in servers]
+        assert any(m.task_state != 0 for m in moving)   # the restart comes mid-move
+        if restart == "conductor":
+            await s.conductor.stop()
+            await asyncio.sleep(0.3)
+            await s.start_conductor()
+        else:
+            await s.agents.stop()
+            s.agents = await AgentProcess(s.cfg).start()
+        done = [await s.wait_for(v.id, lambda x: x is not None and x.task_state == 0 and x.vm_state in (
+            RESIZED, C.VM_STATE_ERROR), timeout=40) for v in servers]
+        assert [d.vm_state for d in done] == [RESIZED] * 4, [d.fault.message for d in done]
+        # Every host's allocations are exactly the servers and migrations it holds.
+        allocated = await allocations(s)
+        for d in done:
+            mig = await migration_of(s, d.id)
+            assert allocated[(d.host, d.id)] == 1024 and allocated[(mig.source_host, mig.id)] == 512
+        assert len(allocated) == 8
+    finally:
+        await s.__aexit__(None, None, None)
+
+
+async def test_a_move_whose_host_dies_fails_and_deletes_cleanly(etcd, tmp_path, qcow2_image):
+    s = await start(etcd, str(tmp_path), qcow2_image, node_ttl=2, sweep_interval=0.3)
+    try:
+        server = await boot(s)
+        index = next(i for i, a in enumerate(s.agents.agents) if a.host == server.host)
+        s.agents.tasks[index].cancel()   # the source dies: no stream, no lease refresh
+        await s.api.ResizeServer(C.ResizeServerRequest(id=server.id, flavor_ref="m1.small"),
+                                 metadata=user())
+        failed = await s.wait_for(server.id, settled(C.VM_STATE_ERROR), timeout=30)
+        assert f"compute host {server.host} went down" in failed.fault.message
+        assert (await migration_of(s, server.id)).status == "error"
+        await s.api.DeleteServer(C.DeleteServerRequest(id=server.id), metadata=user())
+        await s.wait_for(server.id, lambda x: x is None, timeout=30)
+        assert await allocations(s) == {}
+        assert await usage(s) == (0, 0)
     finally:
         await s.__aexit__(None, None, None)

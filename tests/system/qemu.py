@@ -878,3 +878,15 @@ def _initramfs(busybox: str, modules: list[tuple[str, bytes]]) -> bytes:
     for name, data in modules:
         entries.append((f"lib/modules/{name}", r, data, 0, 0))
     return gzip.compress(_cpio_newc(entries), compresslevel=6, mtime=0)
+
+
+async def upload_guest(stack, guest_files, state_dir: str) -> None:
+    """The guest as nimbus images (kernel, ramdisk, a blank root disk that
+    boots them directly) and its flavor g1.tiny (256 MB)."""
+    from stack import make_qcow2
+    await stack.flavor("g1.tiny", vcpus=1, ram_mb=256, disk_gb=1)
+    kernel = await stack.image(guest_files.kernel, name="guest-kernel", disk_format="aki")
+    ramdisk = await stack.image(guest_files.initramfs, name="guest-ramdisk", disk_format="ari")
+    await stack.image(make_qcow2(os.path.join(state_dir, "root.qcow2"), "64M"), name="guest",
+                      properties={"kernel_id": kernel.id, "ramdisk_id": ramdisk.id,
+                                  "os_command_line": "console=ttyS0"})

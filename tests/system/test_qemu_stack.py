@@ -10,7 +10,7 @@ import libvirt
 import pytest
 
 import qemu
-from stack import C, Stack, make_qcow2, user
+from stack import C, Stack, user
 
 pytestmark = pytest.mark.qemu
 TIMINGS: dict[str, float] = {}
@@ -21,12 +21,7 @@ async def test_real_guest_boots_reads_its_config_drive_and_is_deleted(
     state = qemu.shareable_dir(str(tmp_path_factory.mktemp("qemu-stack")))
     async with Stack(etcd.endpoint, state, real_host="qemu-1", libvirt_uri=libvirtd.uri,
                      virt_type="qemu", disk_gb=0, reserved_host_memory_mb=0) as s:
-        await s.flavor("g1.tiny", vcpus=1, ram_mb=256, disk_gb=1)
-        kernel = await s.image(guest_files.kernel, name="guest-kernel", disk_format="aki")
-        ramdisk = await s.image(guest_files.initramfs, name="guest-ramdisk", disk_format="ari")
-        await s.image(make_qcow2(os.path.join(state, "root.qcow2"), "64M"), name="guest",
-                      properties={"kernel_id": kernel.id, "ramdisk_id": ramdisk.id,
-                                  "os_command_line": "console=ttyS0"})
+        await qemu.upload_guest(s, guest_files, state)
         started = time.monotonic()
         server = (await s.api.CreateServer(C.CreateServerRequest(
             name="guest-1", image_ref="guest", flavor_ref="g1.tiny", config_drive=True,

@@ -77,3 +77,50 @@ async def test_server_disks_live_in_ceph_and_go_with_the_server(stack, ceph, ima
 def teardown_module():
     for name, seconds in TIMINGS.items():
         print(f"\n{name}: {seconds * 1000:.0f} ms")
+
+
+def rbd_size(ceph, name: str) -> int:
+    import rados
+    import rbd
+    with rados.Rados(conffile=ceph.conf_path) as conn, conn.open_ioctx("vms") as ioctx:
+        with rbd.Image(ioctx, name, read_only=True) as image:
+            return image.size()
+
+
+async def test_resize_grows_the_rbd_disk_in_place_and_copies_nothing(etcd, tmp_path, ceph):
+    extra = dict(image_backend="rbd", image_store="rbd", ceph_conf=ceph.conf_path)
+    async with Stack(etcd.endpoint, str(tmp_path), hosts=2, disk_gb=0, **extra) as s:
+        await s.flavor("m1.tiny", disk_gb=1)
+        await s.flavor("m1.small", ram_mb=1024, disk_gb=2)
+        raw = tmp_path / "raw.img"
+        subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(raw), "64M"], check=True)
+        await s.image(str(raw), name="raw", disk_format="raw")
+        server = (await s.api.CreateServer(C.CreateServerRequest(
+            name="rz", image_ref="raw", flavor_ref="m1.tiny", config_drive=True),
+            metadata=user())).servers[0]
+        done = await s.wait_settled(server.id)
+        assert done.vm_state == C.VM_STATE_ACTIVE, done.fault
+        disk = f"{server.id}_disk"
+        before = vms_images(ceph)
+        assert rbd_size(ceph, disk) == 1 << 30
+        await s.api.ResizeServer(C.ResizeServerRequest(id=server.id, flavor_ref="m1.small"),
+                                 metadata=user())
+        resized = await s.wait_for(server.id, lambda x: x.task_state == 0 and
+                                   x.vm_state in (C.VM_STATE_RESIZED, C.VM_STATE_ERROR))
+        assert resized.vm_state == C.VM_STATE_RESIZED, resized.fault
+        assert resized.host != done.host
+        assert rbd_size(ceph, disk) == 2 << 30            # grown in place ...
+        assert vms_images(ceph) == before                 # ... and nothing copied
+        dest = next(a for a in s.agents.agents if a.host == resized.host)
+        inst = dest.driver.instance_dir(server.id)
+        assert "disk" not in os.listdir(inst)
+        dom = ET.parse(os.path.join(inst, "libvirt.xml")).getroot()
+        sources = {d.find("target").get("dev"): d.find("source").attrib
+                   for d in dom.findall("devices/disk")}
+        assert sources["vda"]["name"] == f"vms/{disk}" and sources["hdd"]["name"] == f"vms/{disk}.config"
+        await s.api.ConfirmServerResize(C.ConfirmServerResizeRequest(id=server.id), metadata=user())
+        await s.wait_for(server.id, lambda x: x.task_state == 0 and x.vm_state == C.VM_STATE_ACTIVE)
+        assert vms_images(ceph) == before                 # the source's clean-up kept the disks
+        await s.api.DeleteServer(C.DeleteServerRequest(id=server.id), metadata=user())
+        await s.wait_for(server.id, lambda x: x is None)
+        assert not {n for n in vms_images(ceph) if n.startswith(server.id)}

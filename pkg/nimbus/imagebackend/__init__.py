@@ -35,6 +35,13 @@ class Backend(Protocol):
         grown to root_gb (0: the image's own size). Raises ImageError for an
         image with a backing file or larger than root_gb."""
 
+    async def moved_disks(self, instance_id: str, instance_dir: str, image_id: str,
+                          download: Download, root_gb: int,
+                          config_drive: bool) -> tuple[DiskSource, DiskSource | None]:
+        """A moving server's root disk (grown to root_gb; 0: as it is) and
+        config drive on its destination, after its files have arrived in
+        instance_dir (local disks travel; RBD disks stay in Ceph)."""
+
     async def import_config_drive(self, instance_id: str, iso_path: str) -> DiskSource:
         """Make the built ISO attachable (the local backend uses it as is)."""
 

@@ -108,6 +108,22 @@ class LocalBackend:
         shutil.copyfile(template, dest)
         return DiskSource(kind="file", format="qcow2", path=dest)
 
+    async def moved_disks(self, instance_id: str, instance_dir: str, image_id: str,
+                          download: Download, root_gb: int,
+                          config_drive: bool) -> tuple[DiskSource, DiskSource | None]:
+        """A moving server's disks on its destination, from the files sent
+        into instance_dir: the root's backing file is this host's cache of
+        its image (the source's path means nothing here), grown to root_gb
+        (0: as it is)."""
+        base, info = await self.cache.fetch(image_id, download)
+        root = os.path.join(instance_dir, ROOT_DISK)
+        await qemu_img.run("rebase", "-u", "-b", base, "-F", info["format"], root)
+        if root_gb:
+            await qemu_img.run("resize", "-q", root, f"{root_gb}G")
+        config = os.path.join(instance_dir, CONFIG_DRIVE)
+        return (DiskSource(kind="file", format="qcow2", path=root),
+                DiskSource(kind="file", format="raw", path=config) if config_drive else None)
+
     async def import_config_drive(self, instance_id: str, iso_path: str) -> DiskSource:
         return DiskSource(kind="file", format="raw", path=iso_path)
 

@@ -298,6 +298,16 @@ class RbdBackend:
                 raise
         return self._source(name)
 
+    async def moved_disks(self, instance_id: str, instance_dir: str, image_id: str,
+                          download: Download, root_gb: int,
+                          config_drive: bool) -> tuple[DiskSource, DiskSource | None]:
+        """A moving server's disks on its destination: they stay in Ceph,
+        the root grown in place to root_gb (nothing is copied)."""
+        name = f"{instance_id}_disk"
+        if root_gb:
+            await self.cluster.call(_grow, self.vms_pool, name, root_gb * GiB)
+        return self._source(name), self._source(f"{name}.config") if config_drive else None
+
     async def import_config_drive(self, instance_id: str, iso_path: str) -> DiskSource:
         name = f"{instance_id}_disk.config"
         await self.cluster.call(_import_file, self.vms_pool, name, iso_path)

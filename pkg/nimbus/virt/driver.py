@@ -296,9 +296,15 @@ class LibvirtDriver:
 
     async def power_off(self, instance_id: str, timeout: float = 60.0) -> None:
         """Ask the guest to shut down (ACPI); destroy it when it has not
-        within `timeout` (Nova's clean shutdown). The domain stays defined."""
+        within `timeout` (Nova's clean shutdown). The domain stays defined;
+        one the hypervisor forgot is off already."""
         try:
-            dom = await self._call(self._domain_sync, instance_id)
+            try:
+                dom = await self._call(self.conn.lookupByUUIDString, instance_id)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                    return
+                raise
             if not await self._call(dom.isActive):
                 return
             try:
