@@ -1,0 +1,211 @@
+"""The `nimbus` CLI against a real stack (etcd, gRPC on loopback, the
+libvirt test driver), through click's CliRunner in a worker thread (the
+stack's event loop keeps serving meanwhile)."""
+
+import asyncio
+import json
+import os
+import uuid
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from nimbus.cli.main import cli
+from nimbus.etcd import free_port
+from stack import Stack
+
+ADMIN_TOKEN = "admin:admin"
+
+
+@pytest.fixture(scope="module")
+async def stack(etcd, tmp_path_factory, qcow2_image):
+    async with Stack(etcd.endpoint, str(tmp_path_factory.mktemp("stack")), hosts=1) as s:
+        await s.flavor("m1.tiny")
+        await s.image(qcow2_image)
+        yield s
+
+
+@pytest.fixture
+def clouds_file(tmp_path):
+    """An empty clouds file of the test's own (never the user's)."""
+    path = tmp_path / "clouds.yaml"
+    path.write_text("clouds: {}\n")
+    return path
+
+
+@pytest.fixture
+def nimbus(stack, clouds_file):
+    """Run `nimbus ARGS` as a fresh project's user (or with the token given)."""
+    project = f"cli-{uuid.uuid4().hex[:8]}"
+
+    async def run(*args: str, token: str | None = f"alice:{project}", env: dict | None = None):
+        argv = ["--api", stack.cfg.api_address] + (["--token", token] if token else []) + list(args)
+        environ = {"NIMBUS_CLOUDS_FILE": str(clouds_file), "NIMBUS_API": None, "NIMBUS_TOKEN": None,
+                   "NIMBUS_CACERT": None, "NIMBUS_CLOUD": None} | (env or {})
+        return await asyncio.to_thread(CliRunner().invoke, cli, argv, env=environ,
+                                       catch_exceptions=False)
+    run.project = project
+    return run
+
+
+def ok(result):
+    assert result.exit_code == 0, (result.exit_code, result.stdout, result.stderr)
+    return result
+
+
+async def test_create_wait_to_active_then_list_show_delete(nimbus):
+    created = json.loads(ok(await nimbus("server", "create", "web", "--image", "cirros",
+                                         "--flavor", "m1.tiny", "--wait", "-f", "json")).stdout)
+    assert (created["vm_state"], created["task_state"]) == ("VM_STATE_ACTIVE", "TASK_STATE_UNSPECIFIED")
+    assert created["host"] and created["name"] == "web"
+
+    seen = [line.removeprefix("web: ") for line in (await nimbus("server", "show", "web")).stderr.splitlines()]
+    assert seen == []  # show prints nothing on stderr
+
+    listed = ok(await nimbus("server", "list", "-f", "value", "-c", "id", "-c", "vm_state")).stdout
+    assert listed.splitlines() == [f"{created['id']} ACTIVE"]
+    shown = ok(await nimbus("server", "show", "web", "-f", "value", "-c", "id", "-c", "power_state"))
+    assert shown.stdout.splitlines() == [created["id"], "RUNNING"]
+    assert "web" in ok(await nimbus("server", "list")).stdout   # the table
+
+    deleted = ok(await nimbus("server", "delete", created["id"], "--wait"))
+    assert "deleted" in deleted.stderr
+    assert json.loads(ok(await nimbus("server", "list", "-f", "json")).stdout) == []
+
+
+async def test_wait_shows_the_build_steps_in_order(nimbus):
+    result = ok(await nimbus("server", "create", "steps", "--image", "cirros", "--flavor", "m1.tiny",
+                             "--wait", "-f", "value", "-c", "vm_state"))
+    assert result.stdout == "ACTIVE\n"
+    states = [line.removeprefix("steps: ") for line in result.stderr.splitlines()]
+    order = ["BUILDING/SCHEDULING", "BUILDING/NETWORKING", "BUILDING/BLOCK_DEVICE_MAPPING",
+             "BUILDING/SPAWNING", "ACTIVE"]
+    assert states[0] == order[0] and states[-1] == "ACTIVE", states
+    assert states == sorted(states, key=order.index), states   # never backwards
+
+
+async def test_wait_on_a_boot_no_host_can_hold_prints_the_fault(nimbus):
+    huge = f"huge-{uuid.uuid4().hex[:6]}"
+    ok(await nimbus("flavor", "create", huge, "--vcpus", "1", "--ram", "512", "--disk", "100000",
+                    token=ADMIN_TOKEN))
+    result = await nimbus("server", "create", "big", "--image", "cirros", "--flavor", huge, "--wait")
+    assert result.exit_code == 11, (result.stdout, result.stderr)
+    assert "is ERROR: No valid host was found" in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("args, token, code, words", [
+    (("server", "create", "x", "--image", "cirros", "--flavor", "nope"), "user", 4,
+     "flavor 'nope' not found (NOT_FOUND)"),
+    (("server", "create", " ", "--image", "cirros", "--flavor", "m1.tiny"), "user", 3,
+     "Error: name: "),
+    (("server", "create", "x", "--image", "cirros", "--flavor", "m1.tiny", "--min", "11"), "user", 8,
+     "Quota exceeded for instances"),
+    (("server", "show", "no-such-server"), "user", 4, "(NOT_FOUND)"),
+    (("flavor", "create", "f", "--vcpus", "1", "--ram", "64"), "user", 7, "(PERMISSION_DENIED)"),
+    (("server", "list"), None, 2, "no token"),
+    (("server", "list"), "nobody", 6, "(UNAUTHENTICATED)"),
+    (("server", "list", "-f", "xml"), "user", 2, "Invalid value for '-f'"),
+])
+async def test_errors_in_plain_words_and_exit_code_by_status(nimbus, args, token, code, words):
+    result = await nimbus(*args, **({} if token == "user" else {"token": token}))
+    assert result.exit_code == code, (result.stdout, result.stderr)
+    assert words in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def test_an_unreachable_api_is_unavailable(nimbus):
+    result = await nimbus("--api", f"127.0.0.1:{free_port()}", "--timeout", "5", "server", "list")
+    assert result.exit_code == 10, result.stderr
+    assert "is unavailable" in result.stderr and "(UNAVAILABLE)" in result.stderr
+
+
+async def test_image_create_uploads_a_file(nimbus, tmp_path, qcow2_image):
+    name = f"img-{uuid.uuid4().hex[:6]}"
+    made = json.loads(ok(await nimbus("image", "create", qcow2_image, "--name", name,
+                                      "--property", "os=cirros", "-f", "json",
+                                      token=ADMIN_TOKEN)).stdout)
+    assert made["status"] == "IMAGE_STATUS_ACTIVE" and made["disk_format"] == "qcow2"
+    assert int(made["size"]) == os.path.getsize(qcow2_image) and made["properties"] == {"os": "cirros"}
+    assert name in ok(await nimbus("image", "list", "-f", "value", "-c", "name")).stdout.split()
+    shown = yaml.safe_load(ok(await nimbus("image", "show", name, "-f", "yaml")).stdout)
+    assert shown["id"] == made["id"]
+
+    odd = tmp_path / "disk.vhd"
+    odd.write_bytes(b"x")
+    result = await nimbus("image", "create", str(odd), token=ADMIN_TOKEN)
+    assert result.exit_code == 2 and "--disk-format" in result.stderr
+
+
+async def test_keypairs_networks_and_quota(nimbus, tmp_path):
+    key = tmp_path / "id_ed25519"
+    made = ok(await nimbus("keypair", "create", "k1", "--private-key", str(key), "-f", "json"))
+    assert json.loads(made.stdout)["key_type"] == "ssh-ed25519"
+    assert key.read_text().startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    assert ok(await nimbus("keypair", "list", "-f", "value", "-c", "name")).stdout == "k1\n"
+    ok(await nimbus("keypair", "delete", "k1"))
+
+    net = json.loads(ok(await nimbus("network", "create", "n1", "-f", "json")).stdout)
+    sub = json.loads(ok(await nimbus("subnet", "create", "s1", "--network", net["id"],
+                                     "--subnet-range", "10.9.0.0/24", "-f", "json")).stdout)
+    assert sub["gateway_ip"] == "10.9.0.1"
+    port = json.loads(ok(await nimbus("port", "create", "p1", "--network", net["id"],
+                                      "--fixed-ip", f"{sub['id']}:10.9.0.20", "-f", "json")).stdout)
+    assert port["fixed_ips"] == [{"subnet_id": sub["id"], "ip_address": "10.9.0.20"}]
+    ports = ok(await nimbus("port", "list", "--network", net["id"], "-f", "value", "-c", "id"))
+    assert ports.stdout.split() == [port["id"]]
+    assert "n1" in ok(await nimbus("network", "show", net["id"])).stdout
+    for group, ref in (("port", port["id"]), ("subnet", sub["id"]), ("network", net["id"])):
+        ok(await nimbus(group, "delete", ref))
+    assert json.loads(ok(await nimbus("network", "list", "-f", "json")).stdout) == []
+
+    quota = json.loads(ok(await nimbus("quota", "show", "-f", "json")).stdout)
+    assert quota["project_id"] == nimbus.project and quota["usage"]["instances"]["limit"] == "10"
+    assert "instances" in ok(await nimbus("quota", "show")).stdout
+
+
+WRONG_API = "127.0.0.1:1"
+
+
+@pytest.mark.parametrize("flag, env, file, winner", [
+    # where the token (and the API address) is given: flags > environment > clouds file
+    ("flag", "env", "file", "flag"),
+    (None, "env", "file", "env"),
+    (None, None, "file", "file"),
+    ("flag", None, "file", "flag"),
+])
+async def test_config_precedence_flags_env_file(stack, clouds_file, flag, env, file, winner):
+    """The winning source carries the real API address and its own project;
+    the others point at a closed port, so a wrong winner fails the call."""
+    api = stack.cfg.api_address
+
+    def settings(source):
+        return (api if source == winner else WRONG_API), f"alice:from-{source}"
+    argv, environ = [], {"NIMBUS_CLOUDS_FILE": str(clouds_file), "NIMBUS_CLOUD": "dev"}
+    if flag:
+        argv += ["--api", settings(flag)[0], "--token", settings(flag)[1]]
+    if env:
+        environ |= {"NIMBUS_API": settings(env)[0], "NIMBUS_TOKEN": settings(env)[1]}
+    cloud_api, cloud_token = settings(file)
+    clouds_file.write_text(yaml.safe_dump({"clouds": {
+        "dev": {"api": cloud_api, "token": cloud_token},
+        "default": {"api": WRONG_API, "token": "alice:from-default"}}}))
+    result = await asyncio.to_thread(CliRunner().invoke, cli, argv + ["quota", "show", "-f", "json"],
+                                     env=environ, catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["project_id"] == f"from-{winner}"
+    assert f"from-{winner}" not in result.stderr   # the token is never printed
+
+
+async def test_the_default_cloud_and_an_unknown_one(stack, clouds_file):
+    clouds_file.write_text(yaml.safe_dump({"clouds": {"default": {
+        "api": stack.cfg.api_address, "token": "alice:from-default"}}}))
+    env = {"NIMBUS_CLOUDS_FILE": str(clouds_file), "NIMBUS_API": None, "NIMBUS_TOKEN": None,
+           "NIMBUS_CLOUD": None}
+    run = CliRunner().invoke
+    result = await asyncio.to_thread(run, cli, ["quota", "show", "-f", "json"], env=env)
+    assert json.loads(result.stdout)["project_id"] == "from-default"
+    result = await asyncio.to_thread(run, cli, ["--os-cloud", "prod", "quota", "show"], env=env)
+    assert result.exit_code == 2 and "cloud 'prod' is not in" in result.stderr
