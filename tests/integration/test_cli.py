@@ -26,6 +26,7 @@ CONSOLE_SCRIPT = os.path.join(os.path.dirname(sys.executable), "nimbus")
 async def stack(etcd, tmp_path_factory, qcow2_image):
     async with Stack(etcd.endpoint, str(tmp_path_factory.mktemp("stack")), hosts=1) as s:
         await s.flavor("m1.tiny")
+        await s.flavor("m1.wide", vcpus=3)
         await s.image(qcow2_image)
         yield s
 
@@ -133,11 +134,16 @@ async def test_wait_on_a_boot_no_host_can_hold_prints_the_fault(nimbus, via):
      "Error: name: "),
     (("server", "create", "x", "--image", "cirros", "--flavor", "m1.tiny", "--min", "11"), "user", 8,
      "Quota exceeded for instances"),
+    (("server", "create", "x", "--image", "cirros", "--flavor", "m1.wide", "--min", "11"), "user", 8,
+     "Error: 2 problems (RESOURCE_EXHAUSTED):\n  - Quota exceeded for instances: Requested 11, "
+     "but the limit is 10\n  - Quota exceeded for cores: Requested 33, but the limit is 20"),
     (("server", "show", "no-such-server"), "user", 4, "(NOT_FOUND)"),
     (("flavor", "create", "f", "--vcpus", "1", "--ram", "64"), "user", 7, "(PERMISSION_DENIED)"),
     (("server", "list"), None, 2, "no token"),
     (("server", "list"), "nobody", 6, "(UNAUTHENTICATED)"),
     (("server", "list", "-f", "xml"), "user", 2, "Invalid value for '-f'"),
+    (("--cacert", "/nonexistent/ca.pem", "server", "list"), "user", 2,
+     "cannot read the CA certificate /nonexistent/ca.pem"),
 ])
 async def test_errors_in_plain_words_and_exit_code_by_status(nimbus, args, token, code, words):
     result = await nimbus(*args, **({} if token == "user" else {"token": token}))
@@ -237,3 +243,20 @@ async def test_the_default_cloud_and_an_unknown_one(stack, clouds_file):
     assert json.loads(result.stdout)["project_id"] == "from-default"
     result = await cli_runner(["--os-cloud", "prod", "quota", "show"], env)
     assert result.exit_code == 2 and "cloud 'prod' is not in" in result.stderr
+
+
+async def test_boot_on_a_network_by_name(nimbus):
+    net = json.loads(ok(await nimbus("network", "create", "blue", "-f", "json")).stdout)
+    ok(await nimbus("subnet", "create", "blue-v4", "--network", net["id"], "--subnet-range",
+                    "10.7.0.0/24"))
+    server_id = ok(await nimbus("server", "create", "on-blue", "--image", "cirros", "--flavor",
+                                "m1.tiny", "--network", "blue", "--wait", "-f", "value", "-c", "id"))
+    ports = json.loads(ok(await nimbus("port", "list", "--server", server_id.stdout.strip(),
+                                       "-f", "json")).stdout)
+    assert [p["network_id"] for p in ports] == [net["id"]]
+    assert ports[0]["fixed_ips"][0]["ip_address"].startswith("10.7.0.")
+
+    unknown = await nimbus("server", "create", "x", "--image", "cirros", "--flavor", "m1.tiny",
+                           "--network", "green")
+    assert unknown.exit_code == 2 and "no network green" in unknown.stderr
+    ok(await nimbus("server", "delete", "on-blue", "--wait"))

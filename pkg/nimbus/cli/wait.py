@@ -92,6 +92,8 @@ def wait(client, servers: list[C.Server], goal: Goal, timeout: float) -> list[C.
             raise errors.ServerFailed("; ".join(broken))
         return all(goal.reached(s) for s in latest.values())
 
+    for sid, server in list(latest.items()):   # as the call that started it answered
+        seen(sid, server)
     request = C.WatchServersRequest(id=servers[0].id if len(servers) == 1 else "")
     call = client.stream(client.compute.WatchServers, request, timeout=timeout)
     listed: set[str] = set()
