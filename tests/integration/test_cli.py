@@ -97,6 +97,10 @@ async def test_create_wait_to_active_then_list_show_delete(nimbus):
     shown = ok(await nimbus("server", "show", "web", "-f", "value", "-c", "id", "-c", "power_state"))
     assert shown.stdout.splitlines() == [created["id"], "RUNNING"]
     assert "web" in ok(await nimbus("server", "list")).stdout   # the table
+    picked = json.loads(ok(await nimbus("server", "list", "-f", "json", "-c", "id", "-c", "host")).stdout)
+    assert picked == [{"id": created["id"], "host": created["host"]}]
+    bad = await nimbus("server", "list", "-c", "nope")
+    assert bad.exit_code == 2 and "no column nope" in bad.stderr
 
     deleted = ok(await nimbus("server", "delete", created["id"], "--wait"))
     assert "deleted" in deleted.stderr

@@ -102,7 +102,10 @@ def wait(client, servers: list[C.Server], goal: Goal, timeout: float) -> list[C.
             for event in call:
                 sid = event.server.id
                 if event.type == W.EVENT_TYPE_SYNCED:
-                    for gone in set(latest) - listed:   # deleted before the watch began
+                    # Not listed: gone before the watch began, when waiting for
+                    # that; a server just created may not be listed yet (the
+                    # API's cache lags etcd a little), so then its UPSERT comes.
+                    for gone in set(latest) - listed if goal.reached(None) else ():
                         seen(gone, None)
                 elif sid in latest and event.type == W.EVENT_TYPE_UPSERT:
                     listed.add(sid)
