@@ -1,0 +1,48 @@
+"""One gRPC channel to the API and the stubs the commands call through it.
+
+The token rides in `authorization: Bearer <token>` on every call and is
+never printed. Plaintext unless a CA certificate is configured (then TLS,
+verified against that CA)."""
+
+from __future__ import annotations
+
+import grpc
+
+from nimbus.cli.clouds import Cloud, ConfigError
+from nimbus.compute.v1 import compute_pb2_grpc, keypairs_pb2_grpc, networks_pb2_grpc, quotas_pb2_grpc
+
+CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 16 << 20)]
+
+
+class Client:
+    def __init__(self, cloud: Cloud, timeout: float):
+        if not cloud.token:
+            raise ConfigError("no token: give --token, NIMBUS_TOKEN or a cloud's `token` "
+                              "(development: <user>:<project>)")
+        if cloud.cacert:
+            try:
+                with open(cloud.cacert, "rb") as f:
+                    credentials = grpc.ssl_channel_credentials(f.read())
+            except OSError as exc:
+                raise ConfigError(f"cannot read the CA certificate {cloud.cacert}: {exc.strerror}")
+            self.channel = grpc.secure_channel(cloud.api, credentials, CHANNEL_OPTIONS)
+        else:
+            self.channel = grpc.insecure_channel(cloud.api, CHANNEL_OPTIONS)
+        self.api = cloud.api
+        self.timeout = timeout
+        self.metadata = (("authorization", f"Bearer {cloud.token}"),)
+        self.compute = compute_pb2_grpc.ComputeServiceStub(self.channel)
+        self.keypairs = keypairs_pb2_grpc.KeypairServiceStub(self.channel)
+        self.networks = networks_pb2_grpc.NetworkServiceStub(self.channel)
+        self.quotas = quotas_pb2_grpc.QuotaServiceStub(self.channel)
+
+    def call(self, method, request):
+        """A unary (or client-streaming) call with the token and the deadline."""
+        return method(request, metadata=self.metadata, timeout=self.timeout)
+
+    def stream(self, method, request, timeout: float | None):
+        """A server-streaming call; `timeout` bounds the whole stream."""
+        return method(request, metadata=self.metadata, timeout=timeout)
+
+    def close(self) -> None:
+        self.channel.close()
