@@ -15,8 +15,9 @@ import yaml
 from click.testing import CliRunner
 
 from nimbus.cli.main import cli
+from nimbus.database.v1 import database_pb2 as D
 from nimbus.etcd import free_port
-from stack import Stack
+from stack import Stack, user
 
 ADMIN_TOKEN = "admin:admin"
 CONSOLE_SCRIPT = os.path.join(os.path.dirname(sys.executable), "nimbus")
@@ -305,3 +306,29 @@ async def test_lifecycle_commands_wait_for_their_state(movable, clouds_file):
     refused = await run("server", "confirm", "life")      # nothing to confirm now
     assert refused.exit_code == 9 and "FAILED_PRECONDITION" in refused.stderr   # names the state
     assert "vm_state ACTIVE" in refused.stderr
+
+
+async def test_database_instance_create_wait_connects(dbstack, clouds_file):
+    """`nimbus database instance create --wait` follows WatchInstances to
+    ACTIVE/HEALTHY; the instance then takes a real client connection."""
+    from dbstack import psql
+
+    def run(*args):
+        argv = ["--api", dbstack.stack.cfg.api_address, "--database-api", dbstack.address,
+                "--token", "alice:cli-db", *args]
+        return cli_runner(argv, cli_env(clouds_file))
+
+    made = json.loads(ok(await run(
+        "database", "instance", "create", "db1", "--flavor", "m1.tiny", "--datastore", "postgresql",
+        "--size", "1", "--database", "app", "--user", "app:s3cret-Pass", "--wait", "-f", "json",
+        "--wait-timeout", "120")).stdout)
+    assert (made["status"], made["service_status"]) == ("INSTANCE_STATUS_ACTIVE",
+                                                        "SERVICE_STATUS_HEALTHY")
+    assert "s3cret-Pass" not in json.dumps(made)
+    instance = (await dbstack.db.GetInstance(D.GetInstanceRequest(id=made["id"]),
+                                             metadata=user("alice", "cli-db"))).instance
+    assert psql(instance, "app", "s3cret-Pass", "app").returncode == 0
+    listed = ok(await run("database", "instance", "list", "-f", "value", "-c", "name")).stdout
+    assert listed.split() == ["db1"]
+    ok(await run("database", "instance", "delete", made["id"]))
+    await dbstack.wait_for(made["id"], lambda i: i is None)

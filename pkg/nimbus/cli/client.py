@@ -10,6 +10,7 @@ import grpc
 
 from nimbus.cli.clouds import Cloud, ConfigError
 from nimbus.compute.v1 import compute_pb2_grpc, keypairs_pb2_grpc, networks_pb2_grpc, quotas_pb2_grpc
+from nimbus.database.v1 import database_pb2_grpc
 
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 16 << 20)]
 
@@ -26,8 +27,11 @@ class Client:
             except OSError as exc:
                 raise ConfigError(f"cannot read the CA certificate {cloud.cacert}: {exc.strerror}")
             self.channel = grpc.secure_channel(cloud.api, credentials, CHANNEL_OPTIONS)
+            self.database_channel = grpc.secure_channel(cloud.database_api, credentials,
+                                                        CHANNEL_OPTIONS)
         else:
             self.channel = grpc.insecure_channel(cloud.api, CHANNEL_OPTIONS)
+            self.database_channel = grpc.insecure_channel(cloud.database_api, CHANNEL_OPTIONS)
         self.api = cloud.api
         self.timeout = timeout
         self.metadata = (("authorization", f"Bearer {cloud.token}"),)
@@ -35,6 +39,7 @@ class Client:
         self.keypairs = keypairs_pb2_grpc.KeypairServiceStub(self.channel)
         self.networks = networks_pb2_grpc.NetworkServiceStub(self.channel)
         self.quotas = quotas_pb2_grpc.QuotaServiceStub(self.channel)
+        self.databases = database_pb2_grpc.DatabaseServiceStub(self.database_channel)
 
     def call(self, method, request):
         """A unary (or client-streaming) call with the token and the deadline."""
@@ -46,3 +51,4 @@ class Client:
 
     def close(self) -> None:
         self.channel.close()
+        self.database_channel.close()

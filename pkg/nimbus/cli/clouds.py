@@ -23,7 +23,8 @@ import click
 import yaml
 
 DEFAULT_API = "127.0.0.1:8774"
-CLOUD_KEYS = ("api", "token", "cacert")
+CLOUD_KEYS = ("api", "database_api", "token", "cacert")
+DEFAULT_DATABASE_API = "127.0.0.1:8779"
 
 
 class ConfigError(click.ClickException):
@@ -36,6 +37,7 @@ class Cloud:
     api: str
     token: str | None = dataclasses.field(default=None, repr=False)  # never shown
     cacert: str | None = None
+    database_api: str = DEFAULT_DATABASE_API   # DatabaseService
 
 
 def clouds_file(environ=os.environ) -> Path:
@@ -66,7 +68,7 @@ def load_clouds(path: Path) -> dict[str, dict]:
 
 
 def resolve(api: str | None, token: str | None, cacert: str | None, cloud: str | None,
-            path: Path) -> Cloud:
+            path: Path, database_api: str | None = None) -> Cloud:
     """The settings to use: the given values (flags or environment, as click
     read them) over the cloud's entry over the defaults."""
     clouds = load_clouds(path)
@@ -75,4 +77,5 @@ def resolve(api: str | None, token: str | None, cacert: str | None, cloud: str |
         raise ConfigError(f"cloud {cloud!r} is not in {path} (clouds there: {known})")
     entry = clouds.get(cloud or "default", {})
     return Cloud(api=api or entry.get("api") or DEFAULT_API, token=token or entry.get("token"),
-                 cacert=cacert or entry.get("cacert"))
+                 cacert=cacert or entry.get("cacert"),
+                 database_api=database_api or entry.get("database_api") or DEFAULT_DATABASE_API)

@@ -56,24 +56,27 @@ class NimbusGroup(click.Group):
               help="Bearer token, in development <user>:<project> [env NIMBUS_TOKEN].")
 @click.option("--cacert", envvar="NIMBUS_CACERT", type=click.Path(dir_okay=False),
               help="CA certificate: use TLS verified against it [env NIMBUS_CACERT].")
+@click.option("--database-api", envvar="NIMBUS_DATABASE_API", metavar="HOST:PORT",
+              help="DatabaseService [env NIMBUS_DATABASE_API; default 127.0.0.1:8779].")
 @click.option("--os-cloud", "cloud", envvar="NIMBUS_CLOUD", metavar="NAME",
               help="A cloud of the clouds file [env NIMBUS_CLOUD; default: `default`].")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
               help="Deadline of each API call, in seconds.")
 @click.pass_context
-def cli(ctx: click.Context, api, token, cacert, cloud, timeout):
+def cli(ctx: click.Context, api, token, cacert, database_api, cloud, timeout):
     """nimbus: servers, images, flavors, key pairs, networks and quotas.
 
     Settings come from flags, then NIMBUS_* variables, then the clouds file
     (NIMBUS_CLOUDS_FILE or ~/.config/nimbus/clouds.yaml)."""
-    session = Session(dict(api=api, token=token, cacert=cacert, cloud=cloud), timeout)
+    session = Session(dict(api=api, token=token, cacert=cacert, cloud=cloud,
+                           database_api=database_api), timeout)
     ctx.obj = session
     ctx.call_on_close(session.close)
 
 
 def _register() -> None:
-    from nimbus.cli import flavors, images, keypairs, networks, quotas, servers
-    for module in (servers, images, flavors, keypairs, networks, quotas):
+    from nimbus.cli import databases, flavors, images, keypairs, networks, quotas, servers
+    for module in (servers, images, flavors, keypairs, networks, quotas, databases):
         for group in module.GROUPS:
             cli.add_command(group)
 
