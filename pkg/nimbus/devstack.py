@@ -144,6 +144,10 @@ class ProcessStack:
                 proc.kill()
                 proc.wait()
         self.children.clear()
+        # Database guests run in sessions of their own (they outlive a restart
+        # of DatabaseService, which adopts them); `make run` stops them too.
+        from nimbus.services.database.simulation import stop_all
+        stop_all(os.path.join(self.state_dir, "guests"))
         self.etcd.stop()
 
 

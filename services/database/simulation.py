@@ -148,3 +148,32 @@ class LocalGuests:
     async def close(self) -> None:
         """At shutdown the guests keep running (a restarted service adopts them)."""
         self.children.clear()
+
+
+def stop_all(guest_dir: str, grace: float = 15.0) -> None:
+    """Stop every local guest under guest_dir (make run's Ctrl-C): SIGTERM to
+    each agent (it stops its datastore cleanly), SIGKILL to what is left of
+    its process group after `grace`. Their data directories stay."""
+    import time
+    groups = []
+    for name in os.listdir(guest_dir) if os.path.isdir(guest_dir) else ():
+        try:
+            with open(os.path.join(guest_dir, name, "agent.pid")) as f:
+                groups.append(int(f.read()))
+        except (OSError, ValueError):
+            continue
+    for pgid in groups:
+        try:
+            os.kill(pgid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace
+    while groups and time.monotonic() < deadline:
+        groups = [g for g in groups if LocalGuests._group_alive(g)]
+        time.sleep(0.1)
+    for pgid in groups:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+

@@ -330,5 +330,7 @@ async def test_database_instance_create_wait_connects(dbstack, clouds_file):
     assert psql(instance, "app", "s3cret-Pass", "app").returncode == 0
     listed = ok(await run("database", "instance", "list", "-f", "value", "-c", "name")).stdout
     assert listed.split() == ["db1"]
-    ok(await run("database", "instance", "delete", made["id"]))
+    shown = json.loads(ok(await run("database", "instance", "show", "db1", "-f", "json")).stdout)
+    assert shown["id"] == made["id"]
+    ok(await run("database", "instance", "delete", "db1"))
     await dbstack.wait_for(made["id"], lambda i: i is None)

@@ -8,7 +8,7 @@ import grpc
 from nimbus.cli import errors
 from nimbus.cli.main import Session, pass_session
 from nimbus.cli.output import Output, columns, console, output_options
-from nimbus.cli.resources import add_delete, add_list, add_show
+from nimbus.cli.resources import add_list
 from nimbus.database.v1 import database_pb2 as D
 
 LIST_COLUMNS = columns(("ID", "id"), ("Name", "name"), ("Status", "status"),
@@ -100,8 +100,41 @@ def instance_create(session: Session, out: Output, name, flavor_ref, datastore, 
 
 add_list(instance, "databases", "ListInstances", D.ListInstancesRequest, "instances",
          LIST_COLUMNS, "List database instances.")
-add_show(instance, "databases", "GetInstance", D.GetInstanceRequest, "instance",
-         "database instance")
-add_delete(instance, "databases", "DeleteInstance", D.DeleteInstanceRequest, "database instance")
+
+
+def find_instance(session: Session, ref: str) -> D.Instance:
+    """An instance by id, else by exact name (one match)."""
+    client = session.client
+    try:
+        return client.call(client.databases.GetInstance, D.GetInstanceRequest(id=ref)).instance
+    except grpc.RpcError as err:
+        if err.code() != grpc.StatusCode.NOT_FOUND:
+            raise
+        found = [i for i in client.call(client.databases.ListInstances,
+                                        D.ListInstancesRequest()).instances if i.name == ref]
+        if len(found) != 1:
+            raise
+        return found[0]
+
+
+@instance.command("show")
+@click.argument("ref", metavar="INSTANCE")
+@output_options
+@pass_session
+def instance_show(session: Session, out: Output, ref):
+    """Show a database instance (by id or name)."""
+    out.item(find_instance(session, ref))
+
+
+@instance.command("delete")
+@click.argument("refs", metavar="INSTANCE...", nargs=-1, required=True)
+@pass_session
+def instance_delete(session: Session, refs):
+    """Delete database instances (any status, BUILD included)."""
+    client = session.client
+    for ref in refs:
+        target = find_instance(session, ref)
+        client.call(client.databases.DeleteInstance, D.DeleteInstanceRequest(id=target.id))
+        click.echo(f"database instance {target.name} deleted", err=True)
 
 GROUPS = (database,)
