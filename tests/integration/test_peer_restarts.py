@@ -9,18 +9,22 @@ from stack import C, Stack, user
 
 
 async def test_api_killed_and_restarted_during_a_storm(etcd, tmp_path, qcow2_image):
-    async with Stack(etcd.endpoint, str(tmp_path), hosts=3, subprocesses=("compute",)) as s:
+    async with Stack(etcd.endpoint, str(tmp_path), hosts=4, vcpus=32, memory_mb=32768,
+                     subprocesses=("compute",)) as s:
         await s.flavor("m1.tiny")
         await s.image(qcow2_image)
-        resp = await s.api.CreateServer(C.CreateServerRequest(
+        # A 100-server storm: 10 projects (Nova's quota: 10 servers each) of 10.
+        answers = await asyncio.gather(*(s.api.CreateServer(C.CreateServerRequest(
             name="storm", image_ref="cirros", flavor_ref="m1.tiny", min_count=10, max_count=10),
-            metadata=user())
+            metadata=user(project=f"storm-{p}")) for p in range(10)))
+        servers = [srv for resp in answers for srv in resp.servers]
         # The hosts now fetch the image from the API, which dies under them.
         s.compute.kill()
         await asyncio.sleep(1.5)
         await s.compute.start()
-        done = await asyncio.gather(*(s.wait_settled(srv.id, timeout=60) for srv in resp.servers))
-        assert [d.vm_state for d in done] == [C.VM_STATE_ACTIVE] * 10, [d.fault.message for d in done]
+        done = await asyncio.gather(*(s.wait_settled(srv.id, timeout=90) for srv in servers))
+        assert [d.vm_state for d in done] == [C.VM_STATE_ACTIVE] * 100, \
+            [d.fault.message for d in done if d.vm_state != C.VM_STATE_ACTIVE]
         assert sum(a.client.transport_retries for a in s.agents.agents) > 0   # it did hit them
         for d in done:   # no build attempt was spent on the restart
             rec = await s.store.get(keys.instance(d.id), records_pb2.InstanceRecord)
