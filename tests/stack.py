@@ -210,7 +210,15 @@ class Stack:
                     elif event.type == W.EVENT_TYPE_DELETED and predicate(None):
                         return None
                     elif event.type == W.EVENT_TYPE_SYNCED and not seen and predicate(None):
-                        return None   # already gone before we started watching
+                        # Not in the API's list: gone before we started watching,
+                        # or too new for its informer yet (then its UPSERT follows).
+                        try:
+                            await self.api.GetServer(C.GetServerRequest(id=server_id),
+                                                     metadata=metadata)
+                        except grpc.aio.AioRpcError as err:
+                            if err.code() == grpc.StatusCode.NOT_FOUND:
+                                return None
+                            raise
         finally:
             call.cancel()
         raise AssertionError(f"server {server_id}: watch ended")
