@@ -201,7 +201,21 @@ class Stack:
         from nimbus.watch import until
         call = self.api.WatchServers(C.WatchServersRequest(id=server_id, all_projects=True),
                                      metadata=metadata)
-        return await until(call, C.WatchServersResponse, "server", predicate, timeout)
+
+        async def gone() -> bool:
+            """Not in the API's list: gone before we started watching, or too
+            new for its informer yet (then its UPSERT follows)."""
+            try:
+                await self.api.GetServer(C.GetServerRequest(id=server_id), metadata=metadata)
+                return False
+            except grpc.aio.AioRpcError as err:
+                if err.code() == grpc.StatusCode.NOT_FOUND:
+                    return True
+                raise
+        try:
+            return await until(call, C.WatchServersResponse, "server", predicate, timeout, gone)
+        except RuntimeError:
+            raise AssertionError(f"server {server_id}: watch ended") from None
 
     async def wait_settled(self, server_id: str, **kw) -> C.Server:
         """Until the server is ACTIVE or ERROR with no task."""

@@ -12,6 +12,7 @@ from nimbus.compute.v1 import compute_pb2, networks_pb2
 from nimbus.conductor.v1 import conductor_pb2, conductor_pb2_grpc
 from nimbus.rpc import auth
 from nimbus.services.conductor.claims import Claims, InstanceChanged
+from nimbus.services.conductor import moves
 from nimbus.services.conductor.console import CONSOLE, ConsoleRelay
 from nimbus.services.conductor.removals import Remover
 from nimbus.services.conductor.transfer import DISK_REQUEST, DiskRelay
@@ -429,8 +430,7 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
 
     async def AdvanceMigration(self, request, context):
         auth.require_service()
-        from nimbus.services.conductor.moves import advance
-        rec, revision = await advance(self.c, request)
+        rec, revision = await moves.advance(self.c, request)
         return conductor_pb2.AdvanceMigrationResponse(
             server=rec.server, revision=revision, migration_context=migrations.context_of(rec))
 

@@ -24,6 +24,7 @@ import time
 from nimbus import crashpoints, errors, log, migrations, resources, states
 from nimbus.clock import now
 from nimbus.compute.v1 import compute_pb2
+from nimbus.conductor.v1 import conductor_pb2
 from nimbus.rpc import auth
 from nimbus.scheduler.v1 import scheduler_pb2
 from nimbus.services.compute.resize import begin_confirm_or_revert
@@ -138,7 +139,6 @@ class MigrationController:
     async def _fail_move(self, v: Versioned, host: str) -> None:
         """A host of a move went down: the move fails (ERROR with a fault,
         the migration error, the context kept so a delete cleans both)."""
-        from nimbus.conductor.v1 import conductor_pb2
         try:
             await advance(self.c, conductor_pb2.AdvanceMigrationRequest(
                 host=host, instance_id=v.msg.server.id, from_task_state=v.msg.server.task_state,
