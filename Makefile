@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROTOS := $(shell find protos -name '*.proto')
 
-.PHONY: run test protos protos-check lint bench bench-load bench-db system-deps test-deps venv clean
+.PHONY: run test protos protos-check lint bench bench-load bench-resize bench-db system-deps test-deps venv clean
 
 # Debian packages nimbus needs: libvirt-python builds against libvirt-dev;
 # qemu-img makes the image cache and overlays; genisoimage builds config drives;
@@ -77,6 +77,9 @@ bench: venv
 
 bench-load: venv
 	$(PY) bench/client_load.py $(BENCH_ARGS)
+
+bench-resize: venv
+	$(PY) bench/resize_storm.py $(BENCH_ARGS)
 
 bench-db: venv
 	$(PY) bench/db_create.py $(BENCH_ARGS)
