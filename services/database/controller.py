@@ -24,12 +24,27 @@ class Controller:
         self.failures: dict[str, int] = {}
         self.timers: dict[str, asyncio.TimerHandle] = {}
         self.interrupted: set[str] = set()
+        self.stopping = False
 
     def enqueue(self, key: str) -> None:
-        if key in self.running:
+        task = self.running.get(key)
+        if task is not None and not task.done():
             self.dirty.add(key)
             return
-        self.running[key] = asyncio.create_task(self._run(key))
+        task = asyncio.create_task(self._run(key))
+        self.running[key] = task
+        task.add_done_callback(lambda t: self._finished(key, t))
+
+    def _finished(self, key: str, task: asyncio.Task) -> None:
+        if self.running.get(key) is not task:
+            return
+        del self.running[key]
+        if task.cancelled() and key in self.interrupted and not self.stopping:
+            # cancel() reached the task before it ever ran (created, not yet
+            # started: a delete overtaking a build in one informer batch);
+            # the run it asked for must still happen.
+            self.interrupted.discard(key)
+            self.enqueue(key)
 
     def enqueue_after(self, key: str, delay: float) -> None:
         old = self.timers.pop(key, None)
@@ -45,34 +60,31 @@ class Controller:
             task.cancel()
 
     async def _run(self, key: str) -> None:
-        try:
-            while True:
-                self.dirty.discard(key)
-                try:
-                    again = await self.reconcile(key)
-                    self.failures.pop(key, None)
-                    if again is not None:
-                        self.enqueue_after(key, again)
-                except asyncio.CancelledError:
-                    if key not in self.interrupted:
-                        raise
-                    self.interrupted.discard(key)
-                    self.dirty.add(key)   # cancelled by cancel(): run again, fresh
-                    asyncio.current_task().uncancel()
-                except Exception as exc:  # noqa: BLE001 - requeued with backoff
-                    n = self.failures.get(key, 0)
-                    self.failures[key] = n + 1
-                    delay = min(CAP, BASE * 2 ** n) * (0.5 + random.random() / 2)
-                    _log.warning("reconcile failed, retrying", controller=self.name, key=key,
-                                 error=str(exc) or type(exc).__name__, retry_in=round(delay, 3))
-                    self.enqueue_after(key, delay)
-                if key not in self.dirty:
-                    return
-        finally:
-            if self.running.get(key) is asyncio.current_task():
-                del self.running[key]
+        while True:
+            self.dirty.discard(key)
+            try:
+                again = await self.reconcile(key)
+                self.failures.pop(key, None)
+                if again is not None:
+                    self.enqueue_after(key, again)
+            except asyncio.CancelledError:
+                if key not in self.interrupted:
+                    raise
+                self.interrupted.discard(key)
+                self.dirty.add(key)   # cancelled by cancel(): run again, fresh
+                asyncio.current_task().uncancel()
+            except Exception as exc:  # noqa: BLE001 - requeued with backoff
+                n = self.failures.get(key, 0)
+                self.failures[key] = n + 1
+                delay = min(CAP, BASE * 2 ** n) * (0.5 + random.random() / 2)
+                _log.warning("reconcile failed, retrying", controller=self.name, key=key,
+                             error=str(exc) or type(exc).__name__, retry_in=round(delay, 3))
+                self.enqueue_after(key, delay)
+            if key not in self.dirty:
+                return
 
     async def stop(self) -> None:
+        self.stopping = True
         for timer in self.timers.values():
             timer.cancel()
         tasks = list(self.running.values())

@@ -120,3 +120,24 @@ async def test_controller_cancel_interrupts_and_runs_again():
         await asyncio.sleep(0.01)
     assert started == ["k", "k"] and done == ["k"]
     await c.stop()
+
+
+async def test_controller_cancel_before_the_task_started_still_runs_again():
+    """A create then an immediate delete can reach the controller in one
+    informer batch: the build's task exists but has not started when the
+    delete cancels it. The delete's run must still happen (it was lost,
+    leaving an instance DELETING forever)."""
+    runs = []
+
+    async def reconcile(key):
+        runs.append(key)
+    c = Controller("t", reconcile)
+    c.enqueue("k")       # created, not yet started
+    c.cancel("k")        # the delete overtakes it...
+    c.enqueue("k")       # ...and asks for its own run
+    for _ in range(100):
+        if runs:
+            break
+        await asyncio.sleep(0.01)
+    assert runs == ["k"]
+    await c.stop()
