@@ -55,7 +55,7 @@ class Controller:
     def cancel(self, key: str) -> None:
         """Stop the key's reconcile now (a delete overtaking a build)."""
         task = self.running.get(key)
-        if task is not None:
+        if task is not None and not task.done():
             self.interrupted.add(key)
             task.cancel()
 
