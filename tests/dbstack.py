@@ -11,14 +11,13 @@ import shutil
 import subprocess
 import tempfile
 
-import grpc
 
 from nimbus import config
 from nimbus.database.v1 import database_pb2 as D
 from nimbus.database.v1 import database_pb2_grpc, datastores_pb2 as S, datastores_pb2_grpc
 from nimbus.etcd import free_port
 from nimbus.rpc.server import channel
-from nimbus.watch import until
+from nimbus.watch import absent_unless_read, until
 from nimbus.services.database.main import DatabaseProcess
 from stack import ADMIN, Stack
 
@@ -81,14 +80,9 @@ class DbStack:
     async def wait_for(self, instance_id: str, predicate, timeout: float = 60, metadata=ADMIN):
         call = self.db.WatchInstances(D.WatchInstancesRequest(id=instance_id, all_projects=True),
                                       metadata=metadata)
-        async def gone() -> bool:   # the service's mirror may not hold a fresh record yet
-            try:
-                await self.db.GetInstance(D.GetInstanceRequest(id=instance_id), metadata=ADMIN)
-                return False
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() == grpc.StatusCode.NOT_FOUND:
-                    return True
-                raise
+        # The service's mirror may not hold a fresh record yet: read to be sure.
+        gone = absent_unless_read(lambda: self.db.GetInstance(
+            D.GetInstanceRequest(id=instance_id), metadata=ADMIN))
         return await until(call, W, "instance", predicate, timeout, gone)
 
     async def wait_settled(self, instance_id: str, **kw) -> D.Instance:

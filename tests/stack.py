@@ -198,20 +198,13 @@ class Stack:
     async def wait_for(self, server_id: str, predicate, metadata=ADMIN, timeout: float = 30):
         """Wait on WatchServers (never poll) until predicate(server) holds;
         predicate(None) is asked when the server is deleted."""
-        from nimbus.watch import until
+        from nimbus.watch import absent_unless_read, until
         call = self.api.WatchServers(C.WatchServersRequest(id=server_id, all_projects=True),
                                      metadata=metadata)
-
-        async def gone() -> bool:
-            """Not in the API's list: gone before we started watching, or too
-            new for its informer yet (then its UPSERT follows)."""
-            try:
-                await self.api.GetServer(C.GetServerRequest(id=server_id), metadata=metadata)
-                return False
-            except grpc.aio.AioRpcError as err:
-                if err.code() == grpc.StatusCode.NOT_FOUND:
-                    return True
-                raise
+        # Not in the API's list: gone before we started watching, or too new
+        # for its informer yet (then its UPSERT follows). A read tells.
+        gone = absent_unless_read(lambda: self.api.GetServer(
+            C.GetServerRequest(id=server_id), metadata=metadata))
         try:
             return await until(call, C.WatchServersResponse, "server", predicate, timeout, gone)
         except RuntimeError:

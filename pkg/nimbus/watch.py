@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import grpc
+
 
 async def until(call, response_type, field: str, predicate, timeout: float, confirm_absent=None):
     """The first `field` of an UPSERT event for which predicate holds, or
@@ -34,3 +36,17 @@ async def until(call, response_type, field: str, predicate, timeout: float, conf
     finally:
         call.cancel()
     raise RuntimeError("the watch ended")
+
+
+def absent_unless_read(read):
+    """A `confirm_absent` for until(): `read()` (a fresh Get) answering
+    NOT_FOUND means absent; an answer means the object exists."""
+    async def confirm() -> bool:
+        try:
+            await read()
+            return False
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return True
+            raise
+    return confirm

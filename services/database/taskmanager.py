@@ -41,7 +41,7 @@ from nimbus.services.guestagent.main import CONFIG_PATH, PLUGINS
 from nimbus.store import keys
 from nimbus.store.informer import DELETED, Informer
 from nimbus.store.store import Store, now
-from nimbus.watch import until
+from nimbus.watch import absent_unless_read, until
 
 _log = log.get("nimbus.database.taskmanager")
 
@@ -245,15 +245,8 @@ class TaskManager:
     async def _watch_server(self, server_id: str, timeout: float, predicate) -> C.Server | None:
         call = self.compute.compute.WatchServers(C.WatchServersRequest(id=server_id),
                                                  metadata=self.compute.metadata)
-        async def gone() -> bool:
-            try:
-                await self.compute.compute.GetServer(C.GetServerRequest(id=server_id),
-                                                     metadata=self.compute.metadata)
-                return False
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() == grpc.StatusCode.NOT_FOUND:
-                    return True
-                raise
+        gone = absent_unless_read(lambda: self.compute.compute.GetServer(
+            C.GetServerRequest(id=server_id), metadata=self.compute.metadata))
         try:
             return await until(call, C.WatchServersResponse, "server", predicate, timeout, gone)
         except TimeoutError:
