@@ -4,7 +4,7 @@ Each process serves its registry over HTTP on `--metrics-address`
 (NIMBUS_METRICS_ADDRESS; empty: none). Counters move where the thing
 happens (the interceptor for RPCs, the store for etcd transactions, the
 informer for relists, the conductor for build outcomes); per-host gauges
-are read at scrape time from state the process already keeps (`collect`),
+are read at scrape time from state the process already keeps (`add_source`),
 so nothing is updated on a hot path that nobody scrapes.
 """
 

@@ -36,7 +36,8 @@ class Claims:
         self._written: dict[str, Versioned] = {}
 
     def lock(self, host: str) -> asyncio.Lock:
-        """This process's claims on `host`, one at a time."""
+        """The host's lock: held around any read-modify-write of its usage
+        (this process's claims and releases on `host`, one at a time)."""
         return self._locks[host]
 
     def _usage(self, host: str) -> Versioned:
@@ -46,14 +47,10 @@ class Claims:
             return mine
         return seen or Versioned(records_pb2.ProviderUsage(host=host), 0)
 
-    def locked(self, host: str) -> asyncio.Lock:
-        """The host's lock: held around any read-modify-write of its usage."""
-        return self._locks[host]
-
     def release_fragment(self, host: str, freed: list) -> tuple[list, list, object]:
         """(compares, ops, commit) taking the `freed` resources off the
         host's usage in the caller's transaction; call commit(revision)
-        when it succeeded. Hold locked(host) from here to commit."""
+        when it succeeded. Hold lock(host) from here to commit."""
         usage = self._usage(host)
         new_usage = records_pb2.ProviderUsage()
         new_usage.CopyFrom(usage.msg)

@@ -87,7 +87,7 @@ class Remover:
                 if after != in_use:
                     ops.append(store.put(keys.usage(project), quotas_pb2.QuotaUsage(**after)))
             freed = [a for a in allocations if a is not None]
-            async with self.claims.locked(host):
+            async with self.claims.lock(host):
                 if freed:
                     compares_p, ops_p, commit = self.claims.release_fragment(
                         host, [a.msg.resources for a in freed])
