@@ -143,3 +143,27 @@ async def test_mtls_internal_links(etcd, tmp_path, qcow2_image):
                                          "-key", s.cfg.tls_key, address,
                                          "grpc.health.v1.Health/Check")
             assert rc == 0 and json.loads(out)["status"] == "SERVING", err
+
+
+async def test_database_service_and_its_guests_over_tls(etcd, tmp_path, qcow2_image):
+    """DatabaseService serves TLS; its task manager dials ComputeService over
+    TLS, and the guest agent verifies DatabaseService with the CA its config
+    drive carries: a PostgreSQL instance reaches ACTIVE and HEALTHY."""
+    from dbstack import DbStack
+    from nimbus.database.v1 import database_pb2 as D
+    async with DbStack(etcd.endpoint, str(tmp_path), qcow2_image, tls_on=True) as s:
+        me = user("alice", "demo")
+        created = (await s.db.CreateInstance(D.CreateInstanceRequest(
+            name="db-tls", flavor_ref="m1.tiny", datastore=D.DatastoreRef(type="postgresql"),
+            volume=D.VolumeSpec(size_gb=1)), metadata=me)).instance
+        active = await s.wait_settled(created.id, timeout=120)
+        assert active.status == D.INSTANCE_STATUS_ACTIVE, active.fault
+        assert active.service_status == D.SERVICE_STATUS_HEALTHY
+        rc, out, err = await grpcurl("-cacert", s.stack.cfg.tls_ca, s.address,
+                                     "grpc.health.v1.Health/Check")
+        assert rc == 0 and json.loads(out)["status"] == "SERVING", err
+        async with grpc.aio.insecure_channel(s.address) as ch:
+            with pytest.raises(grpc.aio.AioRpcError):
+                await health(ch)
+        await s.db.DeleteInstance(D.DeleteInstanceRequest(id=created.id), metadata=me)
+        assert await s.wait_for(created.id, lambda i: i is None) is None
