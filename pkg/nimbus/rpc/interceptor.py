@@ -5,7 +5,8 @@ answers UNAUTHENTICATED), checks nimbus.policy's rule for the method (or
 answers PERMISSION_DENIED: a reader's write, a member's admin call, an
 agent speaking for another host), binds both for logs, maps NimbusError to its
 status with rich details (never INTERNAL for input), and writes one access
-log line. It is a single wrapper, not a chain, because it runs on every call
+log line. Server streams are bounded per user (MAX_STREAMS_PER_CALLER) and
+a client that stops reading one is cut off (STREAM_WRITE_TIMEOUT). It is a single wrapper, not a chain, because it runs on every call
 of the hot paths (agents report every state change through it).
 """
 
@@ -140,9 +141,13 @@ def _access_log(service: str, method: str, started: float) -> None:
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, authenticator: auth.Authenticator, service: str):
+    def __init__(self, authenticator: auth.Authenticator, service: str,
+                 certificate_agents: bool = False):
         self._auth = authenticator
         self._service = service
+        # Client certificates are required and verified: an agent may present
+        # one naming its host instead of a host token.
+        self._certificate_agents = certificate_agents
         self._streams: collections.Counter[str] = collections.Counter()
 
     def _open_stream(self, who: auth.Identity) -> str | None:
@@ -198,11 +203,15 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         _request_id.set(request_id)
         structlog.contextvars.bind_contextvars(request_id=request_id)
         context.set_trailing_metadata((("x-request-id", request_id),))
-        try:
-            who = self._auth.authenticate(metadata)
-        except tokens.UnknownKey as exc:   # the issuer may have rotated its keys
-            await exc.keys.refresh()
-            who = self._auth.authenticate(metadata)
+        if self._certificate_agents and not auth.has_bearer(metadata):
+            # mTLS: grpc verified the peer's certificate against the CA.
+            who = auth.from_certificate(context.auth_context())
+        else:
+            try:
+                who = self._auth.authenticate(metadata)
+            except tokens.UnknownKey as exc:   # the issuer may have rotated its keys
+                await exc.keys.refresh()
+                who = self._auth.authenticate(metadata)
         auth.current.set(who)
         return _authorize(method, who)
 
