@@ -411,8 +411,10 @@ class ComputeServicer(ServerActions, ResizeActions, flavor_access.FlavorAccess,
         items, _ = await self.store.list(keys.FLAVORS, C.Flavor)
         flavors = [v.msg for _, v in items
                    if await flavor_access.may_use(self.store, v.msg, who)]
-        flavors.sort(key=lambda f: (f.ram_mb, f.vcpus, f.name))
-        return C.ListFlavorsResponse(flavors=flavors)
+        page, token = pagination.page_of(request, flavors,
+                                         lambda f: [f.ram_mb, f.vcpus, f.name, f.id],
+                                         who.project_id, who.is_admin)
+        return C.ListFlavorsResponse(flavors=page, next_page_token=token)
 
     async def GetFlavor(self, request, context):
         return C.GetFlavorResponse(flavor=await self.catalog.flavor(request.ref, "ref",
@@ -447,10 +449,12 @@ class ComputeServicer(ServerActions, ResizeActions, flavor_access.FlavorAccess,
     async def ListImages(self, request, context):
         who = auth.identity()
         items, _ = await self.store.list(keys.IMAGES, records_pb2.ImageRecord)
-        return C.ListImagesResponse(images=[
-            v.msg.image for _, v in items
-            if v.msg.image.visibility == "public" or v.msg.image.owner == who.project_id
-            or who.is_admin])
+        visible_images = [v.msg.image for _, v in items
+                          if v.msg.image.visibility == "public"
+                          or v.msg.image.owner == who.project_id or who.is_admin]
+        page, token = pagination.page_of(request, visible_images, lambda i: [i.name, i.id],
+                                         who.project_id, who.is_admin)
+        return C.ListImagesResponse(images=page, next_page_token=token)
 
     async def GetImage(self, request, context):
         who = auth.identity()
