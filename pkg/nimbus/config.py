@@ -76,6 +76,28 @@ class Config:
     guest_launch: str = "local"
     guest_dir: str = ""
     guest_heartbeat: float = 1.0
+    # Authentication (nimbus.rpc.auth): noauth | jwt; "" follows --noauth.
+    auth: str = ""
+    # noauth on a non-loopback address is refused unless this says so.
+    allow_noauth_anywhere: bool = False
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
+    jwks_url: str = ""
+    jwks_file: str = ""
+    jwt_user_claim: str = "sub"
+    jwt_project_claim: str = "project_id"
+    jwt_roles_claim: str = "roles"
+    # Seconds between two JWKS fetches at most (an unknown kid asks for one).
+    jwks_min_refresh: float = 30.0
+    # An agent's host token (python -m nimbus.rpc.auth agent-token HOST); never logged.
+    agent_token: str = dataclasses.field(default="", repr=False)
+    # TLS (nimbus.rpc.tls): the server's (and, for mTLS, the client's)
+    # certificate and key files, reloaded when they change; the CA clients
+    # verify servers with and servers verify client certificates with.
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
+    tls_client_auth: bool = False
 
     @property
     def image_dir(self) -> str:

@@ -111,7 +111,7 @@ class Catalog:
             raise errors.InvalidArgument(field, "is required")
         found = [r for r in await self._find(self.images, ref, lambda r: r.image.name)
                  if r.image.visibility == "public" or r.image.owner == who.project_id
-                 or who.is_admin]
+                 or who.is_admin or who.is_service]   # an agent fetches a server's image
         if not found:
             raise errors.NotFound("image", ref)
         if len(found) > 1:
