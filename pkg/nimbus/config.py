@@ -16,6 +16,8 @@ DEFAULT_DATABASE_ADDRESS = "127.0.0.1:8779"
 
 @dataclasses.dataclass
 class Config:
+    # One etcd endpoint or a cluster's members, comma-separated (also
+    # --etcd / NIMBUS_ETCD): nimbus fails over between them.
     etcd_endpoint: str = "127.0.0.1:2379"
     etcd_prefix: str = "/nimbus/"
     # host:port serving Prometheus /metrics ("" none; port 0 a free one).
@@ -66,6 +68,9 @@ class Config:
     # Seconds after which a finished resize is confirmed by itself (0: never).
     resize_confirm_window: float = 0.0
     node_ttl: int = 10
+    # Seconds after which a multi-create's reservation whose writer died is
+    # completed by the conductor (reservations.py).
+    reservation_timeout: float = 30.0
     # DatabaseService settings (Trove's usage_timeout, agent_heartbeat_expiry).
     database_address: str = DEFAULT_DATABASE_ADDRESS
     usage_timeout: float = 1800.0
@@ -123,10 +128,13 @@ def parse(argv: list[str] | None, description: str, default_listen: str = "") ->
     parser = argparse.ArgumentParser(description=description)
     for field in dataclasses.fields(Config):
         default = _env(field.name, getattr(base, field.name))
-        flag = "--" + field.name.replace("_", "-")
+        flags = ["--" + field.name.replace("_", "-")]
+        if field.name == "etcd_endpoint":   # the short name etcd's own tools use
+            default = _env("etcd_endpoint", _env("etcd", default))
+            flags.append("--etcd")
         if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+            parser.add_argument(*flags, action=argparse.BooleanOptionalAction, default=default)
         else:
-            parser.add_argument(flag, type=type(default), default=default,
+            parser.add_argument(*flags, type=type(default), default=default,
                                 help=None if field.repr else "read from the environment preferably")
     return Config(**vars(parser.parse_args(argv)))
