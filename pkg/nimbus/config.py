@@ -20,6 +20,9 @@ class Config:
     etcd_prefix: str = "/nimbus/"
     # host:port serving Prometheus /metrics ("" none; port 0 a free one).
     metrics_address: str = ""
+    # host:port of a plaintext health-only gRPC port for Kubernetes' probes
+    # ("" none; see healthport.py).
+    health_address: str = ""
     # Seconds one etcd call may take before the caller gets UNAVAILABLE.
     etcd_timeout: float = 5.0
     listen: str = ""
