@@ -50,6 +50,8 @@ class Config:
     # Image backend for instance disks: qcow2 (local files) or rbd (Ceph).
     image_backend: str = "qcow2"
     ceph_conf: str = ""
+    # The cephx user the image store connects as, without "client." ("": admin).
+    rbd_user: str = ""
     rbd_images_pool: str = "images"
     rbd_vms_pool: str = "vms"
     force_raw_images: bool = False
