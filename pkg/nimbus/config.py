@@ -22,6 +22,9 @@ class Config:
     etcd_prefix: str = "/nimbus/"
     # host:port serving Prometheus /metrics ("" none; port 0 a free one).
     metrics_address: str = ""
+    # host:port of a plaintext health-only gRPC port for Kubernetes' probes
+    # ("" none; see healthport.py).
+    health_address: str = ""
     # Seconds one etcd call may take before the caller gets UNAVAILABLE.
     etcd_timeout: float = 5.0
     listen: str = ""
@@ -49,6 +52,8 @@ class Config:
     # Image backend for instance disks: qcow2 (local files) or rbd (Ceph).
     image_backend: str = "qcow2"
     ceph_conf: str = ""
+    # The cephx user the image store connects as, without "client." ("": admin).
+    rbd_user: str = ""
     rbd_images_pool: str = "images"
     rbd_vms_pool: str = "vms"
     force_raw_images: bool = False

@@ -46,7 +46,7 @@ class ComputeProcess(process.ServiceProcess):
         self.closers.append(self.conductor_channel.close)
         compute = ComputeServicer(self.store, self.catalog, self.instances,
                                   make_store(cfg.image_store, cfg.image_dir, cfg.ceph_conf,
-                                             cfg.rbd_images_pool),
+                                             cfg.rbd_images_pool, cfg.rbd_user),
                                   os.path.join(cfg.state_dir, "staging"),
                                   conductor_pb2_grpc.ConductorServiceStub(self.conductor_channel),
                                   auth.service_metadata(cfg.service_token), self.addresses)

@@ -86,8 +86,11 @@ class ImageInUse(errors.FailedPrecondition):
 class _Cluster:
     """One librados connection, opened lazily, and the threads its blocking calls run in."""
 
-    def __init__(self, conf_path: str, threads: int = 8):
+    def __init__(self, conf_path: str, threads: int = 8, user: str = ""):
         self.conf_path = conf_path
+        # The cephx user without "client." ("" is librados' default, admin);
+        # its keyring is found where ceph.conf's `keyring` says.
+        self.user = user
         self._rados: rados.Rados | None = None
         self._connect_lock = asyncio.Lock()
         self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="rbd")
@@ -107,7 +110,7 @@ class _Cluster:
             self._pool, functools.partial(fn, *args))
 
     def _connect(self) -> None:
-        conn = rados.Rados(conffile=self.conf_path)
+        conn = rados.Rados(conffile=self.conf_path, rados_id=self.user or None)
         try:
             conn.connect(timeout=30)
             dump = _mon_command(conn, "mon dump")
@@ -333,9 +336,9 @@ class RbdImageStore:
     protected snapshot `snap` so compute hosts can clone them. Locations are
     Glance-style URLs: rbd://<fsid>/<pool>/<image>[/<snap>]."""
 
-    def __init__(self, conf_path: str, pool: str = "images"):
+    def __init__(self, conf_path: str, pool: str = "images", user: str = ""):
         self.pool = pool
-        self.cluster = _Cluster(conf_path)
+        self.cluster = _Cluster(conf_path, user=user)
 
     async def write(self, image_id: str, chunks: AsyncIterator[bytes], disk_format: str) -> str:
         """Store the stream as `<pool>/<image_id>` and return its location.
@@ -420,6 +423,10 @@ class RbdImageStore:
             ioctx = conn.open_ioctx(pool)
             try:
                 return ioctx, rbd.Image(ioctx, name, snapshot=snap, read_only=True)
+            except rbd.ImageNotFound:
+                ioctx.close()
+                # Deleted through another API replica whose delete this one's informer lags.
+                raise errors.NotFound("image", name) from None
             except BaseException:
                 ioctx.close()
                 raise
