@@ -26,6 +26,9 @@
     db/datastores/<name>             Datastore with its versions
     db/quotas/<project>, db/usages/<project>   DbQuota overrides, DbUsage
     guests/<guest id>                GuestRecord (the guest credential's hash)
+    volumes/<id>                     VolumeRecord (attachments inside)
+    snapshots/<id>                   SnapshotRecord
+    volume-types/<name>              VolumeType
 """
 
 from __future__ import annotations
@@ -212,3 +215,22 @@ def db_usage(project_id: str) -> str:
 
 def guest(guest_id: str) -> str:
     return GUESTS + guest_id
+
+
+# ---- block storage (nimbus.services.volume) -----------------------------------
+
+VOLUMES = "volumes/"
+SNAPSHOTS = "snapshots/"
+VOLUME_TYPES = "volume-types/"
+
+
+def volume(volume_id: str) -> str:
+    return VOLUMES + volume_id
+
+
+def snapshot(snapshot_id: str) -> str:
+    return SNAPSHOTS + snapshot_id
+
+
+def volume_type(name: str) -> str:
+    return VOLUME_TYPES + name
