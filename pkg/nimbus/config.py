@@ -12,6 +12,7 @@ DEFAULT_API_ADDRESS = "127.0.0.1:8774"
 DEFAULT_CONDUCTOR_ADDRESS = "127.0.0.1:8775"
 DEFAULT_SCHEDULER_ADDRESS = "127.0.0.1:8776"
 DEFAULT_DATABASE_ADDRESS = "127.0.0.1:8779"
+DEFAULT_VOLUME_ADDRESS = "127.0.0.1:8778"
 
 
 @dataclasses.dataclass
@@ -108,6 +109,12 @@ class Config:
     tls_key: str = ""
     tls_ca: str = ""
     tls_client_auth: bool = False
+    # Volume manager settings (cinder-volume): its backend (file: raw files
+    # under state_dir/volumes, one machine only; rbd: Ceph), the RBD pool,
+    # and the type of volumes created without one (the API uses it too).
+    volume_backend: str = "file"
+    rbd_volumes_pool: str = "volumes"
+    default_volume_type: str = "default"
 
     @property
     def image_dir(self) -> str:

@@ -28,6 +28,9 @@
     guests/<guest id>                GuestRecord (the guest credential's hash)
     build-inputs/<uuid>              BuildInputs: an instance's user_data and files
     reservations/<reservation id>    Reservation: a multi-create written in chunks
+    volumes/<id>                     VolumeRecord (attachments inside)
+    snapshots/<id>                   SnapshotRecord
+    volume-types/<name>              VolumeType
 """
 
 from __future__ import annotations
@@ -228,3 +231,22 @@ def build_inputs(instance_id: str) -> str:
 
 def reservation(reservation_id: str) -> str:
     return RESERVATIONS + reservation_id
+
+
+# ---- block storage (nimbus.services.volume) -----------------------------------
+
+VOLUMES = "volumes/"
+SNAPSHOTS = "snapshots/"
+VOLUME_TYPES = "volume-types/"
+
+
+def volume(volume_id: str) -> str:
+    return VOLUMES + volume_id
+
+
+def snapshot(snapshot_id: str) -> str:
+    return SNAPSHOTS + snapshot_id
+
+
+def volume_type(name: str) -> str:
+    return VOLUME_TYPES + name

@@ -2,6 +2,7 @@ import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from nimbus.compute.v1 import compute_pb2 as _compute_pb2
+from nimbus.volume.v1 import volume_pb2 as _volume_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -250,3 +251,21 @@ class Reservation(_message.Message):
     numbered: bool
     created_at: _timestamp_pb2.Timestamp
     def __init__(self, reservation_id: _Optional[str] = ..., project_id: _Optional[str] = ..., template: _Optional[_Union[InstanceRecord, _Mapping]] = ..., build_inputs: _Optional[_Union[BuildInputs, _Mapping]] = ..., server_ids: _Optional[_Iterable[str]] = ..., written: _Optional[int] = ..., numbered: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class VolumeRecord(_message.Message):
+    __slots__ = ("volume", "extend_to_gb", "snapshot_ids")
+    VOLUME_FIELD_NUMBER: _ClassVar[int]
+    EXTEND_TO_GB_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_IDS_FIELD_NUMBER: _ClassVar[int]
+    volume: _volume_pb2.Volume
+    extend_to_gb: int
+    snapshot_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, volume: _Optional[_Union[_volume_pb2.Volume, _Mapping]] = ..., extend_to_gb: _Optional[int] = ..., snapshot_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SnapshotRecord(_message.Message):
+    __slots__ = ("snapshot", "backend")
+    SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    snapshot: _volume_pb2.Snapshot
+    backend: str
+    def __init__(self, snapshot: _Optional[_Union[_volume_pb2.Snapshot, _Mapping]] = ..., backend: _Optional[str] = ...) -> None: ...
