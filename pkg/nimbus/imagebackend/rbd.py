@@ -196,6 +196,35 @@ def _grow(conn: rados.Rados, pool: str, name: str, size: int) -> None:
             image.resize(size)
 
 
+# The snapshot a move takes of a root disk before growing it in place
+# (Nova's rbd driver does the same): a revert rolls back to it, a confirm
+# removes it. RBD images cannot be shrunk safely any other way.
+REVERT_SNAP = "nimbus_resize"
+
+
+def _has_snap(image: rbd.Image, snap: str) -> bool:
+    return any(s["name"] == snap for s in image.list_snaps())
+
+
+def _keep_revert_point(conn: rados.Rados, pool: str, name: str) -> None:
+    with conn.open_ioctx(pool) as ioctx, rbd.Image(ioctx, name) as image:
+        if not _has_snap(image, REVERT_SNAP):
+            image.create_snap(REVERT_SNAP)
+
+
+def _revert_to_point(conn: rados.Rados, pool: str, name: str) -> None:
+    with conn.open_ioctx(pool) as ioctx, rbd.Image(ioctx, name) as image:
+        if _has_snap(image, REVERT_SNAP):
+            image.rollback_to_snap(REVERT_SNAP)   # data and size as they were
+            image.remove_snap(REVERT_SNAP)
+
+
+def _drop_revert_point(conn: rados.Rados, pool: str, name: str) -> None:
+    with conn.open_ioctx(pool) as ioctx, rbd.Image(ioctx, name) as image:
+        if _has_snap(image, REVERT_SNAP):
+            image.remove_snap(REVERT_SNAP)
+
+
 def _remove_image(conn: rados.Rados, ioctx: rados.Ioctx, name: str,
                   flatten_children: bool = True) -> None:
     """Remove an image and its snapshots. Idempotent. Clones of a snapshot
@@ -310,6 +339,15 @@ class RbdBackend:
         if root_gb:
             await self.cluster.call(_grow, self.vms_pool, name, root_gb * GiB)
         return self._source(name), self._source(f"{name}.config") if config_drive else None
+
+    async def keep_revert_point(self, instance_id: str) -> None:
+        await self.cluster.call(_keep_revert_point, self.vms_pool, f"{instance_id}_disk")
+
+    async def revert_to_point(self, instance_id: str) -> None:
+        await self.cluster.call(_revert_to_point, self.vms_pool, f"{instance_id}_disk")
+
+    async def drop_revert_point(self, instance_id: str) -> None:
+        await self.cluster.call(_drop_revert_point, self.vms_pool, f"{instance_id}_disk")
 
     async def import_config_drive(self, instance_id: str, iso_path: str) -> DiskSource:
         name = f"{instance_id}_disk.config"
