@@ -10,6 +10,7 @@ from typing import Awaitable, Callable
 
 from nimbus import config, log, metrics
 from nimbus.healthport import HealthPort
+from nimbus.rpc import auth
 from nimbus.rpc.server import Server, wait_for_signal
 
 
@@ -54,7 +55,8 @@ def main(process: type[ServiceProcess], argv: list[str] | None, description: str
          default_listen: str = "", check: Callable[[config.Config], str | None] | None = None) -> None:
     log.configure()
     cfg = config.parse(argv, description, default_listen)
-    problem = check(cfg) if check else None
+    problem = auth.exposure_problem(cfg, cfg.listen or default_listen) or (
+        check(cfg) if check else None)
     if problem:
         raise SystemExit(f"{description}: {problem}")
 

@@ -18,7 +18,7 @@ from nimbus import config, healthport, metrics, process
 from nimbus.compute.v1 import compute_pb2_grpc
 from nimbus.conductor.v1 import conductor_pb2_grpc
 from nimbus.imagebackend.local import LocalBackend
-from nimbus.rpc import auth
+from nimbus.rpc import auth, tls
 from nimbus.rpc.server import channel
 from nimbus.services.agent.agent import ComputeAgent
 from nimbus.services.agent.tracker import ResourceTracker
@@ -96,7 +96,7 @@ class AgentProcess(process.ServiceProcess):
         agent = ComputeAgent(host, driver, backend, ResourceTracker(node),
                              conductor_pb2_grpc.ConductorServiceStub(self.conductor_channel),
                              compute_pb2_grpc.ComputeServiceStub(self.api_channel),
-                             auth.service_metadata(cfg.service_token), node)
+                             auth.service_metadata(host_token(cfg, host)), node)
         agent.force_config_drive = cfg.force_config_drive
         agent.power_sync_interval = cfg.power_sync_interval
         agent.shutdown_timeout = cfg.shutdown_timeout
@@ -105,8 +105,8 @@ class AgentProcess(process.ServiceProcess):
 
     async def start(self) -> "AgentProcess":
         cfg = self.cfg
-        self.conductor_channel = channel(cfg.conductor_address)
-        self.api_channel = channel(cfg.api_address)
+        self.conductor_channel = channel(cfg.conductor_address, tls.client(cfg))
+        self.api_channel = channel(cfg.api_address, tls.client(cfg))
         self.closers += [self.conductor_channel.close, self.api_channel.close]
         base_host = cfg.host or socket.gethostname()
         if cfg.simulate:
@@ -149,8 +149,26 @@ class AgentProcess(process.ServiceProcess):
                                    "defined": conn.numOfDefinedDomains()}
 
 
+def host_token(cfg: config.Config, host: str) -> str:
+    """What a host presents: its own host token (production), or one derived
+    from the service token (development, --simulate: many hosts in one process)."""
+    return cfg.agent_token or auth.agent_token(cfg.service_token, host)
+
+
+def check(cfg: config.Config) -> str | None:
+    if cfg.agent_token:
+        host = cfg.host or socket.gethostname()
+        if cfg.simulate:
+            return "--agent-token is one host's: it cannot serve --simulate"
+        if not cfg.agent_token.startswith(f"{auth.AGENT_PREFIX}{host}."):
+            return f"--agent-token is not host {host}'s (python -m nimbus.rpc.auth agent-token {host})"
+        return None
+    return None if cfg.service_token else (
+        "needs --agent-token (NIMBUS_AGENT_TOKEN, this host's) or a service token (development)")
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
-        process.main(AgentProcess, argv, "nimbus compute agent", "", process.needs_service_token)
+        process.main(AgentProcess, argv, "nimbus compute agent", "", check)
     except UnusableVirtType as exc:
         raise SystemExit(f"nimbus agent: {exc}") from None

@@ -1,7 +1,9 @@
 """One server interceptor for every nimbus service.
 
 Per call it: takes or makes a request id, authenticates the caller (or
-answers UNAUTHENTICATED), binds both for logs, maps NimbusError to its
+answers UNAUTHENTICATED), checks nimbus.policy's rule for the method (or
+answers PERMISSION_DENIED: a reader's write, a member's admin call, an
+agent speaking for another host), binds both for logs, maps NimbusError to its
 status with rich details (never INTERNAL for input), and writes one access
 log line. It is a single wrapper, not a chain, because it runs on every call
 of the hot paths (agents report every state change through it).
@@ -20,8 +22,8 @@ from google.protobuf import any_pb2
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
-from nimbus import errors, log, metrics
-from nimbus.rpc import auth
+from nimbus import errors, log, metrics, policy
+from nimbus.rpc import auth, tokens
 
 _log = log.get("nimbus.rpc")
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("nimbus_request_id")
@@ -30,7 +32,28 @@ _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("nimbus_reques
 def request_id() -> str:
     """The current call's request id (the client's x-request-id, or ours)."""
     return _request_id.get()
-_PUBLIC_METHODS = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+def _authorize(method: str, who: auth.Identity) -> policy.Rule:
+    rule = policy.rule_for(method)
+    if rule is None:   # fail closed: a method nobody wrote a rule for
+        raise errors.PermissionDenied(f"{method} has no access rule")
+    if not policy.allows(rule, who.roles):
+        raise errors.PermissionDenied(
+            f"{method.rsplit('/', 1)[-1]} needs the {rule.role} role")
+    return rule
+
+
+def _check_host(rule: policy.Rule, who: auth.Identity, request, streamed: bool = False) -> None:
+    """An agent acts only for its own host (see nimbus.policy). In a client
+    stream only the first message names the host (the conductor binds the
+    stream to it): later ones may leave it empty."""
+    if not who.host or not rule.host_field:
+        return
+    named = policy.field_value(request, rule.host_field)
+    if named != who.host and not (streamed and not named):
+        raise errors.PermissionDenied(
+            f"host {who.host}'s credential cannot act for host {named[:255] or '(none)'}")
 
 
 class _Undecodable:
@@ -63,10 +86,11 @@ def _tolerant(deserializer):
     return parse
 
 
-async def _checked(requests):
+async def _checked(requests, rule: policy.Rule, who: auth.Identity):
     async for request in requests:
         if isinstance(request, _Undecodable):
             request.refuse()
+        _check_host(rule, who, request, streamed=True)
         yield request
 
 
@@ -115,7 +139,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(self, continuation, details):
         handler = await continuation(details)
-        if handler is None or details.method.startswith(_PUBLIC_METHODS):
+        if handler is None or details.method.startswith(policy.PUBLIC_PREFIXES):
             return handler
         method = details.method
         if handler.unary_unary:
@@ -138,7 +162,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer)
 
-    def _begin(self, context) -> str:
+    async def _begin(self, context, method: str) -> policy.Rule:
         metadata = context.invocation_metadata()
         request_id = None
         for key, value in metadata or ():
@@ -149,8 +173,13 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         _request_id.set(request_id)
         structlog.contextvars.bind_contextvars(request_id=request_id)
         context.set_trailing_metadata((("x-request-id", request_id),))
-        auth.current.set(self._auth.authenticate(metadata))
-        return request_id
+        try:
+            who = self._auth.authenticate(metadata)
+        except tokens.UnknownKey as exc:   # the issuer may have rotated its keys
+            await exc.keys.refresh()
+            who = self._auth.authenticate(metadata)
+        auth.current.set(who)
+        return _authorize(method, who)
 
     async def _fail(self, context, method: str, exc: BaseException, started: float):
         mapped = _as_nimbus_error(exc)
@@ -167,11 +196,13 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         async def wrapper(request, context):
             started = time.perf_counter()
             try:
-                self._begin(context)
+                rule = await self._begin(context, method)
                 if isinstance(request, _Undecodable):
                     request.refuse()
                 elif not isinstance(request, Message):   # a client stream
-                    request = _checked(request)
+                    request = _checked(request, rule, auth.current.get())
+                else:
+                    _check_host(rule, auth.current.get(), request)
                 response = await behaviour(request, context)
             except (grpc.aio.AbortError, GeneratorExit):
                 raise
@@ -185,11 +216,13 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         async def wrapper(request, context):
             started = time.perf_counter()
             try:
-                self._begin(context)
+                rule = await self._begin(context, method)
                 if isinstance(request, _Undecodable):
                     request.refuse()
                 elif not isinstance(request, Message):   # a client stream
-                    request = _checked(request)
+                    request = _checked(request, rule, auth.current.get())
+                else:
+                    _check_host(rule, auth.current.get(), request)
                 async for response in behaviour(request, context):
                     yield response
             except (grpc.aio.AbortError, GeneratorExit):
