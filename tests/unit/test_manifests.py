@@ -33,12 +33,11 @@ WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 # cert-manager's kinds: kubernetes-validate has no schemas for CRDs, so
 # test_cert_manager_resources checks what the rendering relies on instead.
 CRD_KINDS = {("cert-manager.io/v1", "Issuer"), ("cert-manager.io/v1", "Certificate")}
-# Settings the auth/TLS work reads (flag names agreed with it, issue 11) and
-# the ones read outside nimbus.config: every NIMBUS_* a manifest sets is one
+# Settings read outside nimbus.config: every NIMBUS_* a manifest sets is one
 # of these or a Config field.
-OTHER_SETTINGS = {"NIMBUS_AUTH", "NIMBUS_JWT_ISSUER", "NIMBUS_JWT_AUDIENCE", "NIMBUS_JWKS_URL",
-                  "NIMBUS_JWKS_FILE", "NIMBUS_TLS_CERT", "NIMBUS_TLS_KEY", "NIMBUS_TLS_CA",
-                  "NIMBUS_TLS_CLIENT_AUTH", "NIMBUS_LOG_FORMAT", "NIMBUS_LOG_LEVEL"}
+OTHER_SETTINGS = {"NIMBUS_LOG_FORMAT", "NIMBUS_LOG_LEVEL"}
+MODULE = re.compile(r"\bpython -m (nimbus\.services\.\w+)")
+HOST_TOKEN_FILE = "/etc/nimbus/agent-token/token"
 SECRETISH = re.compile(r"TOKEN|PASSWORD|SECRET|CREDENTIAL|KEYRING|PRIVATE", re.I)
 # Where a rule has a reason not to hold.
 RUNS_AS_ROOT = {"agent": "drives the host's libvirtd (a root socket) and writes the disks "
@@ -158,9 +157,20 @@ def no_inline_secrets(overlay: str) -> None:
                 if SECRETISH.search(name):
                     assert "value" not in e, f"{w.name}: {name} is inline"
                     assert "secretKeyRef" in e["valueFrom"], f"{w.name}: {name} not from a Secret"
-            if w.name != "etcd":
-                token = env_of(c)["NIMBUS_SERVICE_TOKEN"]["valueFrom"]["secretKeyRef"]
-                assert token == {"name": "nimbus-service-token", "key": "token"}, w.name
+            if w.name == "etcd":
+                continue
+            if w.name == "agent" and overlay == "production":
+                # Its own host's token, from a file on its node; never the service token.
+                assert "NIMBUS_SERVICE_TOKEN" not in env_of(c), "agent holds the service token"
+                command = " ".join(c["command"])
+                assert f'NIMBUS_AGENT_TOKEN="$$(cat {HOST_TOKEN_FILE})"' in command, command
+                mount = os.path.dirname(HOST_TOKEN_FILE)
+                (m,) = [m for m in c["volumeMounts"] if m["mountPath"] == mount]
+                (v,) = [v for v in w.pod["volumes"] if v["name"] == m["name"]]
+                assert v["hostPath"]["path"] == mount
+                continue
+            token = env_of(c)["NIMBUS_SERVICE_TOKEN"]["valueFrom"]["secretKeyRef"]
+            assert token == {"name": "nimbus-service-token", "key": "token"}, w.name
 
 
 def probes_on_declared_ports(overlay: str) -> None:
@@ -282,9 +292,8 @@ def every_process_runs(overlay: str) -> None:
     running = set()
     for w in workloads(overlay):
         for c in w.pod["containers"]:
-            if c["command"][:2] == ["python", "-m"]:
-                module = c["command"][2]
-                assert module.startswith("nimbus.services."), module
+            if w.name != "etcd":
+                (module,) = MODULE.findall(" ".join(c["command"]))
                 running.add(module.removeprefix("nimbus.services."))
     assert running <= services, running - services
     assert services - running == set(NOT_IN_CLUSTER), services - running
