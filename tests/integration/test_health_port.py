@@ -85,13 +85,24 @@ async def test_agent_health_follows_its_conductor_connection(etcd, tmp_path):
     assert agent.proc.returncode == 0, (tmp_path / "agent.log").read_text()[-2000:]
 
 
-async def test_api_health_port_answers_the_api_health_and_nothing_else(etcd, tmp_path):
+@pytest.mark.parametrize("tls_on", [False, True], ids=["plaintext", "tls"])
+async def test_api_health_port_answers_the_api_health_and_nothing_else(etcd, tmp_path, tls_on):
+    """With TLS on the API's port (production), the health port stays
+    plaintext: the kubelet's probes cannot do TLS."""
     cfg = settings(etcd, tmp_path)
     cfg.listen = cfg.api_address
+    if tls_on:
+        from credentials import CA
+        ca = CA()
+        cfg.tls_cert, cfg.tls_key = ca.issue(str(tmp_path), "compute")
+        cfg.tls_ca = ca.write(str(tmp_path / "ca.crt"))
     api = await ServiceSubprocess("nimbus.services.compute", cfg,
                                   str(tmp_path / "compute.log")).start()
     try:
         await until_status(cfg.health_address, H.SERVING)
+        if tls_on:   # the API's own port refuses plaintext
+            rc, out = await grpcurl_health(cfg.api_address, "")
+            assert rc != 0, out
         for service in ("", "liveness", "nimbus.compute.v1.ComputeService"):
             rc, out = await grpcurl_health(cfg.health_address, service)
             assert rc == 0 and json.loads(out)["status"] == "SERVING", (service, out)
