@@ -107,7 +107,8 @@ class Stack:
                  memory_mb: int = 16384, disk_gb: int = 200, reserved_host_memory_mb: int = 0,
                  node_ttl: int = 10, sweep_interval: float = 2.0, power_sync_interval: float = 10.0,
                  real_host: str | None = None, subprocesses: tuple[str, ...] = (),
-                 crash_at: str = "", tls_on: bool = False, **extra):
+                 crash_at: str = "", tls_on: bool = False, volume_manager: bool = False,
+                 **extra):
         """`hosts` simulated hosts on private test drivers, or, with
         `real_host`, one agent of that name on the libvirt URI in `extra`.
         `subprocesses` names the parts ("compute", "conductor", "agent") that
@@ -116,8 +117,12 @@ class Stack:
         run (nimbus.crashpoints). `tls_on` serves every listener with TLS from
         a CA made for the stack (self.ca; the certificate in state_dir/tls),
         and every internal client verifies it; `auth="jwt"` in `extra`
-        (with the jwt_*/jwks_* settings) replaces noauth."""
+        (with the jwt_*/jwks_* settings) replaces noauth. `volume_manager`
+        starts a volume manager (file backend unless `volume_backend` in
+        `extra`; "volume" in `subprocesses` runs it as a process)."""
         self.subprocesses = frozenset(subprocesses)
+        self.volume_manager = None
+        self.wants_volume_manager = volume_manager
         self.crash_env = {"NIMBUS_CRASH_AT": crash_at} if crash_at else {}
         self.ca = None
         if tls_on:
@@ -172,8 +177,22 @@ class Stack:
             self.agents = await AgentProcess(self.cfg).start()
         self.channel = channel(self.cfg.api_address, tls.client(self.cfg))
         self.api = compute_pb2_grpc.ComputeServiceStub(self.channel)
+        from nimbus.volume.v1 import volume_pb2_grpc
+        self.volumes = volume_pb2_grpc.VolumeServiceStub(self.channel)
+        if self.wants_volume_manager:
+            await self.start_volume_manager()
         await self.wait_hosts(self.cfg.simulate or 1)
         return self
+
+    async def start_volume_manager(self):
+        if not hasattr(self, "volume_address"):
+            self.volume_address = f"127.0.0.1:{free_port()}"
+        if "volume" in self.subprocesses:
+            self.volume_manager = await self._subprocess("volume", self._for(self.volume_address)).start()
+        else:
+            from nimbus.services.volume.main import VolumeManagerProcess
+            self.volume_manager = await VolumeManagerProcess(self._for(self.volume_address)).start()
+        return self.volume_manager
 
     async def wait_hosts(self, count: int, timeout: float = 20) -> None:
         """Until `count` nodes are registered (the scheduler can see them)."""
@@ -185,8 +204,9 @@ class Stack:
 
     async def __aexit__(self, *exc) -> None:
         await self.channel.close()
-        for proc in (self.agents, self.compute, self.conductor, self.scheduler):
-            await proc.stop()
+        for proc in (self.volume_manager, self.agents, self.compute, self.conductor, self.scheduler):
+            if proc is not None:
+                await proc.stop()
         await self.store.close()
 
     # ---- helpers ------------------------------------------------------------

@@ -59,6 +59,7 @@ class ProcessStack:
                  conductor: str = config.DEFAULT_CONDUCTOR_ADDRESS,
                  scheduler: str = config.DEFAULT_SCHEDULER_ADDRESS, agent_args: list[str] = (),
                  database: str | None = config.DEFAULT_DATABASE_ADDRESS,
+                 volume: str = config.DEFAULT_VOLUME_ADDRESS,
                  log_dir: str | None = None, quiet: bool = False,
                  metrics: dict[str, str] | None = None):
         """`metrics`: process name -> host:port serving its Prometheus /metrics."""
@@ -70,6 +71,7 @@ class ProcessStack:
                                  log_file=os.path.join(self.state_dir, "etcd.log"))
         self.api, self.conductor, self.scheduler = api, conductor, scheduler
         self.database = database
+        self.volume = volume
         self.agent_args = list(agent_args)
         self.children: dict[str, subprocess.Popen] = {}
         self.metrics = dict(metrics or {})
@@ -106,6 +108,11 @@ class ProcessStack:
                               ("compute", self.api)):
             self.wait_serving(name, address)
         self._spawn("agent", *self.agent_args)
+        # The volume manager (cinder-volume) with the file backend: raw files
+        # under <state>/volumes, on this machine only. VolumeService itself
+        # is served by the API on its port.
+        self._spawn("volume", "--listen", self.volume, "--volume-backend", "file")
+        self.wait_serving("volume", self.volume)
         if self.database:   # DatabaseService (trove); usage_timeout 5 min instead of Trove's 30
             self._spawn("database", "--listen", self.database, "--noauth", "--usage-timeout", "300")
             self.wait_serving("database", self.database)
@@ -224,6 +231,7 @@ nimbus is running (Ctrl-C stops everything).
   Scheduler       {scheduler}
   etcd            {etcd}     (data in {state}/etcd)
   DatabaseService {database}      datastores {datastores}
+  VolumeService   on {api}; its volume manager (file backend, this machine only) health on {volume}
   compute host    {host} on the libvirt test driver
   metrics         {metrics}  (Prometheus, /metrics)
   image           {image_name} ({image_id}); flavors m1.tiny m1.small m1.medium m1.large
@@ -254,13 +262,15 @@ def main(argv: list[str] | None = None) -> None:
                         help="Prometheus /metrics ports of compute,conductor,scheduler,agent")
     parser.add_argument("--database-address",
                         default=os.environ.get("NIMBUS_DATABASE_ADDRESS", config.DEFAULT_DATABASE_ADDRESS))
+    parser.add_argument("--volume-address", help="the volume manager's health port",
+                        default=os.environ.get("NIMBUS_VOLUME_ADDRESS", config.DEFAULT_VOLUME_ADDRESS))
     args = parser.parse_args(argv)
     stack = ProcessStack(args.state_dir, etcd_port=args.etcd_port, etcd_peer_port=args.etcd_port + 1,
                          api=args.api, conductor=args.conductor, scheduler=args.scheduler,
                          agent_args=["--host", args.host,
                                      # Guests that ran before a restart run again.
                                      "--resume-guests-state-on-host-boot"],
-                         database=args.database_address,
+                         database=args.database_address, volume=args.volume_address,
                          metrics={name: f"127.0.0.1:{port}" for name, port in zip(
                              METRICS_PROCESSES, args.metrics_ports.split(","))})
     stopping = False
@@ -284,6 +294,7 @@ def main(argv: list[str] | None = None) -> None:
         print(BANNER.format(api=stack.api, conductor=stack.conductor, scheduler=stack.scheduler,
                             etcd=stack.etcd.endpoint, state=stack.state_dir, host=args.host,
                             image_name=image.name, image_id=image.id, database=stack.database,
+                            volume=stack.volume,
                             datastores=", ".join(datastores),
                             metrics=" ".join(f"{n} {a}" for n, a in stack.metrics.items())),
               flush=True)

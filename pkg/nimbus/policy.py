@@ -96,6 +96,12 @@ TABLE: dict[str, dict[str, Rule]] = {
         "UpdateSubnet": M, "DeleteSubnet": M, "CreatePort": M, "GetPort": R, "ListPorts": R,
         "UpdatePort": M, "DeletePort": M,
     },
+    "nimbus.volume.v1.VolumeService": {
+        "CreateVolume": M, "GetVolume": R, "ListVolumes": R, "UpdateVolume": M,
+        "ExtendVolume": M, "DeleteVolume": M, "WatchVolumes": R,
+        "CreateSnapshot": M, "GetSnapshot": R, "ListSnapshots": R, "DeleteSnapshot": M,
+        "WatchSnapshots": R, "CreateVolumeType": A, "ListVolumeTypes": R,
+    },
     # Internal: agents for their own host, the other services for the rest.
     "nimbus.conductor.v1.ConductorService": {
         "ReportNode": Rule(SERVICE, agent=True, host_field="node.host"),

@@ -11,7 +11,8 @@ State:
 
     quotas/<project>   QuotaSet: the project's overrides (a field set = overridden)
     usages/<project>   QuotaUsage: in use of the COUNTED resources
-                       (instances, cores, ram, key_pairs, server_groups)
+                       (instances, cores, ram, key_pairs, server_groups,
+                       volumes, gigabytes, snapshots)
 
 The other limits are checked per request, never counted: metadata_items,
 injected_files, injected_file_content_bytes, injected_file_path_bytes
@@ -79,9 +80,13 @@ DEFAULTS: dict[str, int] = {
     "injected_file_content_bytes": 10240,
     "injected_file_path_bytes": 255,
     "metadata_items": 128,
+    "volumes": 10,
+    "gigabytes": 1000,
+    "snapshots": 10,
 }
 RESOURCES: tuple[str, ...] = tuple(DEFAULTS)
-COUNTED: tuple[str, ...] = ("instances", "cores", "ram", "key_pairs", "server_groups")
+COUNTED: tuple[str, ...] = ("instances", "cores", "ram", "key_pairs", "server_groups",
+                             "volumes", "gigabytes", "snapshots")
 
 assert RESOURCES == tuple(f.name for f in quotas_pb2.QuotaSet.DESCRIPTOR.fields)
 assert COUNTED == tuple(f.name for f in quotas_pb2.QuotaUsage.DESCRIPTOR.fields)
@@ -92,6 +97,11 @@ assert COUNTED == tuple(f.name for f in quotas_pb2.QuotaUsage.DESCRIPTOR.fields)
 def instance_deltas(vcpus: int, ram_mb: int, count: int = 1) -> dict[str, int]:
     """What `count` servers of a flavor consume (negative count: release)."""
     return {"instances": count, "cores": vcpus * count, "ram": ram_mb * count}
+
+
+def volume_deltas(size_gb: int, count: int = 1) -> dict[str, int]:
+    """What `count` volumes of a size consume (negative count: release)."""
+    return {"volumes": count, "gigabytes": size_gb * count}
 
 
 def scaled(per_item: Mapping[str, int], count: int) -> dict[str, int]:

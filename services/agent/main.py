@@ -7,10 +7,14 @@ benchmarks."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 
-from nimbus import config, metrics, process
+import grpc
+from grpc_health.v1 import health_pb2
+
+from nimbus import config, healthport, metrics, process
 from nimbus.compute.v1 import compute_pb2_grpc
 from nimbus.conductor.v1 import conductor_pb2_grpc
 from nimbus.imagebackend.local import LocalBackend
@@ -47,6 +51,33 @@ class AgentProcess(process.ServiceProcess):
     def __init__(self, cfg: config.Config):
         super().__init__(cfg)
         self.agents: list[ComputeAgent] = []
+        # The agent serves no RPCs: its health (NIMBUS_HEALTH_ADDRESS) says
+        # whether it is connected to the conductor.
+        self.health = healthport.not_serving()
+
+    def health_servicer(self):
+        return self.health
+
+    def connected(self) -> bool:
+        """Every host has had its assignments from the conductor, and the
+        channel they come over is up now."""
+        state = self.conductor_channel.get_state(try_to_connect=False)
+        return state == grpc.ChannelConnectivity.READY and all(
+            agent.synced.is_set() for agent in self.agents)
+
+    async def _follow_connection(self, interval: float = 1.0) -> None:
+        serving = None
+        while True:
+            now_serving = self.connected()
+            if now_serving != serving:
+                serving = now_serving
+                await self.health.set("", health_pb2.HealthCheckResponse.SERVING if serving
+                                      else health_pb2.HealthCheckResponse.NOT_SERVING)
+            await asyncio.sleep(interval)
+
+    async def stop(self) -> None:
+        await self.health.enter_graceful_shutdown()
+        await super().stop()
 
     async def _make(self, host: str, uri: str, instances_path: str) -> ComputeAgent:
         cfg = self.cfg
@@ -104,6 +135,7 @@ class AgentProcess(process.ServiceProcess):
         for agent in self.agents:
             self.closers.append(agent.driver.close)
             self.spawn(agent.run())
+        self.spawn(self._follow_connection())
         self.closers.append(metrics.add_source(metrics.HOST_DOMAINS, self._domains))
         return self
 

@@ -36,8 +36,11 @@ class ComputeProcess(process.ServiceProcess):
         self.catalog = Catalog(self.store)
         self.instances = Informer(self.store, keys.INSTANCES, records_pb2.InstanceRecord)
         self.addresses = Addresses(self.store, self.catalog.networks)
+        from nimbus.services.volume.handlers import VolumeServicer
+        from nimbus.volume.v1 import volume_pb2, volume_pb2_grpc
+        volumes = VolumeServicer(self.store, self.catalog, cfg.default_volume_type)
         informers = (self.catalog.flavors, self.catalog.images, self.catalog.networks,
-                     self.instances, self.addresses.ports)
+                     self.instances, self.addresses.ports, *volumes.informers)
         for informer in informers:
             self.spawn(informer.run())
         self.server = Server("compute", cfg.listen or config.DEFAULT_API_ADDRESS,
@@ -46,7 +49,7 @@ class ComputeProcess(process.ServiceProcess):
         self.closers.append(self.conductor_channel.close)
         compute = ComputeServicer(self.store, self.catalog, self.instances,
                                   make_store(cfg.image_store, cfg.image_dir, cfg.ceph_conf,
-                                             cfg.rbd_images_pool),
+                                             cfg.rbd_images_pool, cfg.rbd_user),
                                   os.path.join(cfg.state_dir, "staging"),
                                   conductor_pb2_grpc.ConductorServiceStub(self.conductor_channel),
                                   auth.service_metadata(cfg.service_token), self.addresses)
@@ -96,6 +99,8 @@ class ComputeProcess(process.ServiceProcess):
         self.server.add(hypervisors_pb2_grpc.add_HypervisorServiceServicer_to_server,
                         HypervisorServicer(self.store, self.instances),
                         hypervisors_pb2.DESCRIPTOR.services_by_name["HypervisorService"])
+        self.server.add(volume_pb2_grpc.add_VolumeServiceServicer_to_server, volumes,
+                        volume_pb2.DESCRIPTOR.services_by_name["VolumeService"])
         await self.server.start()
         await self.serve_when_ready(*informers)
         return self

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-from nimbus import config, metrics, process
+from nimbus import config, metrics, process, reservations
 from nimbus.conductor.v1 import conductor_pb2, conductor_pb2_grpc
 from nimbus.rpc import auth, tls
 from nimbus.rpc.server import Server, channel
@@ -43,7 +43,8 @@ class ConductorProcess(process.ServiceProcess):
         c = self.conductor
 
         async def lead() -> None:   # the leader's controllers
-            await asyncio.gather(self.builds.lead(), self.moves.lead())
+            await asyncio.gather(self.builds.lead(), self.moves.lead(),
+                                 reservations.run(self.store, cfg.reservation_timeout))
         for work in (c.instances.run(), c.nodes.run(), c.providers.run(), c.networks.run(),
                      self.election.run(lead)):
             self.spawn(work)

@@ -18,7 +18,7 @@ import asyncio
 import collections
 import dataclasses
 
-from nimbus import quota
+from nimbus import instances, quota
 from nimbus.compute.v1 import quotas_pb2
 from nimbus.groupcommit import GroupCommit
 from nimbus.services.conductor.claims import Claims, InstanceChanged
@@ -26,7 +26,7 @@ from nimbus.state.v1 import records_pb2
 from nimbus.store import keys
 from nimbus.store.store import Store, Versioned
 
-MAX_BATCH = 24          # 4 ops each, plus usages: under etcd's 128 ops per txn
+MAX_BATCH = 20          # 5 ops each, plus usages: under etcd's 128 ops per txn
 
 
 @dataclasses.dataclass
@@ -73,7 +73,7 @@ class Remover:
                 ikey = keys.instance(r.server.id)
                 compares += [store.mod_is(ikey, r.current.mod_revision),
                              store.mod_is(akey, allocation.mod_revision if allocation else 0)]
-                ops += [store.delete(ikey), store.delete(keys.action(r.server.id, ""), prefix=True)]
+                ops += instances.record_deletes(store, r.server.id)
                 if allocation is not None:
                     ops.append(store.delete(akey))
                 deltas = quota.instance_deltas(r.server.flavor.vcpus, r.server.flavor.ram_mb, -1)

@@ -15,9 +15,9 @@ GRPCURL = os.path.join(os.path.dirname(sys.executable), "grpcurl")
 ALICE = "authorization: Bearer alice:demo"
 
 
-def grpcurl(api: str, method: str, body: dict) -> dict:
+def grpcurl(api: str, method: str, body: dict, service: str = "nimbus.compute.v1.ComputeService") -> dict:
     out = subprocess.run([GRPCURL, "-plaintext", "-H", ALICE, "-d", json.dumps(body), api,
-                          f"nimbus.compute.v1.ComputeService/{method}"],
+                          f"{service}/{method}"],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
@@ -32,7 +32,8 @@ def test_banner_means_bootable(tmp_path):
         [sys.executable, "-m", "nimbus.devstack", "--state-dir", str(tmp_path / "state"),
          "--etcd-port", str(etcd_port), "--api", api,
          "--conductor", f"127.0.0.1:{free_port()}", "--scheduler", f"127.0.0.1:{free_port()}",
-         "--metrics-ports", ",".join(str(free_port()) for _ in range(4))],
+         "--metrics-ports", ",".join(str(free_port()) for _ in range(4)),
+         "--volume-address", f"127.0.0.1:{free_port()}"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         env={**os.environ, "NIMBUS_LOG_LEVEL": "warning"})
     try:
@@ -58,6 +59,16 @@ def test_banner_means_bootable(tmp_path):
         # make run's shared network `private` gave it an address.
         [address] = server["addresses"]["private"]["addresses"]
         assert address["addr"].startswith("10.0.0.") and address["version"] == 4
+        # VolumeService on the API port, its manager on the file backend.
+        volume_id = grpcurl(api, "CreateVolume", {"size_gb": 1},
+                            "nimbus.volume.v1.VolumeService")["volume"]["id"]
+        deadline = time.monotonic() + 30
+        while (volume := grpcurl(api, "GetVolume", {"id": volume_id}, "nimbus.volume.v1.VolumeService")
+               ["volume"])["status"] == "VOLUME_STATUS_CREATING":
+            assert time.monotonic() < deadline, volume
+            time.sleep(0.2)
+        assert volume["status"] == "VOLUME_STATUS_AVAILABLE", volume
+        assert os.path.getsize(tmp_path / "state" / "volumes" / f"volume-{volume_id}") == 1 << 30
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0

@@ -159,7 +159,8 @@ async def test_plan_consumes_in_the_callers_txn_and_releases_clamp(store):
     resp = await store.txn(plan.compares, [*plan.ops, store.put("mine/x", quotas_pb2.QuotaUsage())])
     assert resp.succeeded
     assert await quota.usage(store, p) == {"instances": 3, "cores": 6, "ram": 3072,
-                                           "key_pairs": 0, "server_groups": 0}
+                                           "key_pairs": 0, "server_groups": 0,
+                                           "volumes": 0, "gigabytes": 0, "snapshots": 0}
     # The same plan again loses: the usage moved.
     resp = await store.txn(plan.compares, plan.ops, plan.failure_ops)
     assert not resp.succeeded and plan.lost(resp)
@@ -285,5 +286,6 @@ async def test_recount_instances_from_records(store):
     await store.txn([], ops)
     await quota.apply(store, p, {"instances": 9, "key_pairs": 2})   # drifted
     assert await quota.recount_instances(store, p) == {
-        "instances": 2, "cores": 4, "ram": 512, "key_pairs": 2, "server_groups": 0}
+        "instances": 2, "cores": 4, "ram": 512, "key_pairs": 2, "server_groups": 0,
+        "volumes": 0, "gigabytes": 0, "snapshots": 0}
     assert (await quota.usage(store, p))["instances"] == 2

@@ -26,6 +26,11 @@
     db/datastores/<name>             Datastore with its versions
     db/quotas/<project>, db/usages/<project>   DbQuota overrides, DbUsage
     guests/<guest id>                GuestRecord (the guest credential's hash)
+    build-inputs/<uuid>              BuildInputs: an instance's user_data and files
+    reservations/<reservation id>    Reservation: a multi-create written in chunks
+    volumes/<id>                     VolumeRecord (attachments inside)
+    snapshots/<id>                   SnapshotRecord
+    volume-types/<name>              VolumeType
 """
 
 from __future__ import annotations
@@ -212,3 +217,36 @@ def db_usage(project_id: str) -> str:
 
 def guest(guest_id: str) -> str:
     return GUESTS + guest_id
+
+
+# ---- bulky build inputs and large multi-creates ------------------------------
+
+BUILD_INPUTS = "build-inputs/"
+RESERVATIONS = "reservations/"
+
+
+def build_inputs(instance_id: str) -> str:
+    return BUILD_INPUTS + instance_id
+
+
+def reservation(reservation_id: str) -> str:
+    return RESERVATIONS + reservation_id
+
+
+# ---- block storage (nimbus.services.volume) -----------------------------------
+
+VOLUMES = "volumes/"
+SNAPSHOTS = "snapshots/"
+VOLUME_TYPES = "volume-types/"
+
+
+def volume(volume_id: str) -> str:
+    return VOLUMES + volume_id
+
+
+def snapshot(snapshot_id: str) -> str:
+    return SNAPSHOTS + snapshot_id
+
+
+def volume_type(name: str) -> str:
+    return VOLUME_TYPES + name

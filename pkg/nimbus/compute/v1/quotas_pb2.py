@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1enimbus/compute/v1/quotas.proto\x12\x11nimbus.compute.v1\"\xe6\x03\n\x08QuotaSet\x12\x16\n\tinstances\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\x05\x63ores\x18\x02 \x01(\x03H\x01\x88\x01\x01\x12\x10\n\x03ram\x18\x03 \x01(\x03H\x02\x88\x01\x01\x12\x16\n\tkey_pairs\x18\x04 \x01(\x03H\x03\x88\x01\x01\x12\x1a\n\rserver_groups\x18\x05 \x01(\x03H\x04\x88\x01\x01\x12!\n\x14server_group_members\x18\x06 \x01(\x03H\x05\x88\x01\x01\x12\x1b\n\x0einjected_files\x18\x07 \x01(\x03H\x06\x88\x01\x01\x12(\n\x1binjected_file_content_bytes\x18\x08 \x01(\x03H\x07\x88\x01\x01\x12%\n\x18injected_file_path_bytes\x18\t \x01(\x03H\x08\x88\x01\x01\x12\x1b\n\x0emetadata_items\x18\n \x01(\x03H\t\x88\x01\x01\x42\x0c\n\n_instancesB\x08\n\x06_coresB\x06\n\x04_ramB\x0c\n\n_key_pairsB\x10\n\x0e_server_groupsB\x17\n\x15_server_group_membersB\x11\n\x0f_injected_filesB\x1e\n\x1c_injected_file_content_bytesB\x1b\n\x19_injected_file_path_bytesB\x11\n\x0f_metadata_items\"e\n\nQuotaUsage\x12\x11\n\tinstances\x18\x01 \x01(\x03\x12\r\n\x05\x63ores\x18\x02 \x01(\x03\x12\x0b\n\x03ram\x18\x03 \x01(\x03\x12\x11\n\tkey_pairs\x18\x04 \x01(\x03\x12\x15\n\rserver_groups\x18\x05 \x01(\x03\",\n\x0bQuotaDetail\x12\r\n\x05limit\x18\x01 \x01(\x03\x12\x0e\n\x06in_use\x18\x02 \x01(\x03\"\xbd\x04\n\rQuotaUsageSet\x12\x31\n\tinstances\x18\x01 \x01(\x0b\x32\x1e.nimbus.compute.v1.QuotaDetail\x12-\n\x05\x63ores\x18\x02 \x01(\x0b\x32\x1e.nimbus.compute.v1.QuotaDetail\x12+\n\x03ram\x18\x03 \x01(\x0b\x32\x1e.nimbus.compute.v1.QuotaDetail\x12\x31\n\tkey_pairs\x18\x04 \x01(\x0b\x32\x1e.nimbus.compute.v1.QuotaDetail\x12\x35\n\rserver_groups\x18\x05 \x01(\x0b\x32\x1e.nimbus.compute.v1.QuotaDetail\x12<\n\x14server_group_members\x18\x06 \x01(\x0b\x32\x1e.nimbus.compute.v1.QuotaDetail\x12\x36\n\x0einjected_files\x18\x07 \x01(\x0b\x32\x1e.nimbus.compute.v1.QuotaDetail\x12\x43\n\x1binjected_file_content_bytes\x18\x08 \x01(\x0b\x32\x1e.nimbus.compute.v1.QuotaDetail\x12@\n\x18injected_file_path_bytes\x18\t \x01(\x0b\x32\x1e.nimbus.compute.v1.QuotaDetail\x12\x36\n\x0emetadata_items\x18\n \x01(\x0b\x32\x1e.nimbus.compute.v1.QuotaDetail\"&\n\x10GetQuotasRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\"\x87\x01\n\x11GetQuotasResponse\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12.\n\tquota_set\x18\x02 \x01(\x0b\x32\x1b.nimbus.compute.v1.QuotaSet\x12.\n\toverrides\x18\x03 \x01(\x0b\x32\x1b.nimbus.compute.v1.QuotaSet\"h\n\x13UpdateQuotasRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12.\n\tquota_set\x18\x02 \x01(\x0b\x32\x1b.nimbus.compute.v1.QuotaSet\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"\x8a\x01\n\x14UpdateQuotasResponse\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12.\n\tquota_set\x18\x02 \x01(\x0b\x32\x1b.nimbus.compute.v1.QuotaSet\x12.\n\toverrides\x18\x03 \x01(\x0b\x32\x1b.nimbus.compute.v1.QuotaSet\"*\n\x14GetQuotaUsageRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\"\\\n\x15GetQuotaUsageResponse\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12/\n\x05usage\x18\x02 \x01(\x0b\x32 .nimbus.compute.v1.QuotaUsageSet\")\n\x13\x44\x65leteQuotasRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\"Z\n\x14\x44\x65leteQuotasResponse\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12.\n\tquota_set\x18\x02 \x01(\x0b\x32\x1b.nimbus.compute.v1.QuotaSet2\x8c\x03\n\x0cQuotaService\x12V\n\tGetQuotas\x12#.nimbus.compute.v1.GetQuotasRequest\x1a$.nimbus.compute.v1.GetQuotasResponse\x12_\n\x0cUpdateQuotas\x12&.nimbus.compute.v1.UpdateQuotasRequest\x1a\'.nimbus.compute.v1.UpdateQuotasResponse\x12\x62\n\rGetQuotaUsage\x12\'.nimbus.compute.v1.GetQuotaUsageRequest\x1a(.nimbus.compute.v1.GetQuotaUsageResponse\x12_\n\x0c\x44\x65leteQuotas\x12&.nimbus.compute.v1.DeleteQuotasRequest\x1a\'.nimbus.compute.v1.DeleteQuotasResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1enimbus/compute/v1/quotas.proto\x12\x11nimbus.compute.v1\"\xd4\x04\n\x08QuotaSet\x12\x16\n\tinstances\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\x05\x63ores\x18\x02 \x01(\x03H\x01\x88\x01\x01\x12\x10\n\x03ram\x18\x03 \x01(\x03H\x02\x88\x01\x01\x12\x16\n\tkey_pairs\x18\x04 \x01(\x03H\x03\x88\x01\x01\x12\x1a\n\rserver_groups\x18\x05 \x01(\x03H\x04\x88\x01\x01\x12!\n\x14server_group_members\x18\x06 \x01(\x03H\x05\x88\x01\x01\x12\x1b\n\x0einjected_files\x18\x07 \x01(\x03H\x06\x88\x01\x01\x12(\n\x1binjected_file_content_bytes\x18\x08 \x01(\x03H\x07\x88\x01\x01\x12%\n\x18injected_file_path_bytes\x18\t \x01(\x03H\x08\x88\x01\x01\x12\x1b\n\x0emetadata_items\x18\n \x01(\x03H\t\x88\x01\x01\x12\x14\n\x07volumes\x18\x0b \x01(\x03H\n\x88\x01\x01\x12\x16\n\tgigabytes\x18\x0c \x01(\x03H\x0b\x88\x01\x01\x12\x16\n\tsnapshots\x18\r \x01(\x03H\x0c\x88\x01\x01\x42\x0c\n\n_instancesB\x08\n\x06_coresB\x06\n\x04_ramB\x0c\n\n_key_pairsB\x10\n\x0e_server_groupsB\x17\n\x15_server_group_membersB\x11\n\x0f_injected_filesB\x1e\n\x1c_injected_file_content_bytesB\x1b\n\x19_injected_file_path_bytesB\x11\n\x0f_metadata_itemsB\n\n\x08_volumesB\x0c\n\n_gigabytesB\x0c\n\n_snapshots\"\x9c\x01\n\nQuotaUsage\x12\x11\n\tinstances\x18\x01 \x01(\x03\x12\r\n\x05\x63ores\x18\x02 \x01(\x03\x12\x0b\n\x03ram\x18\x03 \x01(\x03\x12\x11\n\tkey_pairs\x18\x04 \x01(\x03\x12\x15\n\rserver_groups\x18\x05 \x01(\x03\x12\x0f\n\x07volumes\x18\x06 \x01(\x03\x12\x11\n\tgigabytes\x18\x07 \x01(\x03\x12\x11\n\tsnapshots\x18\x08 \x01(\x03\",\n\x0bQuotaDetail\x12\r\n\x05limit\x18\x01 \x01(\x03\x12\x0e\n\x06in_use\x18\x02 \x01(\x03\"\xd4\x05\n\rQuotaUsageSet\x12\x31\n\tinstances\x18\x01 \x01(\x0b\x32\x1e.nimbus.compute.v1.QuotaDetail\x12-\n\x05\x63ores\x18\x02 \x01(\x0b\x32\x1e.nimbus.compute.v1.QuotaDetail\x12+\n\x03ram\x18\x03 \x01(\x0b\x32\x1e.nimbus.compute.v1.QuotaDetail\x12\x31\n\tkey_pairs\x18\x04 \x01(\x0b\x32\x1e.nimbus.compute.v1.QuotaDetail\x12\x35\n\rserver_groups\x18\x05 \x01(\x0b\x32\x1e.nimbus.compute.v1.QuotaDetail\x12<\n\x14server_group_members\x18\x06 \x01(\x0b\x32\x1e.nimbus.compute.v1.QuotaDetail\x12\x36\n\x0einjected_files\x18\x07 \x01(\x0b\x32\x1e.nimbus.compute.v1.QuotaDetail\x12\x43\n\x1binjected_file_content_bytes\x18\x08 \x01(\x0b\x32\x1e.nimbus.compute.v1.QuotaDetail\x12@\n\x18injected_file_path_bytes\x18\t \x01(\x0b\x32\x1e.nimbus.compute.v1.QuotaDetail\x12\x36\n\x0emetadata_items\x18\n \x01(\x0b\x32\x1e.nimbus.compute.v1.QuotaDetail\x12/\n\x07volumes\x18\x0b \x01(\x0b\x32\x1e.nimbus.compute.v1.QuotaDetail\x12\x31\n\tgigabytes\x18\x0c \x01(\x0b\x32\x1e.nimbus.compute.v1.QuotaDetail\x12\x31\n\tsnapshots\x18\r \x01(\x0b\x32\x1e.nimbus.compute.v1.QuotaDetail\"&\n\x10GetQuotasRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\"\x87\x01\n\x11GetQuotasResponse\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12.\n\tquota_set\x18\x02 \x01(\x0b\x32\x1b.nimbus.compute.v1.QuotaSet\x12.\n\toverrides\x18\x03 \x01(\x0b\x32\x1b.nimbus.compute.v1.QuotaSet\"h\n\x13UpdateQuotasRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12.\n\tquota_set\x18\x02 \x01(\x0b\x32\x1b.nimbus.compute.v1.QuotaSet\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"\x8a\x01\n\x14UpdateQuotasResponse\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12.\n\tquota_set\x18\x02 \x01(\x0b\x32\x1b.nimbus.compute.v1.QuotaSet\x12.\n\toverrides\x18\x03 \x01(\x0b\x32\x1b.nimbus.compute.v1.QuotaSet\"*\n\x14GetQuotaUsageRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\"\\\n\x15GetQuotaUsageResponse\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12/\n\x05usage\x18\x02 \x01(\x0b\x32 .nimbus.compute.v1.QuotaUsageSet\")\n\x13\x44\x65leteQuotasRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\"Z\n\x14\x44\x65leteQuotasResponse\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12.\n\tquota_set\x18\x02 \x01(\x0b\x32\x1b.nimbus.compute.v1.QuotaSet2\x8c\x03\n\x0cQuotaService\x12V\n\tGetQuotas\x12#.nimbus.compute.v1.GetQuotasRequest\x1a$.nimbus.compute.v1.GetQuotasResponse\x12_\n\x0cUpdateQuotas\x12&.nimbus.compute.v1.UpdateQuotasRequest\x1a\'.nimbus.compute.v1.UpdateQuotasResponse\x12\x62\n\rGetQuotaUsage\x12\'.nimbus.compute.v1.GetQuotaUsageRequest\x1a(.nimbus.compute.v1.GetQuotaUsageResponse\x12_\n\x0c\x44\x65leteQuotas\x12&.nimbus.compute.v1.DeleteQuotasRequest\x1a\'.nimbus.compute.v1.DeleteQuotasResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,29 +32,29 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'nimbus.compute.v1.quotas_pb
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_QUOTASET']._serialized_start=54
-  _globals['_QUOTASET']._serialized_end=540
-  _globals['_QUOTAUSAGE']._serialized_start=542
-  _globals['_QUOTAUSAGE']._serialized_end=643
-  _globals['_QUOTADETAIL']._serialized_start=645
-  _globals['_QUOTADETAIL']._serialized_end=689
-  _globals['_QUOTAUSAGESET']._serialized_start=692
-  _globals['_QUOTAUSAGESET']._serialized_end=1265
-  _globals['_GETQUOTASREQUEST']._serialized_start=1267
-  _globals['_GETQUOTASREQUEST']._serialized_end=1305
-  _globals['_GETQUOTASRESPONSE']._serialized_start=1308
-  _globals['_GETQUOTASRESPONSE']._serialized_end=1443
-  _globals['_UPDATEQUOTASREQUEST']._serialized_start=1445
-  _globals['_UPDATEQUOTASREQUEST']._serialized_end=1549
-  _globals['_UPDATEQUOTASRESPONSE']._serialized_start=1552
-  _globals['_UPDATEQUOTASRESPONSE']._serialized_end=1690
-  _globals['_GETQUOTAUSAGEREQUEST']._serialized_start=1692
-  _globals['_GETQUOTAUSAGEREQUEST']._serialized_end=1734
-  _globals['_GETQUOTAUSAGERESPONSE']._serialized_start=1736
-  _globals['_GETQUOTAUSAGERESPONSE']._serialized_end=1828
-  _globals['_DELETEQUOTASREQUEST']._serialized_start=1830
-  _globals['_DELETEQUOTASREQUEST']._serialized_end=1871
-  _globals['_DELETEQUOTASRESPONSE']._serialized_start=1873
-  _globals['_DELETEQUOTASRESPONSE']._serialized_end=1963
-  _globals['_QUOTASERVICE']._serialized_start=1966
-  _globals['_QUOTASERVICE']._serialized_end=2362
+  _globals['_QUOTASET']._serialized_end=650
+  _globals['_QUOTAUSAGE']._serialized_start=653
+  _globals['_QUOTAUSAGE']._serialized_end=809
+  _globals['_QUOTADETAIL']._serialized_start=811
+  _globals['_QUOTADETAIL']._serialized_end=855
+  _globals['_QUOTAUSAGESET']._serialized_start=858
+  _globals['_QUOTAUSAGESET']._serialized_end=1582
+  _globals['_GETQUOTASREQUEST']._serialized_start=1584
+  _globals['_GETQUOTASREQUEST']._serialized_end=1622
+  _globals['_GETQUOTASRESPONSE']._serialized_start=1625
+  _globals['_GETQUOTASRESPONSE']._serialized_end=1760
+  _globals['_UPDATEQUOTASREQUEST']._serialized_start=1762
+  _globals['_UPDATEQUOTASREQUEST']._serialized_end=1866
+  _globals['_UPDATEQUOTASRESPONSE']._serialized_start=1869
+  _globals['_UPDATEQUOTASRESPONSE']._serialized_end=2007
+  _globals['_GETQUOTAUSAGEREQUEST']._serialized_start=2009
+  _globals['_GETQUOTAUSAGEREQUEST']._serialized_end=2051
+  _globals['_GETQUOTAUSAGERESPONSE']._serialized_start=2053
+  _globals['_GETQUOTAUSAGERESPONSE']._serialized_end=2145
+  _globals['_DELETEQUOTASREQUEST']._serialized_start=2147
+  _globals['_DELETEQUOTASREQUEST']._serialized_end=2188
+  _globals['_DELETEQUOTASRESPONSE']._serialized_start=2190
+  _globals['_DELETEQUOTASRESPONSE']._serialized_end=2280
+  _globals['_QUOTASERVICE']._serialized_start=2283
+  _globals['_QUOTASERVICE']._serialized_end=2679
 # @@protoc_insertion_point(module_scope)

@@ -6,7 +6,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class QuotaSet(_message.Message):
-    __slots__ = ("instances", "cores", "ram", "key_pairs", "server_groups", "server_group_members", "injected_files", "injected_file_content_bytes", "injected_file_path_bytes", "metadata_items")
+    __slots__ = ("instances", "cores", "ram", "key_pairs", "server_groups", "server_group_members", "injected_files", "injected_file_content_bytes", "injected_file_path_bytes", "metadata_items", "volumes", "gigabytes", "snapshots")
     INSTANCES_FIELD_NUMBER: _ClassVar[int]
     CORES_FIELD_NUMBER: _ClassVar[int]
     RAM_FIELD_NUMBER: _ClassVar[int]
@@ -17,6 +17,9 @@ class QuotaSet(_message.Message):
     INJECTED_FILE_CONTENT_BYTES_FIELD_NUMBER: _ClassVar[int]
     INJECTED_FILE_PATH_BYTES_FIELD_NUMBER: _ClassVar[int]
     METADATA_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    VOLUMES_FIELD_NUMBER: _ClassVar[int]
+    GIGABYTES_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOTS_FIELD_NUMBER: _ClassVar[int]
     instances: int
     cores: int
     ram: int
@@ -27,21 +30,30 @@ class QuotaSet(_message.Message):
     injected_file_content_bytes: int
     injected_file_path_bytes: int
     metadata_items: int
-    def __init__(self, instances: _Optional[int] = ..., cores: _Optional[int] = ..., ram: _Optional[int] = ..., key_pairs: _Optional[int] = ..., server_groups: _Optional[int] = ..., server_group_members: _Optional[int] = ..., injected_files: _Optional[int] = ..., injected_file_content_bytes: _Optional[int] = ..., injected_file_path_bytes: _Optional[int] = ..., metadata_items: _Optional[int] = ...) -> None: ...
+    volumes: int
+    gigabytes: int
+    snapshots: int
+    def __init__(self, instances: _Optional[int] = ..., cores: _Optional[int] = ..., ram: _Optional[int] = ..., key_pairs: _Optional[int] = ..., server_groups: _Optional[int] = ..., server_group_members: _Optional[int] = ..., injected_files: _Optional[int] = ..., injected_file_content_bytes: _Optional[int] = ..., injected_file_path_bytes: _Optional[int] = ..., metadata_items: _Optional[int] = ..., volumes: _Optional[int] = ..., gigabytes: _Optional[int] = ..., snapshots: _Optional[int] = ...) -> None: ...
 
 class QuotaUsage(_message.Message):
-    __slots__ = ("instances", "cores", "ram", "key_pairs", "server_groups")
+    __slots__ = ("instances", "cores", "ram", "key_pairs", "server_groups", "volumes", "gigabytes", "snapshots")
     INSTANCES_FIELD_NUMBER: _ClassVar[int]
     CORES_FIELD_NUMBER: _ClassVar[int]
     RAM_FIELD_NUMBER: _ClassVar[int]
     KEY_PAIRS_FIELD_NUMBER: _ClassVar[int]
     SERVER_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    VOLUMES_FIELD_NUMBER: _ClassVar[int]
+    GIGABYTES_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOTS_FIELD_NUMBER: _ClassVar[int]
     instances: int
     cores: int
     ram: int
     key_pairs: int
     server_groups: int
-    def __init__(self, instances: _Optional[int] = ..., cores: _Optional[int] = ..., ram: _Optional[int] = ..., key_pairs: _Optional[int] = ..., server_groups: _Optional[int] = ...) -> None: ...
+    volumes: int
+    gigabytes: int
+    snapshots: int
+    def __init__(self, instances: _Optional[int] = ..., cores: _Optional[int] = ..., ram: _Optional[int] = ..., key_pairs: _Optional[int] = ..., server_groups: _Optional[int] = ..., volumes: _Optional[int] = ..., gigabytes: _Optional[int] = ..., snapshots: _Optional[int] = ...) -> None: ...
 
 class QuotaDetail(_message.Message):
     __slots__ = ("limit", "in_use")
@@ -52,7 +64,7 @@ class QuotaDetail(_message.Message):
     def __init__(self, limit: _Optional[int] = ..., in_use: _Optional[int] = ...) -> None: ...
 
 class QuotaUsageSet(_message.Message):
-    __slots__ = ("instances", "cores", "ram", "key_pairs", "server_groups", "server_group_members", "injected_files", "injected_file_content_bytes", "injected_file_path_bytes", "metadata_items")
+    __slots__ = ("instances", "cores", "ram", "key_pairs", "server_groups", "server_group_members", "injected_files", "injected_file_content_bytes", "injected_file_path_bytes", "metadata_items", "volumes", "gigabytes", "snapshots")
     INSTANCES_FIELD_NUMBER: _ClassVar[int]
     CORES_FIELD_NUMBER: _ClassVar[int]
     RAM_FIELD_NUMBER: _ClassVar[int]
@@ -63,6 +75,9 @@ class QuotaUsageSet(_message.Message):
     INJECTED_FILE_CONTENT_BYTES_FIELD_NUMBER: _ClassVar[int]
     INJECTED_FILE_PATH_BYTES_FIELD_NUMBER: _ClassVar[int]
     METADATA_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    VOLUMES_FIELD_NUMBER: _ClassVar[int]
+    GIGABYTES_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOTS_FIELD_NUMBER: _ClassVar[int]
     instances: QuotaDetail
     cores: QuotaDetail
     ram: QuotaDetail
@@ -73,7 +88,10 @@ class QuotaUsageSet(_message.Message):
     injected_file_content_bytes: QuotaDetail
     injected_file_path_bytes: QuotaDetail
     metadata_items: QuotaDetail
-    def __init__(self, instances: _Optional[_Union[QuotaDetail, _Mapping]] = ..., cores: _Optional[_Union[QuotaDetail, _Mapping]] = ..., ram: _Optional[_Union[QuotaDetail, _Mapping]] = ..., key_pairs: _Optional[_Union[QuotaDetail, _Mapping]] = ..., server_groups: _Optional[_Union[QuotaDetail, _Mapping]] = ..., server_group_members: _Optional[_Union[QuotaDetail, _Mapping]] = ..., injected_files: _Optional[_Union[QuotaDetail, _Mapping]] = ..., injected_file_content_bytes: _Optional[_Union[QuotaDetail, _Mapping]] = ..., injected_file_path_bytes: _Optional[_Union[QuotaDetail, _Mapping]] = ..., metadata_items: _Optional[_Union[QuotaDetail, _Mapping]] = ...) -> None: ...
+    volumes: QuotaDetail
+    gigabytes: QuotaDetail
+    snapshots: QuotaDetail
+    def __init__(self, instances: _Optional[_Union[QuotaDetail, _Mapping]] = ..., cores: _Optional[_Union[QuotaDetail, _Mapping]] = ..., ram: _Optional[_Union[QuotaDetail, _Mapping]] = ..., key_pairs: _Optional[_Union[QuotaDetail, _Mapping]] = ..., server_groups: _Optional[_Union[QuotaDetail, _Mapping]] = ..., server_group_members: _Optional[_Union[QuotaDetail, _Mapping]] = ..., injected_files: _Optional[_Union[QuotaDetail, _Mapping]] = ..., injected_file_content_bytes: _Optional[_Union[QuotaDetail, _Mapping]] = ..., injected_file_path_bytes: _Optional[_Union[QuotaDetail, _Mapping]] = ..., metadata_items: _Optional[_Union[QuotaDetail, _Mapping]] = ..., volumes: _Optional[_Union[QuotaDetail, _Mapping]] = ..., gigabytes: _Optional[_Union[QuotaDetail, _Mapping]] = ..., snapshots: _Optional[_Union[QuotaDetail, _Mapping]] = ...) -> None: ...
 
 class GetQuotasRequest(_message.Message):
     __slots__ = ("project_id",)

@@ -1,0 +1,3 @@
+from nimbus.services.volume.main import main
+
+main()
