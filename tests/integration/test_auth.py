@@ -271,3 +271,30 @@ async def test_database_service_with_jwt(jwt_stack, issuer):
                          grpc.StatusCode.UNAUTHENTICATED)
     finally:
         await db.stop()
+
+
+async def test_internal_ports_open_reflection_and_health_only(jwt_stack, issuer):
+    """Decided (issue 13): reflection and health answer without a token on
+    the conductor and scheduler; no service RPC does, nor for a user's token,
+    an admin's included."""
+    import asyncio, json, sys
+    grpcurl = os.path.join(os.path.dirname(sys.executable), "grpcurl")
+
+    async def run(*argv):
+        proc = await asyncio.create_subprocess_exec(grpcurl, "-plaintext", *argv,
+                                                    stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate()
+        return proc.returncode, out.decode(), err.decode()
+    admin = f"authorization: Bearer {issuer.token(roles=['admin'])}"
+    for address, method in ((jwt_stack.cfg.conductor_address,
+                             "nimbus.conductor.v1.ConductorService/GetConsoleOutput"),
+                            (jwt_stack.cfg.scheduler_address,
+                             "nimbus.scheduler.v1.SchedulerService/SelectDestinations")):
+        rc, out, err = await run(address, "list")
+        assert rc == 0 and "grpc.health.v1.Health" in out, err
+        rc, out, _ = await run(address, "grpc.health.v1.Health/Check")
+        assert rc == 0 and json.loads(out)["status"] == "SERVING"
+        for headers in ((), ("-H", admin)):
+            rc, out, err = await run(*headers, "-d", "{}", address, method)
+            assert rc != 0 and "Unauthenticated" in err, err
