@@ -70,7 +70,7 @@ class Issuer:
               kid: str = "rsa-1", key=None, alg: str | None = None, **claims) -> str:
         now = int(time.time())
         payload = {"iss": ISSUER, "aud": AUDIENCE, "sub": user, "project_id": project,
-                   "roles": None if roles is None else list(roles), "iat": now, "nbf": now, "exp": now + 300,
+                   "roles": roles if roles is None or isinstance(roles, dict) else list(roles), "iat": now, "nbf": now, "exp": now + 300,
                    "jti": uuid.uuid4().hex} | claims
         payload = {k: v for k, v in payload.items() if v is not None}
         signing = key if key is not None else self.keys[kid]

@@ -59,6 +59,13 @@ def _unauthenticated_cases(issuer: Issuer) -> list[tuple[str, str, str]]:
         # The key-confusion attack: HMAC "signed" with the published RSA key.
         ("HS256 with the public key", _hs256(public_pem, now), "algorithm"),
         ("unknown kid", issuer.token(kid="rsa-unpublished"), "unknown key id"),
+        # An algorithm that does not fit the named key (PyJWT would raise TypeError).
+        ("RS256 on an EC key", issuer.token(kid="ec-1", key=issuer.keys["rsa-1"], alg="RS256"),
+         "does not fit its key"),
+        ("ES256 on an RSA key", issuer.token(kid="rsa-1", key=issuer.keys["ec-1"], alg="ES256"),
+         "does not fit its key"),
+        ("roles not a list", issuer.token(roles={"admin": True}), "list of roles"),
+        ("user with a slash", issuer.token(user="a/b"), "'sub' must be an id"),
         ("no project", issuer.token(project_id=None), "project_id"),
         ("not a JWT", "definitely-not-a-jwt", "not a JWT"),
         ("noauth token", "alice:demo", "not a JWT"),

@@ -28,6 +28,7 @@ from nimbus.rpc import auth
 
 _log = log.get("nimbus.rpc.tokens")
 ALGORITHMS = ("RS256", "ES256")
+KEY_TYPES = {"RS256": "RSA", "ES256": "EC"}
 # A JWKS larger than this is not a key set.
 MAX_JWKS_BYTES = 1 << 20
 
@@ -149,6 +150,11 @@ class JwtVerifier:
         key = self.keys.get(header.get("kid"))
         if key is None:
             raise UnknownKey(self.keys)
+        if key.key_type != KEY_TYPES[alg]:
+            # PyJWT would raise TypeError on an EC key for RS256 (or the reverse).
+            raise errors.Unauthenticated(
+                f"token algorithm {alg} does not fit its key (kid {str(header.get('kid'))[:64]!r} "
+                f"is {key.key_type})")
         try:
             claims = jwt.decode(token, key.key, algorithms=[alg], audience=self.audience,
                                 issuer=self.issuer, leeway=self.leeway,
@@ -165,7 +171,7 @@ class JwtVerifier:
             raise errors.Unauthenticated("token signature does not verify") from None
         except jwt.MissingRequiredClaimError as exc:
             raise errors.Unauthenticated(f"token lacks the {exc.claim!r} claim") from None
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, TypeError, ValueError) as exc:
             raise errors.Unauthenticated(f"invalid token ({type(exc).__name__})") from None
         return self._identity(claims)
 
