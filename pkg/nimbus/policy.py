@@ -60,6 +60,8 @@ TABLE: dict[str, dict[str, Rule]] = {
         "ListFlavors": R, "GetFlavor": R, "CreateFlavor": A,
         "AddFlavorAccess": A, "RemoveFlavorAccess": A, "ListFlavorAccess": A,
         "ListImages": R, "GetImage": AGENT_READ, "CreateImage": M, "DeleteImage": M,
+        "UpdateImage": M, "AddImageMember": M, "RemoveImageMember": M, "ListImageMembers": R,
+        "UpdateImageMember": M,
         "DownloadImage": AGENT_READ,
     },
     "nimbus.compute.v1.Ec2Service": {"RunInstances": M, "DescribeImages": R},

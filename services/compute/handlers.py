@@ -21,7 +21,7 @@ from nimbus import (crashpoints, errors, idempotency, instances, ipam, log, pagi
 from nimbus.compute.v1 import compute_pb2, compute_pb2_grpc, networks_pb2
 from nimbus.imagestore import ImageStore, file_chunks
 from nimbus.rpc import auth, interceptor
-from nimbus.services.compute import create, flavor_access, listing
+from nimbus.services.compute import create, flavor_access, image_members, listing
 from nimbus.services.compute.admission import Admission, Committer
 from nimbus.services.compute.resize import ResizeActions
 from nimbus.services.compute.server_actions import ServerActions
@@ -110,9 +110,9 @@ class Catalog:
     async def image(self, ref: str, field: str, who: auth.Identity) -> records_pb2.ImageRecord:
         if not ref:
             raise errors.InvalidArgument(field, "is required")
+        # An agent (a service) fetches a server's image whoever owns it.
         found = [r for r in await self._find(self.images, ref, lambda r: r.image.name)
-                 if r.image.visibility == "public" or r.image.owner == who.project_id
-                 or who.is_admin or who.is_service]   # an agent fetches a server's image
+                 if await image_members.may_see(self.store, r.image, who)]
         if not found:
             raise errors.NotFound("image", ref)
         if len(found) > 1:
@@ -125,7 +125,7 @@ class Catalog:
         return record
 
 class ComputeServicer(ServerActions, ResizeActions, flavor_access.FlavorAccess,
-                      compute_pb2_grpc.ComputeServiceServicer):
+                      image_members.ImageMembers, compute_pb2_grpc.ComputeServiceServicer):
     def __init__(self, store: Store, catalog: Catalog, instances: Informer, images: ImageStore,
                  staging_dir: str, conductor=None, service_metadata=(), addresses=None):
         self.store = store
@@ -480,9 +480,11 @@ class ComputeServicer(ServerActions, ResizeActions, flavor_access.FlavorAccess,
     async def ListImages(self, request, context):
         who = auth.identity()
         items, _ = await self.store.list(keys.IMAGES, records_pb2.ImageRecord)
+        shared = await image_members.accepted_by(self.store, who.project_id)
         visible_images = [v.msg.image for _, v in items
                           if v.msg.image.visibility == "public"
-                          or v.msg.image.owner == who.project_id or who.is_admin]
+                          or v.msg.image.owner == who.project_id or who.is_admin
+                          or (v.msg.image.visibility == "shared" and v.msg.image.id in shared)]
         page, token = pagination.page_of(request, visible_images, lambda i: [i.name, i.id],
                                          who.project_id, who.is_admin)
         return C.ListImagesResponse(images=page, next_page_token=token)
@@ -501,15 +503,12 @@ class ComputeServicer(ServerActions, ResizeActions, flavor_access.FlavorAccess,
         meta.name = validate_name(meta.name, "image.name")
         if meta.disk_format not in DISK_FORMATS:
             raise errors.InvalidArgument("image.disk_format", f"must be one of {', '.join(DISK_FORMATS)}")
-        if meta.visibility not in ("", "public", "private"):
-            raise errors.InvalidArgument("image.visibility", "must be public or private")
-        if meta.visibility == "public" and not who.is_admin:
-            raise errors.PermissionDenied("only admins make images public (Glance's policy)")
+        meta.visibility = meta.visibility or "private"
+        image_members.check_visibility(meta.visibility, who, "image.visibility")
         for field in ("min_ram_mb", "min_disk_gb"):
             if getattr(meta, field) < 0:
                 raise errors.InvalidArgument(f"image.{field}", "must not be negative")
         meta.id = str(uuid.uuid4())
-        meta.visibility = meta.visibility or "private"
         meta.owner = who.project_id
         meta.container_format = meta.container_format or "bare"
         meta.status = C.IMAGE_STATUS_QUEUED
@@ -560,7 +559,8 @@ class ComputeServicer(ServerActions, ResizeActions, flavor_access.FlavorAccess,
                 f"image {image.id} is being fetched by building server {building[0]}")
         if record.location:
             await self.images.delete(record.location)   # Ceph refuses while disks are clones
-        await self.store.txn([], [self.store.delete(keys.image(image.id))])
+        await self.store.txn([], [self.store.delete(keys.image(image.id)),
+                                  self.store.delete(keys.image_member(image.id), prefix=True)])
         _log.info("image deleted", image_id=image.id)
         return C.DeleteImageResponse()
 

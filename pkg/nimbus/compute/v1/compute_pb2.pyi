@@ -766,6 +766,90 @@ class CreateImageResponse(_message.Message):
     image: Image
     def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ...) -> None: ...
 
+class UpdateImageRequest(_message.Message):
+    __slots__ = ("ref", "name", "visibility")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VISIBILITY_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    name: str
+    visibility: str
+    def __init__(self, ref: _Optional[str] = ..., name: _Optional[str] = ..., visibility: _Optional[str] = ...) -> None: ...
+
+class UpdateImageResponse(_message.Message):
+    __slots__ = ("image",)
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    image: Image
+    def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ...) -> None: ...
+
+class ImageMember(_message.Message):
+    __slots__ = ("image_id", "member_id", "status", "created_at", "updated_at")
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    image_id: str
+    member_id: str
+    status: str
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, image_id: _Optional[str] = ..., member_id: _Optional[str] = ..., status: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class AddImageMemberRequest(_message.Message):
+    __slots__ = ("image_id", "member_id")
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    image_id: str
+    member_id: str
+    def __init__(self, image_id: _Optional[str] = ..., member_id: _Optional[str] = ...) -> None: ...
+
+class AddImageMemberResponse(_message.Message):
+    __slots__ = ("member",)
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    member: ImageMember
+    def __init__(self, member: _Optional[_Union[ImageMember, _Mapping]] = ...) -> None: ...
+
+class RemoveImageMemberRequest(_message.Message):
+    __slots__ = ("image_id", "member_id")
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    image_id: str
+    member_id: str
+    def __init__(self, image_id: _Optional[str] = ..., member_id: _Optional[str] = ...) -> None: ...
+
+class RemoveImageMemberResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListImageMembersRequest(_message.Message):
+    __slots__ = ("image_id",)
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    image_id: str
+    def __init__(self, image_id: _Optional[str] = ...) -> None: ...
+
+class ListImageMembersResponse(_message.Message):
+    __slots__ = ("members",)
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    members: _containers.RepeatedCompositeFieldContainer[ImageMember]
+    def __init__(self, members: _Optional[_Iterable[_Union[ImageMember, _Mapping]]] = ...) -> None: ...
+
+class UpdateImageMemberRequest(_message.Message):
+    __slots__ = ("image_id", "member_id", "status")
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    image_id: str
+    member_id: str
+    status: str
+    def __init__(self, image_id: _Optional[str] = ..., member_id: _Optional[str] = ..., status: _Optional[str] = ...) -> None: ...
+
+class UpdateImageMemberResponse(_message.Message):
+    __slots__ = ("member",)
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    member: ImageMember
+    def __init__(self, member: _Optional[_Union[ImageMember, _Mapping]] = ...) -> None: ...
+
 class DeleteImageRequest(_message.Message):
     __slots__ = ("ref",)
     REF_FIELD_NUMBER: _ClassVar[int]
