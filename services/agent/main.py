@@ -96,7 +96,7 @@ class AgentProcess(process.ServiceProcess):
         agent = ComputeAgent(host, driver, backend, ResourceTracker(node),
                              conductor_pb2_grpc.ConductorServiceStub(self.conductor_channel),
                              compute_pb2_grpc.ComputeServiceStub(self.api_channel),
-                             auth.service_metadata(host_token(cfg, host)), node)
+                             credentials(host_token(cfg, host)), node)
         agent.force_config_drive = cfg.force_config_drive
         agent.power_sync_interval = cfg.power_sync_interval
         agent.shutdown_timeout = cfg.shutdown_timeout
@@ -150,9 +150,16 @@ class AgentProcess(process.ServiceProcess):
 
 
 def host_token(cfg: config.Config, host: str) -> str:
-    """What a host presents: its own host token (production), or one derived
-    from the service token (development, --simulate: many hosts in one process)."""
-    return cfg.agent_token or auth.agent_token(cfg.service_token, host)
+    """What a host presents: its own host token, or one derived from the
+    service token (development, --simulate: many hosts in one process), or
+    nothing: its client certificate (CN agent.<host>) says who it is."""
+    if cfg.agent_token or not cfg.service_token:
+        return cfg.agent_token
+    return auth.agent_token(cfg.service_token, host)
+
+
+def credentials(token: str) -> tuple:
+    return auth.service_metadata(token) if token else ()
 
 
 def check(cfg: config.Config) -> str | None:
@@ -163,8 +170,14 @@ def check(cfg: config.Config) -> str | None:
         if not cfg.agent_token.startswith(f"{auth.AGENT_PREFIX}{host}."):
             return f"--agent-token is not host {host}'s (python -m nimbus.rpc.auth agent-token {host})"
         return None
-    return None if cfg.service_token else (
-        "needs --agent-token (NIMBUS_AGENT_TOKEN, this host's) or a service token (development)")
+    if cfg.service_token:
+        return None
+    if cfg.tls_cert and cfg.tls_key and cfg.tls_ca:
+        return "a client certificate is one host's: it cannot serve --simulate" if cfg.simulate \
+            else None
+    return ("needs --agent-token (NIMBUS_AGENT_TOKEN, this host's), a client certificate "
+            "(--tls-cert/--tls-key/--tls-ca, CN agent.<host>, servers with --tls-client-auth) "
+            "or a service token (development)")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -60,7 +60,8 @@ class DatabaseProcess(process.ServiceProcess):
                                      cfg.guest_heartbeat)
         await self.server.start()
         self.taskmanager = TaskManager(self.store, self.instances, self.compute, self.hub,
-                                       self.server.address, self.local)
+                                       self.server.address, self.local,
+                                       control_ca=_read_ca(cfg) if tls.server(cfg) else "")
         self.election = LeaderElection(self.store, "database-taskmanager")
         for informer in informers:
             await informer.synced.wait()
@@ -68,6 +69,13 @@ class DatabaseProcess(process.ServiceProcess):
         self.spawn(self.hub.watchdog())
         await self.server.set_serving()
         return self
+
+
+def _read_ca(cfg: config.Config) -> str:
+    if not cfg.tls_ca:
+        raise SystemExit("TLS on DatabaseService needs --tls-ca: guests verify it with the CA")
+    with open(cfg.tls_ca) as f:
+        return f.read()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -239,3 +239,35 @@ async def test_a_host_token_cannot_act_for_another_host(jwt_stack):
     # Nor can a host token reach the scheduler or user APIs.
     await expect(stack.api.ListServers(C.ListServersRequest(), metadata=md),
                  grpc.StatusCode.PERMISSION_DENIED)
+
+
+async def test_database_service_with_jwt(jwt_stack, issuer):
+    """DatabaseService takes the same tokens and table (and still its guests')."""
+    from nimbus.database.v1 import database_pb2 as D, database_pb2_grpc
+    from nimbus.database.v1 import datastores_pb2 as S, datastores_pb2_grpc
+    from nimbus.etcd import free_port
+    from nimbus.services.database.main import DatabaseProcess
+    cfg = config.Config(**vars(jwt_stack.cfg))
+    cfg.listen = f"127.0.0.1:{free_port()}"
+    cfg.guest_launch = "none"
+    db = await DatabaseProcess(cfg).start()
+    try:
+        async with channel(cfg.listen) as ch:
+            dbs = database_pb2_grpc.DatabaseServiceStub(ch)
+            stores = datastores_pb2_grpc.DatastoreServiceStub(ch)
+            reader = bearer(issuer.token(roles=["reader"]))
+            member = bearer(issuer.token(roles=["member"]))
+            assert list((await dbs.ListInstances(D.ListInstancesRequest(),
+                                                 metadata=reader)).instances) == []
+            await expect(dbs.CreateInstance(D.CreateInstanceRequest(name="x"), metadata=reader),
+                         grpc.StatusCode.PERMISSION_DENIED)
+            await expect(stores.CreateDatastore(S.CreateDatastoreRequest(), metadata=member),
+                         grpc.StatusCode.PERMISSION_DENIED)
+            await expect(dbs.ListInstances(D.ListInstancesRequest(),
+                                           metadata=bearer(issuer.token(aud="other"))),
+                         grpc.StatusCode.UNAUTHENTICATED)
+            await expect(dbs.ListInstances(D.ListInstancesRequest(),
+                                           metadata=bearer("guest.nobody.secret")),
+                         grpc.StatusCode.UNAUTHENTICATED)
+    finally:
+        await db.stop()

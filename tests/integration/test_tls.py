@@ -15,6 +15,11 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from credentials import CA
+from nimbus import config
+from nimbus.conductor.v1 import conductor_pb2 as CD
+from nimbus.conductor.v1 import conductor_pb2_grpc
+from nimbus.services.agent import main as agent_main
+from nimbus.services.agent.main import AgentProcess
 from nimbus.rpc import tls
 from nimbus.rpc.server import channel
 from stack import C, Stack, user
@@ -126,7 +131,7 @@ async def test_a_half_written_rotation_keeps_the_old_certificate(tls_stack, tmp_
 async def test_mtls_internal_links(etcd, tmp_path, qcow2_image):
     """With --tls-client-auth every server requires a client certificate
     from the CA: the stack's own links present theirs; a client without one
-    is refused."""
+    is refused; an agent's certificate (CN agent.<host>) is its host identity."""
     async with Stack(etcd.endpoint, str(tmp_path), hosts=1, tls_on=True,
                      tls_client_auth=True) as s:
         await s.flavor("m1.tiny")
@@ -143,3 +148,57 @@ async def test_mtls_internal_links(etcd, tmp_path, qcow2_image):
                                          "-key", s.cfg.tls_key, address,
                                          "grpc.health.v1.Health/Check")
             assert rc == 0 and json.loads(out)["status"] == "SERVING", err
+
+        # An agent with no token at all: its certificate (CN agent.<host>) is its identity.
+        cert, key = s.ca.issue(str(tmp_path), "agent-cert", cn="agent.cert-host")
+        cfg = config.Config(**vars(s.cfg))
+        cfg.service_token, cfg.simulate, cfg.host = "", 0, "cert-host"
+        cfg.tls_cert, cfg.tls_key = cert, key
+        assert agent_main.check(cfg) is None
+        agent = await AgentProcess(cfg).start()
+        try:
+            await s.wait_hosts(2)
+            assert "cert-host" in {v.msg.host for v in s.scheduler.hosts.nodes.items.values()}
+            as_agent = tls.ClientTLS(ca=s.cfg.tls_ca, cert=cert, key=key)
+            async with channel(s.cfg.conductor_address, as_agent) as ch:
+                conductor = conductor_pb2_grpc.ConductorServiceStub(ch)
+                theirs = conductor.StreamAssignments(CD.StreamAssignmentsRequest(
+                    host=s.agents.agents[0].host))
+                with pytest.raises(grpc.aio.AioRpcError) as exc:
+                    await theirs.read()
+                assert exc.value.code() == grpc.StatusCode.PERMISSION_DENIED
+                ours = conductor.StreamAssignments(CD.StreamAssignmentsRequest(host="cert-host"))
+                assert (await ours.read()).type
+                ours.cancel()
+            # The services' certificate names no agent: without a token it is nobody.
+            async with channel(s.cfg.conductor_address, tls.client(s.cfg)) as ch:
+                with pytest.raises(grpc.aio.AioRpcError) as exc:
+                    await conductor_pb2_grpc.ConductorServiceStub(ch).StreamAssignments(
+                        CD.StreamAssignmentsRequest(host="cert-host")).read()
+                assert exc.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        finally:
+            await agent.stop()
+
+
+async def test_database_service_and_its_guests_over_tls(etcd, tmp_path, qcow2_image):
+    """DatabaseService serves TLS; its task manager dials ComputeService over
+    TLS, and the guest agent verifies DatabaseService with the CA its config
+    drive carries: a PostgreSQL instance reaches ACTIVE and HEALTHY."""
+    from dbstack import DbStack
+    from nimbus.database.v1 import database_pb2 as D
+    async with DbStack(etcd.endpoint, str(tmp_path), qcow2_image, tls_on=True) as s:
+        me = user("alice", "demo")
+        created = (await s.db.CreateInstance(D.CreateInstanceRequest(
+            name="db-tls", flavor_ref="m1.tiny", datastore=D.DatastoreRef(type="postgresql"),
+            volume=D.VolumeSpec(size_gb=1)), metadata=me)).instance
+        active = await s.wait_settled(created.id, timeout=120)
+        assert active.status == D.INSTANCE_STATUS_ACTIVE, active.fault
+        assert active.service_status == D.SERVICE_STATUS_HEALTHY
+        rc, out, err = await grpcurl("-cacert", s.stack.cfg.tls_ca, s.address,
+                                     "grpc.health.v1.Health/Check")
+        assert rc == 0 and json.loads(out)["status"] == "SERVING", err
+        async with grpc.aio.insecure_channel(s.address) as ch:
+            with pytest.raises(grpc.aio.AioRpcError):
+                await health(ch)
+        await s.db.DeleteInstance(D.DeleteInstanceRequest(id=created.id), metadata=me)
+        assert await s.wait_for(created.id, lambda i: i is None) is None

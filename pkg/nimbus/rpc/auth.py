@@ -93,6 +93,24 @@ def _bearer(metadata) -> str:
     raise errors.Unauthenticated("missing authorization metadata ('Bearer <token>')")
 
 
+def has_bearer(metadata) -> bool:
+    return any(key == "authorization" for key, _ in metadata or ())
+
+
+def from_certificate(auth_context: dict) -> Identity:
+    """An agent by its client certificate (mTLS, verified by grpc against
+    the CA): common name `agent.<host>`. Nothing else is an identity: the
+    services keep their token."""
+    for name in auth_context.get("x509_common_name", ()):
+        name = name.decode(errors="replace")
+        host = name[len(AGENT_PREFIX):] if name.startswith(AGENT_PREFIX) else ""
+        if HOST.fullmatch(host):
+            return Identity(f"agent:{host}", "", frozenset({AGENT}), host=host)
+    raise errors.Unauthenticated(
+        "missing authorization metadata ('Bearer <token>'), and the client certificate "
+        "names no agent (common name 'agent.<host>')")
+
+
 def agent_token(service_token: str, host: str) -> str:
     """The bearer token of one host's agent (see the module docstring)."""
     if not HOST.fullmatch(host):

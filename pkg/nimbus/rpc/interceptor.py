@@ -5,12 +5,15 @@ answers UNAUTHENTICATED), checks nimbus.policy's rule for the method (or
 answers PERMISSION_DENIED: a reader's write, a member's admin call, an
 agent speaking for another host), binds both for logs, maps NimbusError to its
 status with rich details (never INTERNAL for input), and writes one access
-log line. It is a single wrapper, not a chain, because it runs on every call
+log line. Server streams are bounded per user (MAX_STREAMS_PER_CALLER) and
+a client that stops reading one is cut off (STREAM_WRITE_TIMEOUT). It is a single wrapper, not a chain, because it runs on every call
 of the hot paths (agents report every state change through it).
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import contextvars
 import time
 import uuid
@@ -26,6 +29,11 @@ from nimbus import errors, log, metrics, policy
 from nimbus.rpc import auth, tokens
 
 _log = log.get("nimbus.rpc")
+# A user's concurrent server streams (WatchServers, WatchInstances) per server:
+# a client waiting on each server of a 100-server storm holds 100.
+MAX_STREAMS_PER_CALLER = 1000
+# Seconds a stream write may wait for a client that does not read.
+STREAM_WRITE_TIMEOUT = 30.0
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("nimbus_request_id")
 
 
@@ -133,9 +141,31 @@ def _access_log(service: str, method: str, started: float) -> None:
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, authenticator: auth.Authenticator, service: str):
+    def __init__(self, authenticator: auth.Authenticator, service: str,
+                 certificate_agents: bool = False):
         self._auth = authenticator
         self._service = service
+        # Client certificates are required and verified: an agent may present
+        # one naming its host instead of a host token.
+        self._certificate_agents = certificate_agents
+        self._streams: collections.Counter[str] = collections.Counter()
+
+    def _open_stream(self, who: auth.Identity) -> str | None:
+        """Count a user's open streams (watches); refuse one over the limit.
+        The services' own streams (agents, guests) are not users' to bound."""
+        if who.is_service or policy.GUEST in who.roles:
+            return None
+        caller = f"{who.project_id}/{who.user_id}"
+        if self._streams[caller] >= MAX_STREAMS_PER_CALLER:
+            raise errors.ResourceExhausted(
+                f"at most {MAX_STREAMS_PER_CALLER} open streams (watches) per user on this server")
+        self._streams[caller] += 1
+        return caller
+
+    def _close_stream(self, caller: str) -> None:
+        self._streams[caller] -= 1
+        if self._streams[caller] <= 0:
+            del self._streams[caller]
 
     async def intercept_service(self, continuation, details):
         handler = await continuation(details)
@@ -173,11 +203,15 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         _request_id.set(request_id)
         structlog.contextvars.bind_contextvars(request_id=request_id)
         context.set_trailing_metadata((("x-request-id", request_id),))
-        try:
-            who = self._auth.authenticate(metadata)
-        except tokens.UnknownKey as exc:   # the issuer may have rotated its keys
-            await exc.keys.refresh()
-            who = self._auth.authenticate(metadata)
+        if self._certificate_agents and not auth.has_bearer(metadata):
+            # mTLS: grpc verified the peer's certificate against the CA.
+            who = auth.from_certificate(context.auth_context())
+        else:
+            try:
+                who = self._auth.authenticate(metadata)
+            except tokens.UnknownKey as exc:   # the issuer may have rotated its keys
+                await exc.keys.refresh()
+                who = self._auth.authenticate(metadata)
         auth.current.set(who)
         return _authorize(method, who)
 
@@ -215,19 +249,38 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
     def _wrap_stream(self, method, behaviour):
         async def wrapper(request, context):
             started = time.perf_counter()
+            responses = None
+            caller = None
             try:
                 rule = await self._begin(context, method)
+                who = auth.current.get()
                 if isinstance(request, _Undecodable):
                     request.refuse()
                 elif not isinstance(request, Message):   # a client stream
-                    request = _checked(request, rule, auth.current.get())
+                    request = _checked(request, rule, who)
                 else:
-                    _check_host(rule, auth.current.get(), request)
-                async for response in behaviour(request, context):
-                    yield response
+                    _check_host(rule, who, request)
+                caller = self._open_stream(who)
+                responses = behaviour(request, context)
+                async for response in responses:
+                    try:
+                        # Blocks only once grpc's send buffer is full: a client
+                        # that stopped reading is cut off, not buffered for.
+                        async with asyncio.timeout(STREAM_WRITE_TIMEOUT):
+                            await context.write(response)
+                    except TimeoutError:
+                        raise errors.ResourceExhausted(
+                            f"the client stopped reading this stream (nothing taken for "
+                            f"{STREAM_WRITE_TIMEOUT:g} s with the send buffer full); "
+                            "read faster or watch again") from None
             except (grpc.aio.AbortError, GeneratorExit):
                 raise
             except Exception as exc:  # noqa: BLE001
                 await self._fail(context, method, exc, started)
+            finally:
+                if responses is not None:
+                    await responses.aclose()   # the handler's finally (unsubscribe) runs now
+                if caller is not None:
+                    self._close_stream(caller)
             _access_log(self._service, method, started)
         return wrapper

@@ -36,7 +36,9 @@ class Server:
                  tls_config: tls.ServerTLS | None = None):
         self.name = name
         self._server = grpc.aio.server(
-            interceptors=[ServerInterceptor(authenticator, name)],
+            interceptors=[ServerInterceptor(
+                authenticator, name,
+                certificate_agents=tls_config is not None and tls_config.client_auth)],
             options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", MAX_MESSAGE),
                      # Agents keep their streams alive with pings (see channel()).
                      ("grpc.keepalive_permit_without_calls", 1),
