@@ -10,7 +10,7 @@ into it, the scheduler started as its own OS process (`python -m
 nimbus.services.scheduler`, optionally under cProfile) and waited for until
 SERVING; then C concurrent callers send SelectDestinations (m1.tiny specs,
 `--batch` per call, one alternate) for S seconds. Reports placements/s,
-per-call p50/p99, scheduler CPU per placement, its RSS; with `--profile`,
+per-call p50/p99, scheduler CPU per placement, its peak RSS; with `--profile`,
 the top of the scheduler's profile. Nothing is claimed (the scheduler
 never writes): its own 10 s assumptions fill the hosts a little.
 
@@ -44,32 +44,9 @@ from nimbus.state.v1 import records_pb2
 from nimbus.store import keys
 from nimbus.store.store import Store
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+from boot_storm import cpu_seconds, peak_rss_mb, percentile  # noqa: E402 (bench/ is the script's dir)
+
 TINY = records_pb2.Resources(vcpus=1, memory_mb=512, disk_gb=1)
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return sum(int(x) for x in fields[11:13]) / CLK_TCK
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    rank = (len(ordered) - 1) * p / 100
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 async def seed_nodes(endpoint: str, hosts: int) -> None:
@@ -152,7 +129,7 @@ async def one_size(hosts: int, args, workdir: str) -> dict:
             "batch": args.batch, "concurrency": args.concurrency,
             "call_p50_ms": percentile(latencies, 50), "call_p99_ms": percentile(latencies, 99),
             "scheduler_cpu_ms_per_placement": cpu * 1000 / max(1, placed),
-            "scheduler_rss_mb": rss_mb(proc.pid), "seed_s": seeded, "ready_s": ready,
+            "scheduler_rss_mb": peak_rss_mb(proc.pid), "seed_s": seeded, "ready_s": ready,
         }
         return result
     finally:
