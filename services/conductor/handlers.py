@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import collections
 
-from nimbus import errors, instances, ipam, log, metrics, migrations, states
+from nimbus import crashpoints, errors, instances, ipam, log, metrics, migrations, states
 from nimbus.compute.v1 import compute_pb2, networks_pb2
 from nimbus.conductor.v1 import conductor_pb2, conductor_pb2_grpc
 from nimbus.rpc import auth
@@ -188,6 +188,7 @@ class Conductor:
                                                            ops)
                         elif not (await self.store.txn(compares, ops)).succeeded:
                             raise InstanceChanged(instance_id)
+                crashpoints.reach("conductor:delete:removed")
                 # The record is gone, so no late allocation can recreate ports.
                 await ipam.release_for_server(self.store, instance_id)
                 return
