@@ -25,6 +25,7 @@ from nimbus.services.compute import create, flavor_access, listing
 from nimbus.services.compute.admission import Admission, Committer
 from nimbus.services.compute.resize import ResizeActions
 from nimbus.services.compute.server_actions import ServerActions
+from nimbus.services.compute.volume_attachments import VolumeAttachments
 from nimbus.services.compute.validation import validate_metadata, validate_name
 from nimbus.services.compute.aggregates import zones as aggregate_zones
 from nimbus.services.compute.keypairs import get_keypair
@@ -123,7 +124,7 @@ class Catalog:
             record = fresh.msg if fresh is not None else record
         return record
 
-class ComputeServicer(ServerActions, ResizeActions, flavor_access.FlavorAccess,
+class ComputeServicer(ServerActions, ResizeActions, flavor_access.FlavorAccess, VolumeAttachments,
                       compute_pb2_grpc.ComputeServiceServicer):
     def __init__(self, store: Store, catalog: Catalog, instances: Informer, images: ImageStore,
                  staging_dir: str, conductor=None, service_metadata=(), addresses=None):

@@ -36,7 +36,7 @@ class VolumeManagerProcess(process.ServiceProcess):
         images = image_source(compute_pb2_grpc.ComputeServiceStub(self.api_channel),
                               auth.service_metadata(cfg.service_token))
         self.manager = VolumeManager(self.store, backend, backend_name, images)
-        for informer in (self.manager.volumes, self.manager.snapshots):
+        for informer in (self.manager.volumes, self.manager.snapshots, self.manager.instances):
             self.spawn(informer.run())
         await ensure_volume_type(self.store, cfg.default_volume_type, backend_name)
         self.server = Server("volume", cfg.listen or config.DEFAULT_VOLUME_ADDRESS,

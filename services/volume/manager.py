@@ -14,6 +14,10 @@ step left), so a volume ends available, error or gone, never creating.
     deleting   -> gone, quota released | error_deleting (fault)
     snapshot creating -> available     | error
     snapshot deleting -> gone          | error_deleting
+    attaching  -> the connection (how the host reaches the volume) written
+                  into the server's InstanceVolume; the host does the rest
+    attached to a server that is gone (deleted) -> available, or deleting
+                  when the attachment says delete_on_termination
 """
 
 from __future__ import annotations
@@ -39,6 +43,10 @@ class Stale(Exception):
     """The record moved on while we worked (someone else's step won)."""
 
 
+class LostRace(Exception):
+    """A transaction lost to a concurrent change: reconcile again."""
+
+
 class VolumeManager:
     def __init__(self, store: Store, backend, backend_name: str, images=None):
         self.store = store
@@ -47,20 +55,36 @@ class VolumeManager:
         self.images = images          # (image_id) -> (Image, chunks factory), from the API
         self.volumes = Informer(store, keys.VOLUMES, R.VolumeRecord)
         self.snapshots = Informer(store, keys.SNAPSHOTS, R.SnapshotRecord)
+        # Servers, to release the volumes of a deleted one.
+        self.instances = Informer(store, keys.INSTANCES, R.InstanceRecord)
         self.controller = Controller(f"volume-manager-{backend_name}", self.reconcile)
 
     # ---- leading ---------------------------------------------------------------
 
     def _mine(self, msg) -> bool:
         if isinstance(msg, R.VolumeRecord):
-            return msg.volume.backend == self.backend_name and msg.volume.status in L.VOLUME_WORK
+            return msg.volume.backend == self.backend_name and (
+                msg.volume.status in L.VOLUME_WORK or msg.volume.attachments)
         return msg.backend == self.backend_name and msg.snapshot.status in L.SNAPSHOT_WORK
 
     def _on_change(self, kind, key, new, old) -> None:
         if kind != DELETED and self._mine(new.msg):
             self.controller.enqueue(key)
 
+    def _on_instance(self, kind, key, new, old) -> None:
+        if kind == DELETED and old is not None:
+            for iv in old.msg.volumes:
+                self.controller.enqueue(keys.volume(iv.volume_id))
+
     async def lead(self) -> None:
+        await self.instances.synced.wait()
+        self.instances.add_listener(self._on_instance)
+        try:
+            await self._lead()
+        finally:
+            self.instances.remove_listener(self._on_instance)
+
+    async def _lead(self) -> None:
         informers = (self.volumes, self.snapshots)
         for informer in informers:
             await informer.synced.wait()
@@ -105,8 +129,49 @@ class VolumeManager:
                 await self.backend.delete(rec.volume.id)
                 crashpoints.reach("volume-deleted-on-backend")
                 await self._remove(key)
+            elif rec.volume.attachments:
+                await self._attachments(got)
         except BackendError as exc:
             await self._fail(key, status, str(exc))
+
+    async def _attachments(self, got) -> None:
+        """Give an attaching server its connection; release a volume whose
+        server is gone. Each in one transaction comparing both records."""
+        volume = got.msg.volume
+        for attachment in volume.attachments:
+            ikey = keys.instance(attachment.server_id)
+            inst = await self.store.get(ikey, R.InstanceRecord)
+            iv = next((v for v in inst.msg.volumes if v.volume_id == volume.id),
+                      None) if inst is not None else None
+            vrec = R.VolumeRecord()
+            vrec.CopyFrom(got.msg)
+            if iv is None:
+                kept = [a for a in vrec.volume.attachments if a.server_id != attachment.server_id]
+                del vrec.volume.attachments[:]
+                vrec.volume.attachments.extend(kept)
+                if not kept:
+                    doomed = attachment.delete_on_termination and not vrec.snapshot_ids
+                    vrec.volume.status = (VS.VOLUME_STATUS_DELETING if doomed
+                                          else VS.VOLUME_STATUS_AVAILABLE)
+                L.touch(vrec.volume)
+                compares = [self.store.mod_is(ikey, inst.mod_revision if inst else 0)]
+                ops = [self.store.put(keys.volume(volume.id), vrec)]
+                _log.info("volume released by a deleted server", volume_id=volume.id,
+                          server_id=attachment.server_id,
+                          status=L.volume_status(vrec.volume.status))
+            elif iv.state == R.InstanceVolume.STATE_ATTACHING and not iv.connection.driver:
+                iv.connection.CopyFrom(await self.backend.connection(volume.id))
+                compares = [self.store.mod_is(ikey, inst.mod_revision)]
+                ops = [self.store.put(ikey, inst.msg)]
+            else:
+                continue
+            vkey = keys.volume(volume.id)
+            resp = await self.store.txn([self.store.mod_is(vkey, got.mod_revision), *compares], ops)
+            if not resp.succeeded:
+                # The server changed meanwhile (its host reports often): the
+                # controller runs this again after a short backoff.
+                raise LostRace(f"{vkey} or {ikey} changed; again")
+            return   # one step; the write re-enqueues the key for the next
 
     async def _create(self, rec: R.VolumeRecord) -> None:
         v = rec.volume

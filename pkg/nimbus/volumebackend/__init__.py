@@ -15,6 +15,7 @@ something already gone succeeds.
     snapshot(snapshot_id, volume_id)
     delete_snapshot(snapshot_id, volume_id)
     exists(volume_id) -> bool
+    connection(volume_id) -> VolumeConnection   how a host reaches it (attach)
 
 A failure the user should read is a BackendError (its message becomes the
 volume's fault).

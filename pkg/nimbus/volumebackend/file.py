@@ -120,6 +120,11 @@ class FileBackend:
             except FileNotFoundError:
                 pass
 
+    async def connection(self, volume_id: str):
+        """How this machine's hypervisor reaches the volume: its file."""
+        from nimbus.state.v1 import records_pb2
+        return records_pb2.VolumeConnection(driver="file", path=self.volume_path(volume_id))
+
     async def exists(self, volume_id: str) -> bool:
         return os.path.exists(self.volume_path(volume_id))
 
