@@ -33,7 +33,7 @@ from nimbus.store import keys
 from nimbus.store.informer import DELETED, Informer
 from nimbus.store.store import Store, now
 from nimbus.volume.v1 import volume_pb2 as V
-from nimbus.volumebackend import BackendError
+from nimbus.volumebackend import BackendBusy, BackendError
 
 _log = log.get("nimbus.volume.manager")
 VS, SS = L.VS, L.SS
@@ -176,7 +176,11 @@ class VolumeManager:
     async def _create(self, rec: R.VolumeRecord) -> None:
         v = rec.volume
         if v.snapshot_id:
-            await self.backend.create_from_snapshot(v.id, v.snapshot_id, v.size_gb)
+            snap = await self.store.get(keys.snapshot(v.snapshot_id), R.SnapshotRecord)
+            if snap is None:
+                raise BackendError(f"snapshot {v.snapshot_id} was deleted")
+            await self.backend.create_from_snapshot(v.id, v.snapshot_id, v.size_gb,
+                                                    snapshot_volume_id=snap.msg.snapshot.volume_id)
         elif v.source_volume_id:
             await self.backend.create_from_volume(v.id, v.source_volume_id, v.size_gb)
         elif v.image_id:
@@ -244,6 +248,9 @@ class VolumeManager:
             elif status == SS.SNAPSHOT_STATUS_DELETING:
                 await self.backend.delete_snapshot(snap.id, snap.volume_id)
                 await self._remove_snapshot(key)
+        except BackendBusy as exc:
+            # Cinder's SnapshotIsBusy: the snapshot stays, available, saying why.
+            await self._snapshot_status(key, status, SS.SNAPSHOT_STATUS_AVAILABLE, str(exc))
         except BackendError as exc:
             failed = (SS.SNAPSHOT_STATUS_ERROR if status == SS.SNAPSHOT_STATUS_CREATING
                       else SS.SNAPSHOT_STATUS_ERROR_DELETING)
