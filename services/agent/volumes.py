@@ -8,9 +8,11 @@ idempotent: a restarted agent sees the same states again and finishes."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING
 
+from nimbus.compute.v1 import compute_pb2 as C
 from nimbus.conductor.v1 import conductor_pb2
 from nimbus.imagebackend import DiskSource
 from nimbus.services.agent.client import Lost
@@ -33,8 +35,44 @@ def guest_disk(iv: records_pb2.InstanceVolume) -> GuestDisk:
     return GuestDisk(dev=iv.device, bus="virtio", device="disk", source=source)
 
 
-def on_event(agent: "ComputeAgent", server_id: str, volumes) -> None:
-    """Start the attach or detach each volume's state asks for (once)."""
+def learn(agent: "ComputeAgent", server_id: str, volumes) -> None:
+    """Keep the server's InstanceVolumes; wake whoever waits for them."""
+    if volumes or server_id in agent.server_volumes:
+        agent.server_volumes[server_id] = [IV.FromString(iv.SerializeToString()) for iv in volumes]
+        news, agent.volume_news = agent.volume_news, asyncio.Event()
+        news.set()
+
+
+async def connections(agent: "ComputeAgent", server_id: str,
+                      timeout: float) -> list[records_pb2.InstanceVolume]:
+    """A building server's volumes once every one has its connection (the
+    volume manager made them); SpawnError when one failed or time ran out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ivs = agent.server_volumes.get(server_id, [])
+        failed = [iv for iv in ivs if iv.error]
+        if failed:
+            raise SpawnError(f"volume {failed[0].volume_id} ({failed[0].device}) failed: "
+                             f"{failed[0].error}")
+        if all(iv.connection.driver for iv in ivs):
+            return ivs
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise SpawnError(f"volumes not ready within {timeout:.0f} s: " + ", ".join(
+                iv.volume_id for iv in ivs if not iv.connection.driver))
+        try:
+            await asyncio.wait_for(agent.volume_news.wait(), left)
+        except asyncio.TimeoutError:
+            pass
+
+
+def on_event(agent: "ComputeAgent", server, volumes) -> None:
+    """Start the attach or detach each volume's state asks for (once). A
+    building server's volumes are the build's (its domain is made with them);
+    once it runs, their completion is reported from here."""
+    if server.vm_state == C.VM_STATE_BUILDING:
+        return
+    server_id = server.id
     for iv in volumes:
         if iv.state == IV.STATE_ATTACHING and iv.connection.driver:
             work = ("attach", server_id, iv.volume_id)

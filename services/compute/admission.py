@@ -41,6 +41,9 @@ class Admission:
     token_key: str = ""                          # idempotency token (idempotency.py)
     token: records_pb2.ClientToken | None = None  # its record, server_ids filled here
     token_lease: int = 0
+    # compares of records the servers take (an existing volume to boot
+    # from): a failed one is FAILED_PRECONDITION (the volume changed).
+    extra_compares: list = dataclasses.field(default_factory=list)
     future: asyncio.Future | None = None
 
     @property
@@ -50,7 +53,7 @@ class Admission:
     @property
     def alone(self) -> bool:
         """Committed in a transaction of its own (see the module's doc)."""
-        return self.group is not None or bool(self.token_key)
+        return self.group is not None or bool(self.token_key) or bool(self.extra_compares)
 
 
 def _next_batch(queue: list[Admission]) -> list[Admission]:
@@ -102,6 +105,7 @@ class Committer:
                     token.server_ids.extend(adm.server_ids[:count])
                     compares.append(self.store.mod_is(adm.token_key, 0))
                     ops.append(self.store.put(adm.token_key, token, lease=adm.token_lease))
+                compares += adm.extra_compares
                 in_use = quota.apply_deltas(in_use, quota.scaled(adm.per_item, count))
                 ops += [op for server_ops in adm.server_ops[:count] for op in server_ops]
                 admitted.append((adm, count))
@@ -120,6 +124,11 @@ class Committer:
                 # The usage held, so a server group changed (or went), or a
                 # concurrent create took the token: read them again.
                 for adm, _ in admitted:
+                    if adm.extra_compares:
+                        adm.future.set_exception(errors.FailedPrecondition(
+                            "a volume of the request changed meanwhile (attached, or deleted); "
+                            "check it and retry"))
+                        continue
                     if adm.token_key and await self.store.get_raw(adm.token_key) is not None:
                         adm.future.set_exception(TokenTaken())
                         continue

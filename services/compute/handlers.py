@@ -21,7 +21,7 @@ from nimbus import (errors, idempotency, instances, ipam, log, pagination, quota
 from nimbus.compute.v1 import compute_pb2, compute_pb2_grpc, networks_pb2
 from nimbus.imagestore import ImageStore, file_chunks
 from nimbus.rpc import auth, interceptor
-from nimbus.services.compute import create, flavor_access, listing
+from nimbus.services.compute import boot_volumes, create, flavor_access, listing
 from nimbus.services.compute.admission import Admission, Committer
 from nimbus.services.compute.resize import ResizeActions
 from nimbus.services.compute.server_actions import ServerActions
@@ -137,6 +137,7 @@ class ComputeServicer(ServerActions, ResizeActions, flavor_access.FlavorAccess, 
         self.instances = instances
         self.images = images
         self.staging_dir = staging_dir
+        self.default_volume_type = "default"   # the type of volumes made for a boot
         # Local deletes: one quota release per project at a time in this
         # process (the usage compare keeps it correct across processes; the
         # lock spares concurrent deletes a storm of lost races).
@@ -188,10 +189,12 @@ class ComputeServicer(ServerActions, ResizeActions, flavor_access.FlavorAccess, 
         for field in ("kernel_id", "ramdisk_id"):
             if getattr(request, field):
                 await self.catalog.image(getattr(request, field), field, who)
-        for bdm in block_devices:
-            if bdm.source_type in ("volume", "snapshot"):
-                # nimbus has no block storage service yet: no volume exists.
-                raise errors.NotFound(bdm.source_type, bdm.uuid)
+        boot = await boot_volumes.plan(self.store, self.catalog, block_devices, who, max_count,
+                                       self.default_volume_type, flavor)
+        if boot is not None and max_count * (2 + len(boot.planned)) > 120:
+            raise errors.InvalidArgument(   # one etcd txn holds every record (at most 128 ops)
+                "max_count", f"at most {120 // (2 + len(boot.planned))} servers with "
+                             f"{len(boot.planned)} volume(s) each")
         if ipam.may_have_ports((v.msg for v in self.catalog.networks.items.values()),
                                who.project_id, request.networks, request.networks_mode):
             await ipam.validate_requests(self.store, who.project_id, request.networks,
@@ -254,14 +257,18 @@ class ComputeServicer(ServerActions, ResizeActions, flavor_access.FlavorAccess, 
             action = records_pb2.InstanceAction(
                 request_id=request_id, instance_id=server.id, action="create",
                 project_id=who.project_id, user_id=who.user_id, start_time=created)
-            per_server.append([self.store.put(keys.instance(server.id), record),
+            volume_ops = boot.ops(self.store, record) if boot is not None else []
+            per_server.append([*volume_ops, self.store.put(keys.instance(server.id), record),
                                self.store.put(keys.action(server.id, request_id), action)])
         # One transaction: as many servers as the quota allows between
         # min_count and max_count, their actions, the project's usage and the
         # group's members appear together or not at all; it is shared with
         # the project's concurrent creates (admission.py).
         admission = Admission(
-            project=who.project_id, per_item=quota.instance_deltas(flavor.vcpus, flavor.ram_mb),
+            project=who.project_id,
+            per_item={**quota.instance_deltas(flavor.vcpus, flavor.ram_mb),
+                      **(boot.per_server if boot is not None else {})},
+            extra_compares=boot.compares(self.store) if boot is not None else [],
             min_count=min_count, max_count=max_count, server_ops=per_server,
             server_ids=[s.id for s in response.servers], group=group)
         if token_key:

@@ -43,6 +43,9 @@ class Stale(Exception):
     """The record moved on while we worked (someone else's step won)."""
 
 
+ATTACHED = (VS.VOLUME_STATUS_ATTACHING, VS.VOLUME_STATUS_IN_USE, VS.VOLUME_STATUS_DETACHING)
+
+
 class LostRace(Exception):
     """A transaction lost to a concurrent change: reconcile again."""
 
@@ -132,6 +135,8 @@ class VolumeManager:
             elif rec.volume.attachments:
                 await self._attachments(got)
         except BackendError as exc:
+            if status not in L.VOLUME_WORK:
+                raise   # an attachment's step: the controller tries again
             await self._fail(key, status, str(exc))
 
     async def _attachments(self, got) -> None:
@@ -151,16 +156,23 @@ class VolumeManager:
                 vrec.volume.attachments.extend(kept)
                 if not kept:
                     doomed = attachment.delete_on_termination and not vrec.snapshot_ids
-                    vrec.volume.status = (VS.VOLUME_STATUS_DELETING if doomed
-                                          else VS.VOLUME_STATUS_AVAILABLE)
+                    if doomed:
+                        vrec.volume.status = VS.VOLUME_STATUS_DELETING
+                    elif vrec.volume.status in ATTACHED:
+                        vrec.volume.status = VS.VOLUME_STATUS_AVAILABLE
                 L.touch(vrec.volume)
                 compares = [self.store.mod_is(ikey, inst.mod_revision if inst else 0)]
                 ops = [self.store.put(keys.volume(volume.id), vrec)]
                 _log.info("volume released by a deleted server", volume_id=volume.id,
                           server_id=attachment.server_id,
                           status=L.volume_status(vrec.volume.status))
-            elif iv.state == R.InstanceVolume.STATE_ATTACHING and not iv.connection.driver:
-                iv.connection.CopyFrom(await self.backend.connection(volume.id))
+            elif (iv.state == R.InstanceVolume.STATE_ATTACHING and not iv.connection.driver
+                  and not iv.error and volume.status in (VS.VOLUME_STATUS_ATTACHING,
+                                                         VS.VOLUME_STATUS_ERROR)):
+                if volume.status == VS.VOLUME_STATUS_ERROR:
+                    iv.error = volume.fault or "the volume could not be created"   # the build fails
+                else:
+                    iv.connection.CopyFrom(await self.backend.connection(volume.id))
                 compares = [self.store.mod_is(ikey, inst.mod_revision)]
                 ops = [self.store.put(ikey, inst.msg)]
             else:
@@ -197,6 +209,9 @@ class VolumeManager:
             if rec.volume.status != expected:
                 raise Stale()
             rec.volume.status = status
+            if status == VS.VOLUME_STATUS_AVAILABLE and rec.volume.attachments:
+                # Made for a server's boot: its attach follows at once.
+                rec.volume.status = VS.VOLUME_STATUS_ATTACHING
             if extended:
                 rec.volume.size_gb, rec.extend_to_gb = rec.extend_to_gb, 0
             rec.volume.fault = ""

@@ -256,7 +256,7 @@ class VolumeConnection(_message.Message):
     def __init__(self, driver: _Optional[str] = ..., path: _Optional[str] = ..., name: _Optional[str] = ..., monitors: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class InstanceVolume(_message.Message):
-    __slots__ = ("volume_id", "attachment_id", "device", "state", "connection", "delete_on_termination")
+    __slots__ = ("volume_id", "attachment_id", "device", "state", "connection", "delete_on_termination", "error")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[InstanceVolume.State]
@@ -273,10 +273,12 @@ class InstanceVolume(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     CONNECTION_FIELD_NUMBER: _ClassVar[int]
     DELETE_ON_TERMINATION_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     volume_id: str
     attachment_id: str
     device: str
     state: InstanceVolume.State
     connection: VolumeConnection
     delete_on_termination: bool
-    def __init__(self, volume_id: _Optional[str] = ..., attachment_id: _Optional[str] = ..., device: _Optional[str] = ..., state: _Optional[_Union[InstanceVolume.State, str]] = ..., connection: _Optional[_Union[VolumeConnection, _Mapping]] = ..., delete_on_termination: _Optional[bool] = ...) -> None: ...
+    error: str
+    def __init__(self, volume_id: _Optional[str] = ..., attachment_id: _Optional[str] = ..., device: _Optional[str] = ..., state: _Optional[_Union[InstanceVolume.State, str]] = ..., connection: _Optional[_Union[VolumeConnection, _Mapping]] = ..., delete_on_termination: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
