@@ -184,3 +184,30 @@ async def test_attach_gives_the_domain_an_rbd_disk_with_the_monitors(stack, ceph
     await until_status(stack, vol.id, VS.VOLUME_STATUS_AVAILABLE)
     await stack.volumes.DeleteVolume(V.DeleteVolumeRequest(id=vol.id), metadata=me)
     await gone(stack, vol.id)
+
+
+async def test_boot_from_an_rbd_volume_through_the_public_api(stack, ceph):
+    """image -> volume (a COW clone of the raw image) as the root disk: the
+    domain's vda is the RBD volume; the delete takes it (delete_on_termination)."""
+    me = user("uli", f"rbd-{uuid.uuid4().hex[:6]}")
+    await stack.flavor("m1.novol", disk_gb=0)
+    started = time.perf_counter()
+    server = (await stack.api.CreateServer(C.CreateServerRequest(
+        name="bfv", flavor_ref="m1.novol", block_device_mapping_v2=[C.BlockDeviceMapping(
+            source_type="image", destination_type="volume", uuid=stack.raw.id, boot_index=0,
+            has_boot_index=True, volume_size=1, delete_on_termination=True)]),
+        metadata=me)).servers[0]
+    done = await stack.wait_settled(server.id)
+    TIMINGS["boot from an RBD volume (clone of a raw image), CreateServer -> ACTIVE"] = \
+        time.perf_counter() - started
+    assert done.vm_state == C.VM_STATE_ACTIVE, done.fault
+    [att] = (await stack.api.ListVolumeAttachments(C.ListVolumeAttachmentsRequest(
+        server_id=server.id), metadata=me)).attachments
+    assert att.device == "vda"
+    await until_status(stack, att.volume_id, VS.VOLUME_STATUS_IN_USE)
+    assert rbd_images(ceph)[f"volume-{att.volume_id}"][1] == f"images/{stack.raw.id}@snap"
+    agent = stack.agents.agents[0]
+    assert agent.driver.disk_targets(server.id)["vda"] == f"volumes/volume-{att.volume_id}"
+    await stack.api.DeleteServer(C.DeleteServerRequest(id=server.id), metadata=me)
+    assert await stack.wait_for(server.id, lambda s: s is None) is None
+    await gone(stack, att.volume_id)
