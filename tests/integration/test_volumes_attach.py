@@ -23,6 +23,7 @@ async def stack(etcd, tmp_path_factory, qcow2_image):
     async with Stack(etcd.endpoint, str(tmp_path_factory.mktemp("astack")), hosts=2,
                      volume_manager=True) as s:
         await s.flavor("m1.tiny")
+        await s.flavor("m1.small", ram_mb=1024)
         await s.image(qcow2_image)
         yield s
 
@@ -148,6 +149,8 @@ BAD = [
      lambda r: V.ExtendVolumeRequest(id=r["in_use"], new_size_gb=5), Code.FAILED_PRECONDITION, ""),
     ("snapshot an in-use volume without force", "CreateSnapshot",
      lambda r: V.CreateSnapshotRequest(volume_id=r["in_use"]), Code.FAILED_PRECONDITION, ""),
+    ("resize a server with volumes", "ResizeServer",
+     lambda r: C.ResizeServerRequest(id=r["mine"], flavor_ref="m1.small"), Code.FAILED_PRECONDITION, ""),
 ]
 
 
