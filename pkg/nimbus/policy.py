@@ -62,9 +62,12 @@ TABLE: dict[str, dict[str, Rule]] = {
         "ListImages": R, "GetImage": AGENT_READ, "CreateImage": M, "DeleteImage": M,
         "UpdateImage": M, "AddImageMember": M, "RemoveImageMember": M, "ListImageMembers": R,
         "UpdateImageMember": M,
+        "AttachVolume": M, "DetachVolume": M, "ListVolumeAttachments": R,
         "DownloadImage": AGENT_READ,
     },
-    "nimbus.compute.v1.Ec2Service": {"RunInstances": M, "DescribeImages": R},
+    "nimbus.compute.v1.Ec2Service": {
+        "RunInstances": M, "DescribeImages": R, "DescribeVolumes": R, "DescribeSnapshots": R,
+    },
     "nimbus.compute.v1.HypervisorService": {
         "ListHypervisors": A, "GetHypervisor": A, "DisableComputeService": A,
         "EnableComputeService": A,
@@ -110,6 +113,7 @@ TABLE: dict[str, dict[str, Rule]] = {
         "StreamAssignments": HOST, "UpdateInstance": HOST, "RescheduleInstance": HOST,
         "FinishDeleteInstance": HOST, "AllocateNetworks": HOST, "CheckServerGroup": HOST,
         "ReturnConsoleOutput": HOST, "AdvanceMigration": HOST, "FetchDisks": HOST,
+        "CompleteVolumeAttachment": HOST,
         # Client-streamed: every chunk that names a host must name the agent's.
         "PushDisks": Rule(SERVICE, agent=True, host_field="chunk.host"),
         "GetConsoleOutput": S,   # the compute API asks for a user

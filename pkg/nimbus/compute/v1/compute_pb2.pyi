@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from nimbus.volume.v1 import volume_pb2 as _volume_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -871,3 +872,45 @@ class DownloadImageResponse(_message.Message):
     CHUNK_FIELD_NUMBER: _ClassVar[int]
     chunk: bytes
     def __init__(self, chunk: _Optional[bytes] = ...) -> None: ...
+
+class AttachVolumeRequest(_message.Message):
+    __slots__ = ("server_id", "volume_id", "device", "delete_on_termination")
+    SERVER_ID_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    DELETE_ON_TERMINATION_FIELD_NUMBER: _ClassVar[int]
+    server_id: str
+    volume_id: str
+    device: str
+    delete_on_termination: bool
+    def __init__(self, server_id: _Optional[str] = ..., volume_id: _Optional[str] = ..., device: _Optional[str] = ..., delete_on_termination: _Optional[bool] = ...) -> None: ...
+
+class AttachVolumeResponse(_message.Message):
+    __slots__ = ("attachment",)
+    ATTACHMENT_FIELD_NUMBER: _ClassVar[int]
+    attachment: _volume_pb2.VolumeAttachment
+    def __init__(self, attachment: _Optional[_Union[_volume_pb2.VolumeAttachment, _Mapping]] = ...) -> None: ...
+
+class DetachVolumeRequest(_message.Message):
+    __slots__ = ("server_id", "volume_id")
+    SERVER_ID_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    server_id: str
+    volume_id: str
+    def __init__(self, server_id: _Optional[str] = ..., volume_id: _Optional[str] = ...) -> None: ...
+
+class DetachVolumeResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListVolumeAttachmentsRequest(_message.Message):
+    __slots__ = ("server_id",)
+    SERVER_ID_FIELD_NUMBER: _ClassVar[int]
+    server_id: str
+    def __init__(self, server_id: _Optional[str] = ...) -> None: ...
+
+class ListVolumeAttachmentsResponse(_message.Message):
+    __slots__ = ("attachments",)
+    ATTACHMENTS_FIELD_NUMBER: _ClassVar[int]
+    attachments: _containers.RepeatedCompositeFieldContainer[_volume_pb2.VolumeAttachment]
+    def __init__(self, attachments: _Optional[_Iterable[_Union[_volume_pb2.VolumeAttachment, _Mapping]]] = ...) -> None: ...

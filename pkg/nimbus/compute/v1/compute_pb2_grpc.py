@@ -187,6 +187,21 @@ class ComputeServiceStub:
                 request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.DownloadImageRequest.SerializeToString,
                 response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.DownloadImageResponse.FromString,
                 _registered_method=True)
+        self.AttachVolume = channel.unary_unary(
+                '/nimbus.compute.v1.ComputeService/AttachVolume',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.AttachVolumeRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.AttachVolumeResponse.FromString,
+                _registered_method=True)
+        self.DetachVolume = channel.unary_unary(
+                '/nimbus.compute.v1.ComputeService/DetachVolume',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.DetachVolumeRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.DetachVolumeResponse.FromString,
+                _registered_method=True)
+        self.ListVolumeAttachments = channel.unary_unary(
+                '/nimbus.compute.v1.ComputeService/ListVolumeAttachments',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ListVolumeAttachmentsRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ListVolumeAttachmentsResponse.FromString,
+                _registered_method=True)
 
 
 class ComputeServiceServicer:
@@ -416,6 +431,30 @@ class ComputeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AttachVolume(self, request, context):
+        """AttachVolume (Nova's os-volume_attachments) attaches an AVAILABLE
+        volume of the project to an ACTIVE or STOPPED server: the volume goes
+        ATTACHING at once and IN_USE when the server's host has added the disk
+        (follow it with VolumeService/WatchVolumes).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DetachVolume(self, request, context):
+        """DetachVolume: the volume goes DETACHING, then AVAILABLE once the host
+        has removed the disk.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVolumeAttachments(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ComputeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -568,6 +607,21 @@ def add_ComputeServiceServicer_to_server(servicer, server):
                     servicer.DownloadImage,
                     request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.DownloadImageRequest.FromString,
                     response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.DownloadImageResponse.SerializeToString,
+            ),
+            'AttachVolume': grpc.unary_unary_rpc_method_handler(
+                    servicer.AttachVolume,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.AttachVolumeRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.AttachVolumeResponse.SerializeToString,
+            ),
+            'DetachVolume': grpc.unary_unary_rpc_method_handler(
+                    servicer.DetachVolume,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.DetachVolumeRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.DetachVolumeResponse.SerializeToString,
+            ),
+            'ListVolumeAttachments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVolumeAttachments,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ListVolumeAttachmentsRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ListVolumeAttachmentsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1383,6 +1437,87 @@ class ComputeService:
             '/nimbus.compute.v1.ComputeService/DownloadImage',
             nimbus_dot_compute_dot_v1_dot_compute__pb2.DownloadImageRequest.SerializeToString,
             nimbus_dot_compute_dot_v1_dot_compute__pb2.DownloadImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AttachVolume(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.ComputeService/AttachVolume',
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.AttachVolumeRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.AttachVolumeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DetachVolume(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.ComputeService/DetachVolume',
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.DetachVolumeRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.DetachVolumeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVolumeAttachments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.ComputeService/ListVolumeAttachments',
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.ListVolumeAttachmentsRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.ListVolumeAttachmentsResponse.FromString,
             options,
             channel_credentials,
             insecure,
