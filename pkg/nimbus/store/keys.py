@@ -192,6 +192,7 @@ DB_DATASTORES = "db/datastores/"
 DB_QUOTAS = "db/quotas/"
 DB_USAGES = "db/usages/"
 GUESTS = "guests/"
+DB_BACKUPS = "db/backups/"
 
 
 def db_instance(instance_id: str) -> str:
@@ -212,3 +213,7 @@ def db_usage(project_id: str) -> str:
 
 def guest(guest_id: str) -> str:
     return GUESTS + guest_id
+
+
+def db_backup(backup_id: str) -> str:
+    return DB_BACKUPS + backup_id
