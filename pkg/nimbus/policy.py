@@ -125,12 +125,18 @@ TABLE: dict[str, dict[str, Rule]] = {
         "DeleteDatabase": M, "ListUsers": R, "CreateUser": M, "DeleteUser": M,
         "GrantAccess": M, "RevokeAccess": M, "EnableRoot": M, "IsRootEnabled": R,
     },
+    "nimbus.database.v1.BackupService": {
+        "CreateBackup": M, "GetBackup": R, "ListBackups": R, "DeleteBackup": M,
+        "WatchBackups": R,
+    },
     "nimbus.database.v1.DatastoreService": {
         "CreateDatastore": A, "GetDatastore": R, "ListDatastores": R, "DeleteDatastore": A,
         "PutVersion": A, "DeleteVersion": A, "SetDefaultVersion": A,
     },
     # The guest's identity is checked by the hub (its own guest only).
-    "nimbus.database.v1.GuestAgentService": {"Connect": Rule(GUEST)},
+    "nimbus.database.v1.GuestAgentService": {
+        "Connect": Rule(GUEST), "UploadBackup": Rule(GUEST), "DownloadBackup": Rule(GUEST),
+    },
 }
 
 # Open on every port: probes and grpcurl's discovery (they reveal no record).

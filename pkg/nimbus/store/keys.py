@@ -204,6 +204,7 @@ DB_DATASTORES = "db/datastores/"
 DB_QUOTAS = "db/quotas/"
 DB_USAGES = "db/usages/"
 GUESTS = "guests/"
+DB_BACKUPS = "db/backups/"
 
 
 def db_instance(instance_id: str) -> str:
@@ -257,3 +258,7 @@ def snapshot(snapshot_id: str) -> str:
 
 def volume_type(name: str) -> str:
     return VOLUME_TYPES + name
+
+
+def db_backup(backup_id: str) -> str:
+    return DB_BACKUPS + backup_id
