@@ -14,6 +14,7 @@ import tempfile
 
 from nimbus import config
 from nimbus.database.v1 import database_pb2 as D
+from nimbus.database.v1 import backups_pb2 as B, backups_pb2_grpc
 from nimbus.database.v1 import database_pb2_grpc, datastores_pb2 as S, datastores_pb2_grpc
 from nimbus.etcd import free_port
 from nimbus.rpc import tls
@@ -65,6 +66,7 @@ class DbStack:
         self.channel = channel(self.address, tls.client(self.stack.cfg))
         self.db = database_pb2_grpc.DatabaseServiceStub(self.channel)
         self.datastores = datastores_pb2_grpc.DatastoreServiceStub(self.channel)
+        self.backups = backups_pb2_grpc.BackupServiceStub(self.channel)
         for name, version, manager in DATASTORES:
             await self.datastores.CreateDatastore(S.CreateDatastoreRequest(datastore=S.Datastore(
                 name=name, default_version=version, versions=[S.DatastoreVersion(
@@ -85,6 +87,21 @@ class DbStack:
         gone = absent_unless_read(lambda: self.db.GetInstance(
             D.GetInstanceRequest(id=instance_id), metadata=ADMIN))
         return await until(call, W, "instance", predicate, timeout, gone)
+
+    async def wait_backup(self, backup_id: str, predicate, timeout: float = 60) -> B.Backup | None:
+        call = self.backups.WatchBackups(B.WatchBackupsRequest(id=backup_id, all_projects=True),
+                                         metadata=ADMIN)
+        gone = absent_unless_read(lambda: self.backups.GetBackup(
+            B.GetBackupRequest(id=backup_id), metadata=ADMIN))
+        return await until(call, B.WatchBackupsResponse, "backup", predicate, timeout, gone)
+
+    async def wait_backup_settled(self, backup_id: str, **kw) -> B.Backup:
+        return await self.wait_backup(backup_id, lambda b: b is not None and b.status in (
+            B.BACKUP_STATUS_COMPLETED, B.BACKUP_STATUS_FAILED), **kw)
+
+    @property
+    def backup_dir(self) -> str:
+        return os.path.join(self.stack.cfg.state_dir, "backups")
 
     async def wait_settled(self, instance_id: str, **kw) -> D.Instance:
         return await self.wait_for(instance_id, lambda i: i is not None and i.status not in (

@@ -243,6 +243,23 @@ class Stack:
         except RuntimeError:
             raise AssertionError(f"server {server_id}: watch ended") from None
 
+    async def wait_volume(self, volume_id: str, predicate, timeout: float = 30):
+        """As wait_for, on WatchVolumes (predicate(None): deleted)."""
+        from nimbus.volume.v1 import volume_pb2 as V
+        from nimbus.watch import absent_unless_read, until
+        call = self.volumes.WatchVolumes(V.WatchVolumesRequest(id=volume_id), metadata=ADMIN)
+        gone = absent_unless_read(lambda: self.volumes.GetVolume(V.GetVolumeRequest(id=volume_id),
+                                                                 metadata=ADMIN))
+        return await until(call, V.WatchVolumesResponse, "volume", predicate, timeout, gone)
+
+    async def wait_snapshot(self, snapshot_id: str, predicate, timeout: float = 30):
+        from nimbus.volume.v1 import volume_pb2 as V
+        from nimbus.watch import absent_unless_read, until
+        call = self.volumes.WatchSnapshots(V.WatchSnapshotsRequest(id=snapshot_id), metadata=ADMIN)
+        gone = absent_unless_read(lambda: self.volumes.GetSnapshot(
+            V.GetSnapshotRequest(id=snapshot_id), metadata=ADMIN))
+        return await until(call, V.WatchSnapshotsResponse, "snapshot", predicate, timeout, gone)
+
     async def wait_settled(self, server_id: str, **kw) -> C.Server:
         """Until the server is ACTIVE or ERROR with no task."""
         return await self.wait_for(server_id, lambda s: s is not None and s.task_state == 0 and s.vm_state in (

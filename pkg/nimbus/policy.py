@@ -60,9 +60,14 @@ TABLE: dict[str, dict[str, Rule]] = {
         "ListFlavors": R, "GetFlavor": R, "CreateFlavor": A,
         "AddFlavorAccess": A, "RemoveFlavorAccess": A, "ListFlavorAccess": A,
         "ListImages": R, "GetImage": AGENT_READ, "CreateImage": M, "DeleteImage": M,
+        "UpdateImage": M, "AddImageMember": M, "RemoveImageMember": M, "ListImageMembers": R,
+        "UpdateImageMember": M,
+        "AttachVolume": M, "DetachVolume": M, "ListVolumeAttachments": R,
         "DownloadImage": AGENT_READ,
     },
-    "nimbus.compute.v1.Ec2Service": {"RunInstances": M, "DescribeImages": R},
+    "nimbus.compute.v1.Ec2Service": {
+        "RunInstances": M, "DescribeImages": R, "DescribeVolumes": R, "DescribeSnapshots": R,
+    },
     "nimbus.compute.v1.HypervisorService": {
         "ListHypervisors": A, "GetHypervisor": A, "DisableComputeService": A,
         "EnableComputeService": A,
@@ -108,6 +113,7 @@ TABLE: dict[str, dict[str, Rule]] = {
         "StreamAssignments": HOST, "UpdateInstance": HOST, "RescheduleInstance": HOST,
         "FinishDeleteInstance": HOST, "AllocateNetworks": HOST, "CheckServerGroup": HOST,
         "ReturnConsoleOutput": HOST, "AdvanceMigration": HOST, "FetchDisks": HOST,
+        "CompleteVolumeAttachment": HOST,
         # Client-streamed: every chunk that names a host must name the agent's.
         "PushDisks": Rule(SERVICE, agent=True, host_field="chunk.host"),
         "GetConsoleOutput": S,   # the compute API asks for a user
@@ -119,12 +125,18 @@ TABLE: dict[str, dict[str, Rule]] = {
         "DeleteDatabase": M, "ListUsers": R, "CreateUser": M, "DeleteUser": M,
         "GrantAccess": M, "RevokeAccess": M, "EnableRoot": M, "IsRootEnabled": R,
     },
+    "nimbus.database.v1.BackupService": {
+        "CreateBackup": M, "GetBackup": R, "ListBackups": R, "DeleteBackup": M,
+        "WatchBackups": R,
+    },
     "nimbus.database.v1.DatastoreService": {
         "CreateDatastore": A, "GetDatastore": R, "ListDatastores": R, "DeleteDatastore": A,
         "PutVersion": A, "DeleteVersion": A, "SetDefaultVersion": A,
     },
     # The guest's identity is checked by the hub (its own guest only).
-    "nimbus.database.v1.GuestAgentService": {"Connect": Rule(GUEST)},
+    "nimbus.database.v1.GuestAgentService": {
+        "Connect": Rule(GUEST), "UploadBackup": Rule(GUEST), "DownloadBackup": Rule(GUEST),
+    },
 }
 
 # Open on every port: probes and grpcurl's discovery (they reveal no record).

@@ -45,9 +45,11 @@ STALE_AFTER = 30.0      # seconds: a reservation this old has lost its writer
 
 def server_ops(store: Store, template: records_pb2.InstanceRecord,
                inputs: records_pb2.BuildInputs | None, server_id: str, index: int,
-               name: str) -> tuple[records_pb2.InstanceRecord, list]:
+               name: str, attach=None) -> tuple[records_pb2.InstanceRecord, list]:
     """One server's record (from the create's template) and the ops that
-    write it: the record, its 'create' action, its build inputs if any."""
+    write it: the record, its 'create' action, its build inputs if any, and
+    what `attach(record)` returns (volumes at boot: it adds them to the
+    record before the record is written)."""
     record = records_pb2.InstanceRecord()
     record.CopyFrom(template)
     server = record.server
@@ -55,7 +57,7 @@ def server_ops(store: Store, template: records_pb2.InstanceRecord,
     action = records_pb2.InstanceAction(
         request_id=template.request_id, instance_id=server_id, action="create",
         project_id=server.project_id, user_id=server.user_id, start_time=server.created_at)
-    ops = []
+    ops = list(attach(record)) if attach is not None else []
     if inputs is not None and (inputs.user_data or inputs.personality):
         record.build_inputs_apart = True
         ops.append(store.put(keys.build_inputs(server_id), inputs))

@@ -24,7 +24,7 @@ from nimbus.compute.v1 import compute_pb2, compute_pb2_grpc
 from nimbus.conductor.v1 import conductor_pb2, conductor_pb2_grpc
 from nimbus.imagebackend import Backend
 from nimbus.imagebackend.local import ImageCache
-from nimbus.services.agent import build, delete, power, resize
+from nimbus.services.agent import build, delete, power, resize, volumes
 from nimbus.services.agent.client import ConductorClient
 from nimbus.services.agent.tracker import ResourceTracker
 from nimbus.state.v1 import records_pb2
@@ -78,6 +78,10 @@ class ComputeAgent:
         self._work: dict[str, asyncio.Task] = {}
         self._retries: dict[str, asyncio.TimerHandle] = {}
         self._side: set[asyncio.Task] = set()
+        self.volume_work: set[tuple] = set()   # volume attaches/detaches in flight
+        self.server_volumes: dict[str, list] = {}   # InstanceVolumes from the stream
+        self.volume_news = asyncio.Event()          # set (and replaced) when they change
+        self.volume_timeout = 180.0   # a build's wait for its volumes (Nova's 60 x 3 s)
         self._started_at: dict[str, int] = {}   # the revision each running step started from
         self.log = log.get("nimbus.agent").bind(host=host)
 
@@ -167,7 +171,10 @@ class ComputeAgent:
                         ctx = (event.migration_context if event.HasField("migration_context")
                                else None)
                         if self.learn(event.server, event.revision, ctx):
+                            volumes.learn(self, event.server.id, event.volumes)
                             self._on_server(event.server)
+                            if event.volumes and event.server.host == self.host:
+                                volumes.on_event(self, event.server, event.volumes)
             except grpc.aio.AioRpcError as exc:
                 self.log.warning("assignment stream broken, reconnecting", code=exc.code().name)
             await asyncio.sleep(backoff.delay(attempt, base=0.2, cap=5.0))
@@ -191,7 +198,8 @@ class ComputeAgent:
     # ---- what we know -------------------------------------------------------
 
     def _forget(self, instance_id: str) -> None:
-        for table in (self.servers, self.revisions, self.build_inputs, self.contexts):
+        for table in (self.servers, self.revisions, self.build_inputs, self.contexts,
+                      self.server_volumes):
             table.pop(instance_id, None)
         self.backoff.success(instance_id)
 

@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from nimbus import backoff
+from nimbus import backoff, crashpoints
 from nimbus.clock import now
 from nimbus.compute.v1 import compute_pb2
 from nimbus.imagebackend import DiskSource, ImageError, qemu_img
 from nimbus.services.agent.client import Lost
+from nimbus.services.agent import volumes
 from nimbus.services.agent.delete import cleanup
 from nimbus.virt import configdrive
 from nimbus.virt.driver import GuestConfig, GuestDisk, SpawnError, Vif, disk_mapping
@@ -60,14 +61,20 @@ async def build(agent: "ComputeAgent", server: C.Server) -> None:
         await agent.update(sid, [C.TASK_STATE_SCHEDULING, C.TASK_STATE_UNSPECIFIED],
                            vm_state=C.VM_STATE_BUILDING, task_state=C.TASK_STATE_NETWORKING)
         stage = C.TASK_STATE_NETWORKING
+        crashpoints.reach("agent:build:networking")
         vifs = await allocate_networks(agent, sid)
         if vifs is None:   # no ports to be had: the conductor put it in ERROR
             await cleanup(agent, sid)
             return
         stage = C.TASK_STATE_BLOCK_DEVICE_MAPPING
+        # Volumes (boot from volume, volumes at boot): made by the volume
+        # manager; their connections come over the assignment stream.
+        block = (await volumes.connections(agent, sid, agent.volume_timeout)
+                 if agent.server_volumes.get(sid) else [])
         await agent.update(sid, [stage], task_state=C.TASK_STATE_SPAWNING)
         stage = C.TASK_STATE_SPAWNING
-        await spawn_waiting_out_transport_errors(agent, server, inputs, vifs)
+        await spawn_waiting_out_transport_errors(agent, server, inputs, vifs, block)
+        crashpoints.reach("agent:build:spawned")
         await agent.update(sid, [stage], vm_state=C.VM_STATE_ACTIVE,
                            task_state=C.TASK_STATE_UNSPECIFIED,
                            power_state=C.POWER_STATE_RUNNING, launched_at=now())
@@ -111,14 +118,14 @@ async def allocate_networks(agent: "ComputeAgent", instance_id: str):
 
 
 async def spawn_waiting_out_transport_errors(agent: "ComputeAgent", server: C.Server,
-                                             inputs: BuildInputs, vifs) -> None:
+                                             inputs: BuildInputs, vifs, block=()) -> None:
     """spawn(), tried again (from a clean instance dir, with backoff and
     jitter) while the image service is unreachable and the server still
     wants this build."""
     attempt = 0
     while True:
         try:
-            return await spawn(agent, server, inputs, vifs)
+            return await spawn(agent, server, inputs, vifs, block)
         except grpc.aio.AioRpcError as exc:
             if not backoff.is_transport_error(exc):
                 raise
@@ -142,16 +149,25 @@ async def fetch_to_instance(agent: "ComputeAgent", image_id: str, dest: str) -> 
     return dest
 
 
-async def spawn(agent: "ComputeAgent", server: C.Server, inputs: BuildInputs, vifs) -> None:
-    image = await agent.client.image(server.image_ref)
+async def spawn(agent: "ComputeAgent", server: C.Server, inputs: BuildInputs, vifs,
+                block=()) -> None:
+    """`block`: the server's volumes with their connections; the one at vda
+    is the root disk (boot from volume: no image is fetched for it)."""
+    boot_volume = next((iv for iv in block if iv.device == "vda"), None)
+    image = await agent.client.image(server.image_ref) if server.image_ref else None
     inst_dir = agent.driver.instance_dir(server.id)
     os.makedirs(inst_dir, exist_ok=True)
     flavor = server.flavor
     use_config_drive = server.config_drive or agent.force_config_drive
     mapping = disk_mapping(flavor, use_config_drive)
-    root = await agent.backend.create_root_disk(server.id, inst_dir, image.id, image.disk_format,
-                                                agent.client.download(image.id), flavor.disk_gb)
+    if boot_volume is not None:
+        root = volumes.guest_disk(boot_volume).source
+    else:
+        root = await agent.backend.create_root_disk(server.id, inst_dir, image.id,
+                                                    image.disk_format,
+                                                    agent.client.download(image.id), flavor.disk_gb)
     disks = [GuestDisk(*mapping["disk"], root)]
+    disks += [volumes.guest_disk(iv) for iv in block if iv is not boot_volume]
     for name, size in (("disk.eph0", f"{flavor.ephemeral_gb}G"), ("disk.swap", f"{flavor.swap_mb}M")):
         if name in mapping:
             path = os.path.join(inst_dir, name)
@@ -166,7 +182,7 @@ async def spawn(agent: "ComputeAgent", server: C.Server, inputs: BuildInputs, vi
         disks.append(GuestDisk(*mapping["disk.config"],
                                await agent.backend.import_config_drive(server.id, iso)))
     kernel = initrd = cmdline = ""
-    props = image.properties
+    props = image.properties if image is not None else {}
     if props.get("kernel_id"):
         kernel = await fetch_to_instance(agent, props["kernel_id"], os.path.join(inst_dir, "kernel"))
         if props.get("ramdisk_id"):

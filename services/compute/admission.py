@@ -46,6 +46,9 @@ class Admission:
     # A create too large for one transaction: written as this reservation
     # (server_ids cut to the count admitted) instead of server_ops.
     reservation: records_pb2.Reservation | None = None
+    # compares of records the servers take (an existing volume to boot
+    # from): a failed one is FAILED_PRECONDITION (the volume changed).
+    extra_compares: list = dataclasses.field(default_factory=list)
     future: asyncio.Future | None = None
 
     @property
@@ -57,7 +60,8 @@ class Admission:
     @property
     def alone(self) -> bool:
         """Committed in a transaction of its own (see the module's doc)."""
-        return self.group is not None or bool(self.token_key) or self.reservation is not None
+        return (self.group is not None or bool(self.token_key) or self.reservation is not None
+                or bool(self.extra_compares))
 
 
 def _next_batch(queue: list[Admission]) -> list[Admission]:
@@ -109,6 +113,7 @@ class Committer:
                     token.server_ids.extend(adm.server_ids[:count])
                     compares.append(self.store.mod_is(adm.token_key, 0))
                     ops.append(self.store.put(adm.token_key, token, lease=adm.token_lease))
+                compares += adm.extra_compares
                 in_use = quota.apply_deltas(in_use, quota.scaled(adm.per_item, count))
                 if adm.reservation is not None:
                     reservation = records_pb2.Reservation()
@@ -135,6 +140,11 @@ class Committer:
                 # The usage held, so a server group changed (or went), or a
                 # concurrent create took the token: read them again.
                 for adm, _ in admitted:
+                    if adm.extra_compares:
+                        adm.future.set_exception(errors.FailedPrecondition(
+                            "a volume of the request changed meanwhile (attached, or deleted); "
+                            "check it and retry"))
+                        continue
                     if adm.token_key and await self.store.get_raw(adm.token_key) is not None:
                         adm.future.set_exception(TokenTaken())
                         continue

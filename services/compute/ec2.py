@@ -18,6 +18,17 @@ from nimbus.services.compute.handlers import ComputeServicer
 from nimbus.state.v1 import records_pb2
 from nimbus.store import keys
 from nimbus.store.store import Store
+from nimbus.volume.v1 import volume_pb2 as V
+
+VS, SS = V.VolumeStatus, V.SnapshotStatus
+# Cinder's statuses as EC2 names them (DescribeVolumes, DescribeSnapshots).
+EC2_VOLUME_STATES = {VS.VOLUME_STATUS_CREATING: "creating", VS.VOLUME_STATUS_AVAILABLE: "available",
+                     VS.VOLUME_STATUS_ATTACHING: "in-use", VS.VOLUME_STATUS_IN_USE: "in-use",
+                     VS.VOLUME_STATUS_DETACHING: "in-use", VS.VOLUME_STATUS_EXTENDING: "available",
+                     VS.VOLUME_STATUS_DELETING: "deleting"}
+EC2_SNAPSHOT_STATES = {SS.SNAPSHOT_STATUS_CREATING: "pending", SS.SNAPSHOT_STATUS_AVAILABLE: "completed",
+                       SS.SNAPSHOT_STATUS_DELETING: "completed"}
+EC2_ATTACH_STATES = {VS.VOLUME_STATUS_ATTACHING: "attaching", VS.VOLUME_STATUS_DETACHING: "detaching"}
 
 IMAGE_PREFIX = {"aki": "aki", "ari": "ari"}    # by disk format; everything else is ami
 EC2_STATES = {C.VM_STATE_BUILDING: "pending", C.VM_STATE_ACTIVE: "running",
@@ -96,6 +107,7 @@ async def block_device_mapping(ids: Ec2Ids, entries) -> list[C.BlockDeviceMappin
 
 class Ec2Servicer(ec2_pb2_grpc.Ec2ServiceServicer):
     def __init__(self, store: Store, compute: ComputeServicer):
+        self.store = store
         self.ids = Ec2Ids(store)
         self.compute = compute
 
@@ -148,4 +160,34 @@ class Ec2Servicer(ec2_pb2_grpc.Ec2ServiceServicer):
             out.images.add(image_id=await self.ids.ec2_id(image.id, prefix), uuid=image.id,
                            name=image.name,
                            state="available" if image.status == C.IMAGE_STATUS_ACTIVE else "pending")
+        return out
+
+    async def DescribeVolumes(self, request, context):
+        who = auth.identity()
+        items, _ = await self.store.list(keys.VOLUMES, records_pb2.VolumeRecord)
+        out = E.DescribeVolumesResponse()
+        for v in sorted((v.msg.volume for _, v in items if v.msg.volume.project_id == who.project_id),
+                        key=lambda v: (v.created_at.ToNanoseconds(), v.id)):
+            vol = out.volumes.add(
+                volume_id=await self.ids.ec2_id(v.id, "vol"), uuid=v.id, size=v.size_gb,
+                availability_zone=v.availability_zone,
+                status=EC2_VOLUME_STATES.get(v.status, "error"),
+                snapshot_id=await self.ids.ec2_id(v.snapshot_id, "snap") if v.snapshot_id else "")
+            for a in v.attachments:
+                vol.attachments.add(instance_id=await self.ids.ec2_id(a.server_id, "i"),
+                                    device=f"/dev/{a.device}",
+                                    status=EC2_ATTACH_STATES.get(v.status, "attached"),
+                                    delete_on_termination=a.delete_on_termination)
+        return out
+
+    async def DescribeSnapshots(self, request, context):
+        who = auth.identity()
+        items, _ = await self.store.list(keys.SNAPSHOTS, records_pb2.SnapshotRecord)
+        out = E.DescribeSnapshotsResponse()
+        for s in sorted((v.msg.snapshot for _, v in items
+                         if v.msg.snapshot.project_id == who.project_id),
+                        key=lambda s: (s.created_at.ToNanoseconds(), s.id)):
+            out.snapshots.add(snapshot_id=await self.ids.ec2_id(s.id, "snap"), uuid=s.id,
+                              volume_id=await self.ids.ec2_id(s.volume_id, "vol"),
+                              volume_size=s.size_gb, status=EC2_SNAPSHOT_STATES.get(s.status, "error"))
         return out

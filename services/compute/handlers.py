@@ -21,10 +21,11 @@ from nimbus import (crashpoints, errors, idempotency, instances, ipam, log, pagi
 from nimbus.compute.v1 import compute_pb2, compute_pb2_grpc, networks_pb2
 from nimbus.imagestore import ImageStore, file_chunks
 from nimbus.rpc import auth, interceptor
-from nimbus.services.compute import create, flavor_access, listing
+from nimbus.services.compute import boot_volumes, create, flavor_access, image_members, listing
 from nimbus.services.compute.admission import Admission, Committer
 from nimbus.services.compute.resize import ResizeActions
 from nimbus.services.compute.server_actions import ServerActions
+from nimbus.services.compute.volume_attachments import VolumeAttachments
 from nimbus.services.compute.validation import validate_metadata, validate_name
 from nimbus.services.compute.aggregates import zones as aggregate_zones
 from nimbus.services.compute.keypairs import get_keypair
@@ -110,9 +111,9 @@ class Catalog:
     async def image(self, ref: str, field: str, who: auth.Identity) -> records_pb2.ImageRecord:
         if not ref:
             raise errors.InvalidArgument(field, "is required")
+        # An agent (a service) fetches a server's image whoever owns it.
         found = [r for r in await self._find(self.images, ref, lambda r: r.image.name)
-                 if r.image.visibility == "public" or r.image.owner == who.project_id
-                 or who.is_admin or who.is_service]   # an agent fetches a server's image
+                 if await image_members.may_see(self.store, r.image, who)]
         if not found:
             raise errors.NotFound("image", ref)
         if len(found) > 1:
@@ -125,6 +126,7 @@ class Catalog:
         return record
 
 class ComputeServicer(ServerActions, ResizeActions, flavor_access.FlavorAccess,
+                      image_members.ImageMembers, VolumeAttachments,
                       compute_pb2_grpc.ComputeServiceServicer):
     def __init__(self, store: Store, catalog: Catalog, instances: Informer, images: ImageStore,
                  staging_dir: str, conductor=None, service_metadata=(), addresses=None):
@@ -137,6 +139,7 @@ class ComputeServicer(ServerActions, ResizeActions, flavor_access.FlavorAccess,
         self.instances = instances
         self.images = images
         self.staging_dir = staging_dir
+        self.default_volume_type = "default"   # the type of volumes made for a boot
         # Local deletes: one quota release per project at a time in this
         # process (the usage compare keeps it correct across processes; the
         # lock spares concurrent deletes a storm of lost races).
@@ -188,10 +191,12 @@ class ComputeServicer(ServerActions, ResizeActions, flavor_access.FlavorAccess,
         for field in ("kernel_id", "ramdisk_id"):
             if getattr(request, field):
                 await self.catalog.image(getattr(request, field), field, who)
-        for bdm in block_devices:
-            if bdm.source_type in ("volume", "snapshot"):
-                # nimbus has no block storage service yet: no volume exists.
-                raise errors.NotFound(bdm.source_type, bdm.uuid)
+        boot = await boot_volumes.plan(self.store, self.catalog, block_devices, who, max_count,
+                                       self.default_volume_type, flavor)
+        if boot is not None and max_count * (2 + len(boot.planned)) > 120:
+            raise errors.InvalidArgument(   # one etcd txn holds every record (at most 128 ops)
+                "max_count", f"at most {120 // (2 + len(boot.planned))} servers with "
+                             f"{len(boot.planned)} volume(s) each")
         if ipam.may_have_ports((v.msg for v in self.catalog.networks.items.values()),
                                who.project_id, request.networks, request.networks_mode):
             await ipam.validate_requests(self.store, who.project_id, request.networks,
@@ -229,7 +234,8 @@ class ComputeServicer(ServerActions, ResizeActions, flavor_access.FlavorAccess,
         created = now()
         admin_pass = request.admin_pass or create.generate_password()
         response = C.CreateServerResponse(reservation_id=reservation_id, admin_pass=admin_pass)
-        per_item = quota.instance_deltas(flavor.vcpus, flavor.ram_mb)
+        per_item = {**quota.instance_deltas(flavor.vcpus, flavor.ram_mb),
+                    **(boot.per_server if boot is not None else {})}
         if max_count > SMALL_CREATE:
             # Ids and records only for what the quota can admit (the
             # committer checks again, atomically).
@@ -259,10 +265,17 @@ class ComputeServicer(ServerActions, ResizeActions, flavor_access.FlavorAccess,
                   if request.user_data or request.personality else None)
         server_ids = [str(uuid.uuid4()) for _ in range(max_count)]
         numbered = max_count > 1
+        # Volumes at boot join each server's ops (written CREATING, or an
+        # existing one reserved); such a create must fit one transaction.
+        attach = (lambda record: boot.ops(self.store, record)) if boot is not None else None
         first, first_ops = reservations.server_ops(
             self.store, template, inputs, server_ids[0], 0,
-            reservations.server_name(name, 0, numbered))
+            reservations.server_name(name, 0, numbered), attach)
         large = not reservations.fits_one_txn(len(first_ops), txn_bytes(first_ops), max_count)
+        if large and boot is not None:
+            raise errors.InvalidArgument(
+                "max_count", f"{max_count} servers with volumes do not fit one etcd transaction: "
+                             "ask for fewer")
         per_server, reservation = [], None
         if large:
             reservation = records_pb2.Reservation(
@@ -277,7 +290,7 @@ class ComputeServicer(ServerActions, ResizeActions, flavor_access.FlavorAccess,
         for index, server_id in enumerate(server_ids):
             record, ops = (first, first_ops) if index == 0 else reservations.server_ops(
                 self.store, template, inputs, server_id, index,
-                reservations.server_name(name, index, numbered))
+                reservations.server_name(name, index, numbered), attach)
             response.servers.append(record.server)
             if not large:
                 per_server.append(ops)
@@ -289,6 +302,7 @@ class ComputeServicer(ServerActions, ResizeActions, flavor_access.FlavorAccess,
         # chunks (reservations.py).
         admission = Admission(
             project=who.project_id, per_item=per_item,
+            extra_compares=boot.compares(self.store) if boot is not None else [],
             min_count=min_count, max_count=max_count, server_ops=per_server,
             server_ids=server_ids, group=group, reservation=reservation)
         if token_key:
@@ -480,9 +494,11 @@ class ComputeServicer(ServerActions, ResizeActions, flavor_access.FlavorAccess,
     async def ListImages(self, request, context):
         who = auth.identity()
         items, _ = await self.store.list(keys.IMAGES, records_pb2.ImageRecord)
+        shared = await image_members.accepted_by(self.store, who.project_id)
         visible_images = [v.msg.image for _, v in items
                           if v.msg.image.visibility == "public"
-                          or v.msg.image.owner == who.project_id or who.is_admin]
+                          or v.msg.image.owner == who.project_id or who.is_admin
+                          or (v.msg.image.visibility == "shared" and v.msg.image.id in shared)]
         page, token = pagination.page_of(request, visible_images, lambda i: [i.name, i.id],
                                          who.project_id, who.is_admin)
         return C.ListImagesResponse(images=page, next_page_token=token)
@@ -501,15 +517,12 @@ class ComputeServicer(ServerActions, ResizeActions, flavor_access.FlavorAccess,
         meta.name = validate_name(meta.name, "image.name")
         if meta.disk_format not in DISK_FORMATS:
             raise errors.InvalidArgument("image.disk_format", f"must be one of {', '.join(DISK_FORMATS)}")
-        if meta.visibility not in ("", "public", "private"):
-            raise errors.InvalidArgument("image.visibility", "must be public or private")
-        if meta.visibility == "public" and not who.is_admin:
-            raise errors.PermissionDenied("only admins make images public (Glance's policy)")
+        meta.visibility = meta.visibility or "private"
+        image_members.check_visibility(meta.visibility, who, "image.visibility")
         for field in ("min_ram_mb", "min_disk_gb"):
             if getattr(meta, field) < 0:
                 raise errors.InvalidArgument(f"image.{field}", "must not be negative")
         meta.id = str(uuid.uuid4())
-        meta.visibility = meta.visibility or "private"
         meta.owner = who.project_id
         meta.container_format = meta.container_format or "bare"
         meta.status = C.IMAGE_STATUS_QUEUED
@@ -560,7 +573,8 @@ class ComputeServicer(ServerActions, ResizeActions, flavor_access.FlavorAccess,
                 f"image {image.id} is being fetched by building server {building[0]}")
         if record.location:
             await self.images.delete(record.location)   # Ceph refuses while disks are clones
-        await self.store.txn([], [self.store.delete(keys.image(image.id))])
+        await self.store.txn([], [self.store.delete(keys.image(image.id)),
+                                  self.store.delete(keys.image_member(image.id), prefix=True)])
         _log.info("image deleted", image_id=image.id)
         return C.DeleteImageResponse()
 

@@ -53,6 +53,7 @@ class ComputeProcess(process.ServiceProcess):
                                   os.path.join(cfg.state_dir, "staging"),
                                   conductor_pb2_grpc.ConductorServiceStub(self.conductor_channel),
                                   auth.service_metadata(cfg.service_token), self.addresses)
+        compute.default_volume_type = cfg.default_volume_type
         self.server.add(compute_pb2_grpc.add_ComputeServiceServicer_to_server, compute,
                         compute_pb2.DESCRIPTOR.services_by_name["ComputeService"])
         self.server.add(quotas_pb2_grpc.add_QuotaServiceServicer_to_server,

@@ -107,6 +107,11 @@ class ResizeActions:
             rec.CopyFrom(found.msg)
             server = rec.server
             states.check(action, server)
+            if rec.volumes:
+                # The move rebuilds the domain from the local disks only.
+                raise errors.FailedPrecondition(
+                    f"server {server_id} has {len(rec.volumes)} volume(s) attached: a {action} of "
+                    "a server with volumes is not supported yet; detach them first")
             if not server.host:
                 raise errors.FailedPrecondition(f"server {server_id} has no host: it never ran")
             old, new = server.flavor, flavor or server.flavor

@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 import collections
 
-from nimbus import errors, instances, ipam, log, metrics, migrations, states
+from nimbus import crashpoints, errors, instances, ipam, log, metrics, migrations, states
 from nimbus.compute.v1 import compute_pb2, networks_pb2
 from nimbus.conductor.v1 import conductor_pb2, conductor_pb2_grpc
 from nimbus.rpc import auth
 from nimbus.services.conductor.claims import Claims, InstanceChanged
-from nimbus.services.conductor import moves
+from nimbus.services.conductor import moves, volumes
 from nimbus.services.conductor.console import CONSOLE, ConsoleRelay
 from nimbus.services.conductor.removals import Remover
 from nimbus.services.conductor.transfer import DISK_REQUEST, DiskRelay
@@ -188,6 +188,7 @@ class Conductor:
                                                            ops)
                         elif not (await self.store.txn(compares, ops)).succeeded:
                             raise InstanceChanged(instance_id)
+                crashpoints.reach("conductor:delete:removed")
                 # The record is gone, so no late allocation can recreate ports.
                 await ipam.release_for_server(self.store, instance_id)
                 return
@@ -279,7 +280,8 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
                                 # Build inputs only while building: they can be large.
                                 user_data=inputs.user_data if build else b"",
                                 public_keys=rec.msg.public_keys if build else {},
-                                personality=inputs.personality if build else ())
+                                personality=inputs.personality if build else (),
+                                volumes=rec.msg.volumes)
         finally:
             self.c.consoles.unregister(host, sub)
             sub.close()
@@ -438,6 +440,11 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
         auth.require_service()
         self.c.consoles.answer(request.host, request.request_id, request.output, request.error)
         return conductor_pb2.ReturnConsoleOutputResponse()
+
+    async def CompleteVolumeAttachment(self, request, context):
+        auth.require_service()
+        await volumes.complete(self.c.store, request)
+        return conductor_pb2.CompleteVolumeAttachmentResponse()
 
     async def AdvanceMigration(self, request, context):
         auth.require_service()

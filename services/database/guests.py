@@ -90,6 +90,7 @@ class GuestHub(guest_pb2_grpc.GuestAgentServiceServicer):
         self.last_seen: dict[str, float] = {}
         self.started = time.monotonic()
         self._background: set[asyncio.Task] = set()
+        self.backups = None   # backups.Backups: the bytes of UploadBackup and DownloadBackup
 
     def event(self, guest_id: str) -> asyncio.Event:
         return self.connected.setdefault(guest_id, asyncio.Event())
@@ -137,6 +138,19 @@ class GuestHub(guest_pb2_grpc.GuestAgentServiceServicer):
             for future in session.pending.values():
                 if not future.done():
                     future.set_exception(errors.Unavailable("the guest agent disconnected"))
+
+    async def UploadBackup(self, request_iterator, context):
+        guest_id = guest_of(auth.identity())
+        if guest_id is None:
+            raise errors.PermissionDenied("GuestAgentService is for guest agents")
+        return await self.backups.receive(guest_id, request_iterator)
+
+    async def DownloadBackup(self, request, context):
+        guest_id = guest_of(auth.identity())
+        if guest_id is None:
+            raise errors.PermissionDenied("GuestAgentService is for guest agents")
+        async for chunk in self.backups.send(guest_id, request.backup_id):
+            yield chunk
 
     async def _read(self, guest_id: str, session: Session, requests) -> None:
         async for msg in requests:

@@ -13,11 +13,11 @@ from nimbus.database.v1 import database_pb2_grpc
 from nimbus.database.v1 import guest_pb2 as G
 from nimbus.database.v1 import records_pb2 as R
 from nimbus.rpc import auth
-from nimbus.services.database import naming, quotas, status, validation
+from nimbus.services.database import naming, quotas, status, validation, watching
 from nimbus.services.database.guests import GUEST, GuestHub, raise_for
 from nimbus.verifiers import generate_password, verifier
 from nimbus.store import keys
-from nimbus.store.informer import DELETED, OVERFLOW, SYNCED, UPSERT, Informer
+from nimbus.store.informer import Informer
 from nimbus.store.store import Store, now
 
 W = D.WatchInstancesResponse
@@ -37,20 +37,21 @@ def guest_users(manager: str, users) -> list[G.GuestUser]:
 
 class DatabaseServicer(database_pb2_grpc.DatabaseServiceServicer):
     def __init__(self, store: Store, instances: Informer, compute,
-                 hub: GuestHub, default_datastore: str, usage_timeout: float):
+                 hub: GuestHub, default_datastore: str, usage_timeout: float, backups=None):
         self.store = store
         self.instances = instances
         self.compute = compute
         self.hub = hub
         self.default_datastore = default_datastore
         self.usage_timeout = usage_timeout
+        self.backups = backups
 
     # ---- instances ------------------------------------------------------------
 
     async def CreateInstance(self, request, context):
         who = caller()
         got = await validation.check_create(request, self.store, self.default_datastore,
-                                            self.compute)
+                                            self.compute, self.backups, who)
         instance_id = str(uuid.uuid4())
         created = now()
         inst = D.Instance(
@@ -68,7 +69,8 @@ class DatabaseServicer(database_pb2_grpc.DatabaseServiceServicer):
             instance=inst, stage=R.STAGE_ACCEPTED, manager=got.version.manager,
             image=got.version.image, databases=request.databases,
             users=guest_users(got.version.manager, request.users), guest_id=str(uuid.uuid4()),
-            server_name=f"trove-{instance_id}", deadline=deadline)
+            server_name=f"trove-{instance_id}", deadline=deadline,
+            restore_backup_id=got.restore.backup.id if got.restore else "")
         key = keys.db_instance(instance_id)
         while True:
             plan = await quotas.plan(self.store, who.project_id,
@@ -114,20 +116,11 @@ class DatabaseServicer(database_pb2_grpc.DatabaseServiceServicer):
 
     async def WatchInstances(self, request, context):
         visible = self._visible(caller(), request.all_projects)
-        sub = self.instances.subscribe(
-            lambda rec: visible(rec) and (not request.id or rec.instance.id == request.id))
-        try:
-            while True:
-                kind, versioned = await sub.queue.get()
-                if kind == SYNCED:
-                    yield W(type=W.EVENT_TYPE_SYNCED)
-                elif kind == OVERFLOW:
-                    raise errors.Unavailable("the watch fell behind; watch again")
-                elif kind in (UPSERT, DELETED):
-                    yield W(type=W.EVENT_TYPE_UPSERT if kind == UPSERT else W.EVENT_TYPE_DELETED,
-                            instance=versioned.msg.instance)
-        finally:
-            sub.close()
+        async for event in watching.stream(
+                self.instances,
+                lambda rec: visible(rec) and (not request.id or rec.instance.id == request.id),
+                W, "instance", lambda rec: rec.instance):
+            yield event
 
     # ---- commands for the guest -------------------------------------------------
 

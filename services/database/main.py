@@ -5,14 +5,18 @@ One process serves DatabaseService, DatastoreService and GuestAgentService
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 from nimbus import config, log, process
-from nimbus.database.v1 import (database_pb2, database_pb2_grpc, datastores_pb2, datastores_pb2_grpc,
-                                guest_pb2, guest_pb2_grpc)
+from nimbus.database.v1 import (backups_pb2, backups_pb2_grpc, database_pb2, database_pb2_grpc,
+                                datastores_pb2, datastores_pb2_grpc, guest_pb2, guest_pb2_grpc)
 from nimbus.database.v1 import records_pb2 as R
 from nimbus.rpc import auth, tls
 from nimbus.rpc.server import Server
+from nimbus.services.database.backup_handlers import BackupServicer
+from nimbus.services.database.backups import Backups
+from nimbus.services.database.backupstore import BackupStore
 from nimbus.services.database.compute import ComputeClient
 from nimbus.services.database.datastores import DatastoreServicer
 from nimbus.services.database.guests import GuestAuthenticator, GuestHub
@@ -36,7 +40,8 @@ class DatabaseProcess(process.ServiceProcess):
         self.closers.append(self.store.close)
         self.instances = Informer(self.store, keys.DB_INSTANCES, R.InstanceRecord)
         self.guests = Informer(self.store, keys.GUESTS, R.GuestRecord)
-        informers = (self.instances, self.guests)
+        self.backup_records = Informer(self.store, keys.DB_BACKUPS, R.BackupRecord)
+        informers = (self.instances, self.guests, self.backup_records)
         for informer in informers:
             self.spawn(informer.run())
         self.compute = ComputeClient(cfg.api_address, cfg.service_token, tls.client(cfg))
@@ -45,10 +50,18 @@ class DatabaseProcess(process.ServiceProcess):
                              auth.for_users(cfg, lambda **kw: GuestAuthenticator(self.guests, **kw)),
                              tls.server(cfg))
         self.hub = GuestHub(self.store, self.instances, self.guests, cfg.agent_heartbeat_expiry)
+        self.backups = Backups(self.store, self.backup_records, self.instances,
+                               BackupStore(os.path.join(cfg.state_dir, "backups")))
+        self.backups.hub = self.hub
+        self.hub.backups = self.backups
         self.server.add(database_pb2_grpc.add_DatabaseServiceServicer_to_server,
                         DatabaseServicer(self.store, self.instances, self.compute,
-                                         self.hub, cfg.default_datastore, cfg.usage_timeout),
+                                         self.hub, cfg.default_datastore, cfg.usage_timeout,
+                                         self.backups),
                         database_pb2.DESCRIPTOR.services_by_name["DatabaseService"])
+        self.server.add(backups_pb2_grpc.add_BackupServiceServicer_to_server,
+                        BackupServicer(self.store, self.backups),
+                        backups_pb2.DESCRIPTOR.services_by_name["BackupService"])
         self.server.add(datastores_pb2_grpc.add_DatastoreServiceServicer_to_server,
                         DatastoreServicer(self.store),
                         datastores_pb2.DESCRIPTOR.services_by_name["DatastoreService"])
@@ -65,10 +78,14 @@ class DatabaseProcess(process.ServiceProcess):
         self.election = LeaderElection(self.store, "database-taskmanager")
         for informer in informers:
             await informer.synced.wait()
-        self.spawn(self.election.run(self.taskmanager.lead))
+        self.spawn(self.election.run(self.lead))
         self.spawn(self.hub.watchdog())
         await self.server.set_serving()
         return self
+
+    async def lead(self) -> None:
+        """The leader's work: instance builds and deletes, and backups."""
+        await asyncio.gather(self.taskmanager.lead(), self.backups.lead())
 
 
 def _read_ca(cfg: config.Config) -> str:

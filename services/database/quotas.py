@@ -1,6 +1,7 @@
-"""Database quotas (Trove's max_instances_per_tenant and
-max_volumes_per_tenant, in GB): the usage key changes in the same etcd
-transaction as the instance record, compared on its mod_revision."""
+"""Database quotas (Trove's max_instances_per_tenant,
+max_volumes_per_tenant in GB and max_backups_per_tenant): the usage key
+changes in the same etcd transaction as the instance or backup record,
+compared on its mod_revision."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from nimbus.database.v1 import records_pb2 as R
 from nimbus.store import keys
 from nimbus.store.store import Store
 
-DEFAULTS = {"instances": 10, "volumes": 40}
+DEFAULTS = {"instances": 10, "volumes": 40, "backups": 50}   # Trove: max_backups_per_tenant 50
 
 
 @dataclasses.dataclass

@@ -271,10 +271,17 @@ class TaskManager:
             rec = await self.save(rec.instance.id, lambda r: setattr(r, "stage", R.STAGE_PREPARE_SENT))
         if rec.instance.service_status == D.SERVICE_STATUS_HEALTHY or rec.guest_id in self.prepared:
             return   # the HEALTHY heartbeat ends the build; prepare again only after a restart
-        result = await self.hub.call(rec.guest_id, timeout=max(1.0, remaining(rec)),
-                                     prepare=G.Prepare(manager=rec.manager, databases=rec.databases,
-                                                       users=rec.users,
-                                                       volume_size_gb=rec.instance.volume.size_gb))
+        prepare = G.Prepare(manager=rec.manager, databases=rec.databases, users=rec.users,
+                            volume_size_gb=rec.instance.volume.size_gb)
+        if rec.restore_backup_id:
+            source = await self.store.get(keys.db_backup(rec.restore_backup_id), R.BackupRecord)
+            if source is None:
+                raise BuildFailed(D.TASK_STATUS_BUILDING_ERROR_GUEST,
+                                  f"backup {rec.restore_backup_id} was deleted before the restore")
+            prepare.restore.CopyFrom(G.RestoreFrom(
+                backup_id=source.msg.backup.id, checksum_sha256=source.msg.backup.checksum_sha256,
+                size_bytes=source.msg.backup.size_bytes))
+        result = await self.hub.call(rec.guest_id, timeout=max(1.0, remaining(rec)), prepare=prepare)
         if not result.ok:
             raise BuildFailed(D.TASK_STATUS_BUILDING_ERROR_GUEST, f"prepare failed: {result.error}")
         self.prepared.add(rec.guest_id)

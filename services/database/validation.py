@@ -16,11 +16,12 @@ from nimbus.compute.v1 import compute_pb2 as C
 from nimbus.compute.v1 import networks_pb2 as N
 from nimbus.database.v1 import database_pb2 as D
 from nimbus.database.v1 import datastores_pb2 as S
+from nimbus.database.v1 import records_pb2 as R
 from nimbus.services.database import naming
 from nimbus.services.database.datastores import resolve
 
 LOCALITIES = {"affinity": 1, "anti-affinity": 2}   # ServerGroup.Policy
-NOT_YET = "is not supported yet: replication and backups come with the next issue"
+NOT_YET = "is not supported yet: replication comes with the next step of issue 10"
 
 
 @dataclasses.dataclass
@@ -28,6 +29,7 @@ class Resolved:
     datastore: S.Datastore
     version: S.DatastoreVersion
     flavor: C.Flavor
+    restore: R.BackupRecord | None = None
 
 
 def check_shape(req: D.CreateInstanceRequest) -> None:
@@ -36,7 +38,7 @@ def check_shape(req: D.CreateInstanceRequest) -> None:
         raise errors.InvalidArgument("name", "1 to 255 characters are required")
     if not req.flavor_ref:
         raise errors.InvalidArgument("flavor_ref", "a flavor is required")
-    for field in ("replica_of", "replica_count", "restore_point"):
+    for field in ("replica_of", "replica_count"):
         if getattr(req, field):
             raise errors.InvalidArgument(field, NOT_YET)
     if req.locality and req.locality not in LOCALITIES:
@@ -114,7 +116,7 @@ async def _call(call, not_found: errors.NotFound, field: str):
 
 
 async def check_create(req: D.CreateInstanceRequest, store, default_datastore: str,
-                       compute) -> Resolved:
+                       compute, backups=None, who=None) -> Resolved:
     check_shape(req)
     ds, version = await resolve(store, req.datastore.type, req.datastore.version, default_datastore)
     check_volume(req, version)
@@ -134,4 +136,8 @@ async def check_create(req: D.CreateInstanceRequest, store, default_datastore: s
     for i, nic in enumerate(req.nics):
         await _call(compute.networks.GetNetwork(N.GetNetworkRequest(id=nic), metadata=compute.metadata),
                     errors.NotFound("network", nic), f"nics[{i}]")
-    return Resolved(ds, version, flavor)
+    restore = None
+    if req.HasField("restore_point"):
+        restore = await backups.restore_source(who.project_id, who.is_admin, req.restore_point.backup_ref,
+                                               ds.name, req.volume.size_gb, version.volume_support)
+    return Resolved(ds, version, flavor, restore)

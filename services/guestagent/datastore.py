@@ -151,6 +151,18 @@ class Datastore:
     async def enable_root(self, root: G.GuestUser) -> None:
         raise NotImplementedError
 
+    async def backup_command(self) -> tuple[list[str], dict, str]:
+        """(argv, environment, tool name) of a dump to stdout (backup.py)."""
+        raise NotImplementedError
+
+    def restore_command(self) -> tuple[list[str], dict]:
+        """(argv, environment) of the client that loads a dump from stdin."""
+        raise NotImplementedError
+
+    def restore_keep(self):
+        """A fresh predicate over the dump's lines: False drops the line."""
+        raise NotImplementedError
+
     # ---- shared -----------------------------------------------------------
 
     @property
@@ -174,8 +186,10 @@ class Datastore:
         with open(path) as f:
             return f.read().strip()
 
-    async def prepare(self, prepare: G.Prepare) -> None:
-        """Idempotent: a second prepare finds the data there and the server up."""
+    async def prepare(self, prepare: G.Prepare, restore=None) -> None:
+        """Idempotent: a second prepare finds the data there and the server up.
+        `restore()` (a backup to load) runs once, after securing and before
+        the request's databases and users, which may overlap the backup's."""
         os.makedirs(self.root, exist_ok=True)
         os.chmod(self.root, 0o711)
         for path in (self.data, self.rundir):
@@ -193,6 +207,10 @@ class Datastore:
             await self.start()
         if fresh:
             await self.secure(password)
+        marker = os.path.join(self.root, "restored")
+        if restore is not None and not os.path.exists(marker):
+            await restore()
+            open(marker, "w").close()
         await self.create_databases(prepare.databases)
         await self.create_users(list(prepare.users))
         if fresh:

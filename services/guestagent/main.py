@@ -26,6 +26,7 @@ from nimbus.database.v1 import guest_pb2 as G
 from nimbus.database.v1 import guest_pb2_grpc
 from nimbus.rpc import tls
 from nimbus.rpc.server import channel
+from nimbus.services.guestagent import backup
 from nimbus.services.guestagent.datastore import Datastore, DatastoreError
 from nimbus.services.guestagent.mariadb import MariaDB
 from nimbus.services.guestagent.postgresql import PostgreSQL
@@ -87,7 +88,9 @@ class GuestAgent:
             "revoke_access": lambda c: self.datastore.revoke(c.user, c.host, c.databases[0]),
             "enable_root": self.datastore.enable_root,
             "new_credential": self._keep_credential,
+            "take_backup": self._take_backup,
         }
+        self.stub: guest_pb2_grpc.GuestAgentServiceStub | None = None
 
     def _saved_credential(self) -> str | None:
         try:
@@ -131,12 +134,50 @@ class GuestAgent:
         async with self.preparing:   # a prepare sent again while one runs waits for it
             if not (self.datastore.prepared and self.datastore.running):
                 self.set_status(D.SERVICE_STATUS_BUILDING)   # a repeated prepare stays HEALTHY
+            restore = None
+            if cmd.HasField("restore"):
+                async def restore():
+                    await self._rpc(backup.load(self.datastore, self._download(cmd.restore.backup_id),
+                                                cmd.restore), "restore")
             try:
-                await self.datastore.prepare(cmd)
+                await self.datastore.prepare(cmd, restore)
             except DatastoreError as exc:
                 self.set_status(D.SERVICE_STATUS_FAILED, str(exc))
                 raise
             self.set_status(D.SERVICE_STATUS_HEALTHY)
+
+    def _metadata(self):
+        return (("authorization", f"Bearer guest.{self.guest_id}.{self._credential}"),)
+
+    @staticmethod
+    async def _rpc(call, what: str):
+        try:
+            return await call
+        except grpc.aio.AioRpcError as exc:
+            raise DatastoreError(f"{what}: {exc.code().name}: {exc.details()}") from None
+
+    async def _download(self, backup_id: str):
+        call = self.stub.DownloadBackup(G.DownloadBackupRequest(backup_id=backup_id),
+                                        metadata=self._metadata())
+        async for msg in call:
+            yield msg.data
+
+    async def _take_backup(self, cmd: G.TakeBackup) -> None:
+        """Dump and upload; DatabaseService marks it COMPLETED as the upload ends."""
+        if not (self.datastore.prepared and self.datastore.running):
+            raise DatastoreError(f"{self.datastore.manager} is not running")
+        failure: list[DatastoreError] = []
+        try:
+            await self.stub.UploadBackup(backup.upload_requests(self.datastore, cmd.backup_id, failure),
+                                         metadata=self._metadata())
+        except (grpc.aio.AioRpcError, asyncio.CancelledError) as exc:
+            if failure:
+                raise failure[0] from None
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise DatastoreError(f"upload: {exc.code().name}: {exc.details()}") from None
+        if failure:
+            raise failure[0]
 
     async def _restart(self, _cmd) -> None:
         await self.datastore.restart()
@@ -185,9 +226,8 @@ class GuestAgent:
 
     async def session(self) -> None:
         """One connection: Hello, then heartbeats and results out, commands in."""
-        token = f"guest.{self.guest_id}.{self._credential}"
         async with channel(self.address, self.control_tls) as ch:
-            stub = guest_pb2_grpc.GuestAgentServiceStub(ch)
+            stub = self.stub = guest_pb2_grpc.GuestAgentServiceStub(ch)
             self.outbox = asyncio.Queue()
             await self.outbox.put(G.ConnectRequest(hello=G.Hello(guest_id=self.guest_id)))
             await self.outbox.put(self.heartbeat())
@@ -195,7 +235,7 @@ class GuestAgent:
             async def requests():
                 while True:
                     yield await self.outbox.get()
-            call = stub.Connect(requests(), metadata=(("authorization", f"Bearer {token}"),))
+            call = stub.Connect(requests(), metadata=self._metadata())
             try:
                 async for cmd in call:
                     task = asyncio.create_task(self.handle(cmd))

@@ -171,3 +171,33 @@ class MariaDB(Datastore):
 
     async def root_enabled(self) -> bool:
         return bool(await self.sql("SELECT 1 FROM mysql.user WHERE User = 'root' AND Host = '%'"))
+
+    # ---- backups (backup.py) -----------------------------------------------
+
+    def _client_env(self) -> dict:
+        return {**os.environ, "MYSQL_PWD": self.admin_password()}
+
+    async def backup_command(self) -> tuple[list[str], dict, str]:
+        databases = await self.databases()
+        # --system=users: accounts and grants as CREATE USER / GRANT, not
+        # the mysql schema's tables (which would overwrite the target's).
+        argv = ["mariadb-dump", "--no-defaults", f"--socket={self.socket}", f"--user={ADMIN}",
+                "--single-transaction", "--routines", "--triggers", "--events", "--system=users"]
+        if databases:
+            argv += ["--databases", *databases]
+        return argv, self._client_env(), "mariadb-dump"
+
+    def restore_command(self) -> tuple[list[str], dict]:
+        return (["mariadb", "--no-defaults", f"--socket={self.socket}", f"--user={ADMIN}"],
+                self._client_env())
+
+    def restore_keep(self):
+        """Drop the account statements about this guest's own accounts
+        (the agent's admin, root, the system ones); rows pass untouched."""
+        system = {ADMIN, self.root_user, "mariadb.sys", "PUBLIC",
+                  os.environ.get("NIMBUS_DATASTORE_USER", "nimbus-db")}
+        marks = [q + name.encode() + q + b"@" for name in system for q in (b"`", b"'")]
+
+        def keep(line: bytes) -> bool:
+            return line.startswith(b"INSERT") or not any(m in line for m in marks)
+        return keep

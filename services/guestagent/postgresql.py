@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import re
 import secrets
 import shutil
 
@@ -235,3 +236,31 @@ class PostgreSQL(Datastore):
     async def root_enabled(self) -> bool:
         return bool(await self.sql(
             f"SELECT 1 FROM pg_roles WHERE rolname = {quote_literal(self.root_user)} AND rolcanlogin"))
+
+    # ---- backups (backup.py) -----------------------------------------------
+
+    def _dsn(self) -> str:
+        return f"host=127.0.0.1 port={self.port} user={ADMIN} dbname=postgres connect_timeout=5"
+
+    async def backup_command(self) -> tuple[list[str], dict, str]:
+        return ([os.path.join(BIN, "pg_dumpall"), "-d", self._dsn()],
+                {**os.environ, "PGPASSWORD": self._connect_password()}, "pg_dumpall")
+
+    def restore_command(self) -> tuple[list[str], dict]:
+        return (["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", self._dsn()],
+                {**os.environ, "PGPASSWORD": self._connect_password()})
+
+    def restore_keep(self):
+        """Drop the roles section's statements about nimbus_admin and
+        postgres (this instance has its own); from the first \\connect on,
+        the databases' own contents pass untouched."""
+        own = re.compile(rb'^(CREATE|ALTER|COMMENT ON) ROLE "?(%s|%s)"?[ ;]'
+                         % (ADMIN.encode(), self.root_user.encode()))
+        in_roles = True
+
+        def keep(line: bytes) -> bool:
+            nonlocal in_roles
+            if in_roles and line.startswith(b"\\connect"):
+                in_roles = False
+            return not (in_roles and own.match(line))
+        return keep

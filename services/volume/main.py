@@ -29,6 +29,10 @@ class VolumeManagerProcess(process.ServiceProcess):
         backend = volumebackend.make(backend_name, root=os.path.join(cfg.state_dir, "volumes"),
                                      ceph_conf=cfg.ceph_conf, volumes_pool=cfg.rbd_volumes_pool,
                                      images_pool=cfg.rbd_images_pool)
+        if hasattr(backend, "close"):
+            async def close_backend():
+                backend.close()   # waits for librados calls in flight
+            self.closers.append(close_backend)
         self.store = await Store.connect(cfg.etcd_endpoint, cfg.etcd_prefix, cfg.etcd_timeout)
         self.closers.append(self.store.close)
         self.api_channel = channel(cfg.api_address, tls.client(cfg))
@@ -36,7 +40,7 @@ class VolumeManagerProcess(process.ServiceProcess):
         images = image_source(compute_pb2_grpc.ComputeServiceStub(self.api_channel),
                               auth.service_metadata(cfg.service_token))
         self.manager = VolumeManager(self.store, backend, backend_name, images)
-        for informer in (self.manager.volumes, self.manager.snapshots):
+        for informer in (self.manager.volumes, self.manager.snapshots, self.manager.instances):
             self.spawn(informer.run())
         await ensure_volume_type(self.store, cfg.default_volume_type, backend_name)
         self.server = Server("volume", cfg.listen or config.DEFAULT_VOLUME_ADDRESS,

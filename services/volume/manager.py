@@ -14,6 +14,10 @@ step left), so a volume ends available, error or gone, never creating.
     deleting   -> gone, quota released | error_deleting (fault)
     snapshot creating -> available     | error
     snapshot deleting -> gone          | error_deleting
+    attaching  -> the connection (how the host reaches the volume) written
+                  into the server's InstanceVolume; the host does the rest
+    attached to a server that is gone (deleted) -> available, or deleting
+                  when the attachment says delete_on_termination
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from nimbus.store import keys
 from nimbus.store.informer import DELETED, Informer
 from nimbus.store.store import Store, now
 from nimbus.volume.v1 import volume_pb2 as V
-from nimbus.volumebackend import BackendError
+from nimbus.volumebackend import BackendBusy, BackendError
 
 _log = log.get("nimbus.volume.manager")
 VS, SS = L.VS, L.SS
@@ -37,6 +41,13 @@ VS, SS = L.VS, L.SS
 
 class Stale(Exception):
     """The record moved on while we worked (someone else's step won)."""
+
+
+ATTACHED = (VS.VOLUME_STATUS_ATTACHING, VS.VOLUME_STATUS_IN_USE, VS.VOLUME_STATUS_DETACHING)
+
+
+class LostRace(Exception):
+    """A transaction lost to a concurrent change: reconcile again."""
 
 
 class VolumeManager:
@@ -47,20 +58,36 @@ class VolumeManager:
         self.images = images          # (image_id) -> (Image, chunks factory), from the API
         self.volumes = Informer(store, keys.VOLUMES, R.VolumeRecord)
         self.snapshots = Informer(store, keys.SNAPSHOTS, R.SnapshotRecord)
+        # Servers, to release the volumes of a deleted one.
+        self.instances = Informer(store, keys.INSTANCES, R.InstanceRecord)
         self.controller = Controller(f"volume-manager-{backend_name}", self.reconcile)
 
     # ---- leading ---------------------------------------------------------------
 
     def _mine(self, msg) -> bool:
         if isinstance(msg, R.VolumeRecord):
-            return msg.volume.backend == self.backend_name and msg.volume.status in L.VOLUME_WORK
+            return msg.volume.backend == self.backend_name and (
+                msg.volume.status in L.VOLUME_WORK or msg.volume.attachments)
         return msg.backend == self.backend_name and msg.snapshot.status in L.SNAPSHOT_WORK
 
     def _on_change(self, kind, key, new, old) -> None:
         if kind != DELETED and self._mine(new.msg):
             self.controller.enqueue(key)
 
+    def _on_instance(self, kind, key, new, old) -> None:
+        if kind == DELETED and old is not None:
+            for iv in old.msg.volumes:
+                self.controller.enqueue(keys.volume(iv.volume_id))
+
     async def lead(self) -> None:
+        await self.instances.synced.wait()
+        self.instances.add_listener(self._on_instance)
+        try:
+            await self._lead()
+        finally:
+            self.instances.remove_listener(self._on_instance)
+
+    async def _lead(self) -> None:
         informers = (self.volumes, self.snapshots)
         for informer in informers:
             await informer.synced.wait()
@@ -105,13 +132,67 @@ class VolumeManager:
                 await self.backend.delete(rec.volume.id)
                 crashpoints.reach("volume-deleted-on-backend")
                 await self._remove(key)
+            elif rec.volume.attachments:
+                await self._attachments(got)
         except BackendError as exc:
+            if status not in L.VOLUME_WORK:
+                raise   # an attachment's step: the controller tries again
             await self._fail(key, status, str(exc))
+
+    async def _attachments(self, got) -> None:
+        """Give an attaching server its connection; release a volume whose
+        server is gone. Each in one transaction comparing both records."""
+        volume = got.msg.volume
+        for attachment in volume.attachments:
+            ikey = keys.instance(attachment.server_id)
+            inst = await self.store.get(ikey, R.InstanceRecord)
+            iv = next((v for v in inst.msg.volumes if v.volume_id == volume.id),
+                      None) if inst is not None else None
+            vrec = R.VolumeRecord()
+            vrec.CopyFrom(got.msg)
+            if iv is None:
+                kept = [a for a in vrec.volume.attachments if a.server_id != attachment.server_id]
+                del vrec.volume.attachments[:]
+                vrec.volume.attachments.extend(kept)
+                if not kept:
+                    doomed = attachment.delete_on_termination and not vrec.snapshot_ids
+                    if doomed:
+                        vrec.volume.status = VS.VOLUME_STATUS_DELETING
+                    elif vrec.volume.status in ATTACHED:
+                        vrec.volume.status = VS.VOLUME_STATUS_AVAILABLE
+                L.touch(vrec.volume)
+                compares = [self.store.mod_is(ikey, inst.mod_revision if inst else 0)]
+                ops = [self.store.put(keys.volume(volume.id), vrec)]
+                _log.info("volume released by a deleted server", volume_id=volume.id,
+                          server_id=attachment.server_id,
+                          status=L.volume_status(vrec.volume.status))
+            elif (iv.state == R.InstanceVolume.STATE_ATTACHING and not iv.connection.driver
+                  and not iv.error and volume.status in (VS.VOLUME_STATUS_ATTACHING,
+                                                         VS.VOLUME_STATUS_ERROR)):
+                if volume.status == VS.VOLUME_STATUS_ERROR:
+                    iv.error = volume.fault or "the volume could not be created"   # the build fails
+                else:
+                    iv.connection.CopyFrom(await self.backend.connection(volume.id))
+                compares = [self.store.mod_is(ikey, inst.mod_revision)]
+                ops = [self.store.put(ikey, inst.msg)]
+            else:
+                continue
+            vkey = keys.volume(volume.id)
+            resp = await self.store.txn([self.store.mod_is(vkey, got.mod_revision), *compares], ops)
+            if not resp.succeeded:
+                # The server changed meanwhile (its host reports often): the
+                # controller runs this again after a short backoff.
+                raise LostRace(f"{vkey} or {ikey} changed; again")
+            return   # one step; the write re-enqueues the key for the next
 
     async def _create(self, rec: R.VolumeRecord) -> None:
         v = rec.volume
         if v.snapshot_id:
-            await self.backend.create_from_snapshot(v.id, v.snapshot_id, v.size_gb)
+            snap = await self.store.get(keys.snapshot(v.snapshot_id), R.SnapshotRecord)
+            if snap is None:
+                raise BackendError(f"snapshot {v.snapshot_id} was deleted")
+            await self.backend.create_from_snapshot(v.id, v.snapshot_id, v.size_gb,
+                                                    snapshot_volume_id=snap.msg.snapshot.volume_id)
         elif v.source_volume_id:
             await self.backend.create_from_volume(v.id, v.source_volume_id, v.size_gb)
         elif v.image_id:
@@ -128,6 +209,9 @@ class VolumeManager:
             if rec.volume.status != expected:
                 raise Stale()
             rec.volume.status = status
+            if status == VS.VOLUME_STATUS_AVAILABLE and rec.volume.attachments:
+                # Made for a server's boot: its attach follows at once.
+                rec.volume.status = VS.VOLUME_STATUS_ATTACHING
             if extended:
                 rec.volume.size_gb, rec.extend_to_gb = rec.extend_to_gb, 0
             rec.volume.fault = ""
@@ -179,6 +263,9 @@ class VolumeManager:
             elif status == SS.SNAPSHOT_STATUS_DELETING:
                 await self.backend.delete_snapshot(snap.id, snap.volume_id)
                 await self._remove_snapshot(key)
+        except BackendBusy as exc:
+            # Cinder's SnapshotIsBusy: the snapshot stays, available, saying why.
+            await self._snapshot_status(key, status, SS.SNAPSHOT_STATUS_AVAILABLE, str(exc))
         except BackendError as exc:
             failed = (SS.SNAPSHOT_STATUS_ERROR if status == SS.SNAPSHOT_STATUS_CREATING
                       else SS.SNAPSHOT_STATUS_ERROR_DELETING)

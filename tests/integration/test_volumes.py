@@ -14,7 +14,6 @@ from nimbus import quota
 from nimbus.compute.v1 import quotas_pb2, quotas_pb2_grpc
 from nimbus.imagebackend import qemu_img
 from nimbus.volume.v1 import volume_pb2 as V
-from nimbus.watch import absent_unless_read, until
 from stack import ADMIN, Stack, expect, make_qcow2, user
 
 VS, SS = V.VolumeStatus, V.SnapshotStatus
@@ -39,26 +38,16 @@ def volume_file(stack, volume_id: str) -> str:
     return os.path.join(stack.cfg.state_dir, "volumes", f"volume-{volume_id}")
 
 
-async def wait_volume(stack, volume_id: str, predicate, timeout: float = 30):
-    call = stack.volumes.WatchVolumes(V.WatchVolumesRequest(id=volume_id), metadata=ADMIN)
-    gone = absent_unless_read(lambda: stack.volumes.GetVolume(V.GetVolumeRequest(id=volume_id),
-                                                              metadata=ADMIN))
-    return await until(call, V.WatchVolumesResponse, "volume", predicate, timeout, gone)
-
-
 async def wait_status(stack, volume_id: str, *statuses):
-    return await wait_volume(stack, volume_id, lambda v: v is not None and v.status in statuses)
+    return await stack.wait_volume(volume_id, lambda v: v is not None and v.status in statuses)
 
 
 async def wait_gone(stack, volume_id: str):
-    assert await wait_volume(stack, volume_id, lambda v: v is None) is None
+    assert await stack.wait_volume(volume_id, lambda v: v is None) is None
 
 
-async def wait_snapshot(stack, snapshot_id: str, predicate, timeout: float = 30):
-    call = stack.volumes.WatchSnapshots(V.WatchSnapshotsRequest(id=snapshot_id), metadata=ADMIN)
-    gone = absent_unless_read(lambda: stack.volumes.GetSnapshot(
-        V.GetSnapshotRequest(id=snapshot_id), metadata=ADMIN))
-    return await until(call, V.WatchSnapshotsResponse, "snapshot", predicate, timeout, gone)
+async def wait_snapshot(stack, snapshot_id: str, predicate):
+    return await stack.wait_snapshot(snapshot_id, predicate)
 
 
 async def create(stack, me, **fields) -> V.Volume:

@@ -75,8 +75,8 @@ def cli(ctx: click.Context, api, token, cacert, database_api, cloud, timeout):
 
 
 def _register() -> None:
-    from nimbus.cli import databases, flavors, images, keypairs, networks, quotas, servers
-    for module in (servers, images, flavors, keypairs, networks, quotas, databases):
+    from nimbus.cli import databases, flavors, images, keypairs, networks, quotas, servers, volumes
+    for module in (servers, images, flavors, keypairs, networks, quotas, databases, volumes):
         for group in module.GROUPS:
             cli.add_command(group)
 

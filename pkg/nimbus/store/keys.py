@@ -7,6 +7,7 @@
     allocations/<host>/<consumer>    Allocation
     flavors/<id>                     Flavor
     images/<id>                      ImageRecord
+    image-members/<image>/<project>  ImageMember (Glance's image sharing)
     leaders/<role>                   the elected leader's id, on its lease
     keypairs/<user>/<name>           KeyPair (public half only)
     security-groups/<project>/<id>   SecurityGroup with its rules
@@ -53,6 +54,7 @@ USAGES = "usages/"
 CLIENT_TOKENS = "client-tokens/"
 COMPUTE_SERVICES = "compute-services/"
 FLAVOR_ACCESS = "flavor-access/"
+IMAGE_MEMBERS = "image-members/"
 EC2_IDS = "ec2-ids/"
 EC2_UUIDS = "ec2-uuids/"
 
@@ -115,6 +117,11 @@ def quota(project_id: str) -> str:
 
 def usage(project_id: str) -> str:
     return USAGES + project_id
+
+
+def image_member(image_id: str, project_id: str = "") -> str:
+    """image-members/<image>/<project>; without a project: the image's prefix."""
+    return f"{IMAGE_MEMBERS}{image_id}/{project_id}"
 
 
 def flavor_access(flavor_id: str, project_id: str = "") -> str:
@@ -197,6 +204,7 @@ DB_DATASTORES = "db/datastores/"
 DB_QUOTAS = "db/quotas/"
 DB_USAGES = "db/usages/"
 GUESTS = "guests/"
+DB_BACKUPS = "db/backups/"
 
 
 def db_instance(instance_id: str) -> str:
@@ -250,3 +258,7 @@ def snapshot(snapshot_id: str) -> str:
 
 def volume_type(name: str) -> str:
     return VOLUME_TYPES + name
+
+
+def db_backup(backup_id: str) -> str:
+    return DB_BACKUPS + backup_id

@@ -278,6 +278,11 @@ class Store:
         resp = await self._kv.Range(rpc.RangeRequest(key=self.key(suffix), keys_only=True))
         return resp.kvs[0].mod_revision if resp.kvs else None
 
+    async def current_revision(self) -> int:
+        """etcd's revision now."""
+        resp = await self._kv.Range(rpc.RangeRequest(key=self.key(""), keys_only=True, limit=1))
+        return resp.header.revision
+
     async def count(self, suffix: str) -> int:
         """How many keys lie under a prefix."""
         key = self.key(suffix)

@@ -7,6 +7,10 @@
   backend — files or RBD —, bridge interfaces with the ports' MACs, a serial
   console to a file, direct kernel boot when the image has a kernel).
 - `spawn`: define, start paused, plug the VIFs, resume, wait until RUNNING.
+- `attach_disk` / `detach_disk`: a volume's disk added or removed, live and
+  in the persistent definition on a real hypervisor (LIVE|CONFIG; CONFIG
+  alone while the domain is off), in the persistent definition only on the
+  test driver (no hot-plug); libvirt.xml follows either way.
 
 libvirt calls block, so each driver runs them on its own single thread (one
 per connection keeps them ordered and off the event loop). virt_type `test`
@@ -22,6 +26,7 @@ import os
 import shutil
 import time
 from typing import Awaitable, Callable
+from xml.etree import ElementTree
 from xml.sax.saxutils import escape, quoteattr
 
 import libvirt
@@ -130,6 +135,31 @@ def _disk_xml(disk: GuestDisk) -> str:
             f"<driver name='qemu' type='{src.format}' cache='{cache}'/>"
             f"<source file={quoteattr(src.path)}/>"
             f"<target dev='{disk.dev}' bus='{disk.bus}'/>{readonly}</disk>")
+
+
+def _find_disk(domain: ElementTree.Element, dev: str):
+    for disk in domain.iter("disk"):
+        target = disk.find("target")
+        if target is not None and target.get("dev") == dev:
+            return disk
+    return None
+
+
+def edit_disks(xml: str, dev: str, add: str | None) -> str | None:
+    """The domain XML with the disk at `dev` added (`add`: its XML) or
+    removed (`add` None); None when there is nothing to change."""
+    domain = ElementTree.fromstring(xml)
+    found = _find_disk(domain, dev)
+    devices = domain.find("devices")
+    if add is not None:
+        if found is not None:
+            return None
+        devices.append(ElementTree.fromstring(add))
+    else:
+        if found is None:
+            return None
+        devices.remove(found)
+    return ElementTree.tostring(domain, encoding="unicode")
 
 
 def guest_xml(cfg: GuestConfig) -> str:
@@ -358,6 +388,58 @@ class LibvirtDriver:
             return ""
         lines = data.decode("utf-8", "replace").splitlines(keepends=True)
         return "".join(lines[-length:] if length else lines)
+
+    # ---- volumes (Nova's attach_volume / detach_volume) ----------------------
+
+    def _disk_sync(self, instance_id: str, dev: str, add: str | None) -> None:
+        dom = self._domain_sync(instance_id)
+        live = self.virt_type != "test" and dom.isActive()
+        if self.virt_type == "test":
+            # No hot-plug: the persistent definition only.
+            new = edit_disks(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), dev, add)
+            if new is not None:
+                self.conn.defineXML(new)
+        else:
+            flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG | (libvirt.VIR_DOMAIN_AFFECT_LIVE if live else 0)
+            current = ElementTree.fromstring(dom.XMLDesc(0 if live else libvirt.VIR_DOMAIN_XML_INACTIVE))
+            found = _find_disk(current, dev)
+            if add is not None and found is None:
+                dom.attachDeviceFlags(add, flags)
+            elif add is None and found is not None:
+                dom.detachDeviceFlags(ElementTree.tostring(found, encoding="unicode"), flags)
+        path = os.path.join(self.instance_dir(instance_id), "libvirt.xml")
+        if os.path.exists(path):
+            with open(path) as f:
+                new = edit_disks(f.read(), dev, add)
+            if new is not None:
+                with open(path + ".tmp", "w") as f:
+                    f.write(new)
+                os.replace(path + ".tmp", path)
+
+    async def attach_disk(self, instance_id: str, disk: GuestDisk) -> None:
+        """Add a volume's disk (idempotent: one already at its target stays)."""
+        try:
+            await self._call(self._disk_sync, instance_id, disk.dev, _disk_xml(disk))
+        except libvirt.libvirtError as exc:
+            raise SpawnError(f"libvirt: {exc.get_error_message()}") from exc
+
+    async def detach_disk(self, instance_id: str, dev: str) -> None:
+        """Remove the disk at `dev` (idempotent)."""
+        try:
+            await self._call(self._disk_sync, instance_id, dev, None)
+        except libvirt.libvirtError as exc:
+            raise SpawnError(f"libvirt: {exc.get_error_message()}") from exc
+
+    def disk_targets(self, instance_id: str, inactive: bool = True) -> dict[str, str]:
+        """target dev -> source (file path or RBD name) in the definition."""
+        dom = self.conn.lookupByUUIDString(instance_id)
+        domain = ElementTree.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0))
+        out = {}
+        for disk in domain.iter("disk"):
+            source = disk.find("source")
+            if source is not None:
+                out[disk.find("target").get("dev")] = source.get("file") or source.get("name") or ""
+        return out
 
     async def instance_ids(self) -> set[str]:
         doms = await self._call(self.conn.listAllDomains)

@@ -6,7 +6,7 @@ runs it again: a create overwrites what a crashed create left, a delete of
 something already gone succeeds.
 
     create(volume_id, size_gb)                          an empty volume
-    create_from_snapshot(volume_id, snapshot_id, size_gb)
+    create_from_snapshot(volume_id, snapshot_id, size_gb, snapshot_volume_id=)
     create_from_volume(volume_id, source_id, size_gb)
     create_from_image(volume_id, image, chunks, size_gb)  image: compute Image,
                                                         chunks(): its bytes
@@ -15,6 +15,7 @@ something already gone succeeds.
     snapshot(snapshot_id, volume_id)
     delete_snapshot(snapshot_id, volume_id)
     exists(volume_id) -> bool
+    connection(volume_id) -> VolumeConnection   how a host reaches it (attach)
 
 A failure the user should read is a BackendError (its message becomes the
 volume's fault).
@@ -28,6 +29,11 @@ BACKENDS = ("file", "rbd")
 
 class BackendError(Exception):
     """An operation failed for a reason worth showing on the volume."""
+
+
+class BackendBusy(BackendError):
+    """Refused until something else goes first (a snapshot's clones): the
+    record goes back to where it was, with the reason as its fault."""
 
 
 def make(kind: str, *, root: str = "", ceph_conf: str = "", volumes_pool: str = "volumes",

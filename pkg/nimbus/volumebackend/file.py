@@ -68,7 +68,8 @@ class FileBackend:
             pass
         await self._publish(part, final, size_gb)
 
-    async def create_from_snapshot(self, volume_id: str, snapshot_id: str, size_gb: int) -> None:
+    async def create_from_snapshot(self, volume_id: str, snapshot_id: str, size_gb: int,
+                                   snapshot_volume_id: str = "") -> None:
         final = self.volume_path(volume_id)
         await self._copy(self.snapshot_path(snapshot_id), final + ".part")
         await self._publish(final + ".part", final, size_gb)
@@ -119,6 +120,11 @@ class FileBackend:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
+
+    async def connection(self, volume_id: str):
+        """How this machine's hypervisor reaches the volume: its file."""
+        from nimbus.state.v1 import records_pb2
+        return records_pb2.VolumeConnection(driver="file", path=self.volume_path(volume_id))
 
     async def exists(self, volume_id: str) -> bool:
         return os.path.exists(self.volume_path(volume_id))

@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from nimbus.volume.v1 import volume_pb2 as _volume_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -766,6 +767,90 @@ class CreateImageResponse(_message.Message):
     image: Image
     def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ...) -> None: ...
 
+class UpdateImageRequest(_message.Message):
+    __slots__ = ("ref", "name", "visibility")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VISIBILITY_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    name: str
+    visibility: str
+    def __init__(self, ref: _Optional[str] = ..., name: _Optional[str] = ..., visibility: _Optional[str] = ...) -> None: ...
+
+class UpdateImageResponse(_message.Message):
+    __slots__ = ("image",)
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    image: Image
+    def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ...) -> None: ...
+
+class ImageMember(_message.Message):
+    __slots__ = ("image_id", "member_id", "status", "created_at", "updated_at")
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    image_id: str
+    member_id: str
+    status: str
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, image_id: _Optional[str] = ..., member_id: _Optional[str] = ..., status: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class AddImageMemberRequest(_message.Message):
+    __slots__ = ("image_id", "member_id")
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    image_id: str
+    member_id: str
+    def __init__(self, image_id: _Optional[str] = ..., member_id: _Optional[str] = ...) -> None: ...
+
+class AddImageMemberResponse(_message.Message):
+    __slots__ = ("member",)
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    member: ImageMember
+    def __init__(self, member: _Optional[_Union[ImageMember, _Mapping]] = ...) -> None: ...
+
+class RemoveImageMemberRequest(_message.Message):
+    __slots__ = ("image_id", "member_id")
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    image_id: str
+    member_id: str
+    def __init__(self, image_id: _Optional[str] = ..., member_id: _Optional[str] = ...) -> None: ...
+
+class RemoveImageMemberResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListImageMembersRequest(_message.Message):
+    __slots__ = ("image_id",)
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    image_id: str
+    def __init__(self, image_id: _Optional[str] = ...) -> None: ...
+
+class ListImageMembersResponse(_message.Message):
+    __slots__ = ("members",)
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    members: _containers.RepeatedCompositeFieldContainer[ImageMember]
+    def __init__(self, members: _Optional[_Iterable[_Union[ImageMember, _Mapping]]] = ...) -> None: ...
+
+class UpdateImageMemberRequest(_message.Message):
+    __slots__ = ("image_id", "member_id", "status")
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    image_id: str
+    member_id: str
+    status: str
+    def __init__(self, image_id: _Optional[str] = ..., member_id: _Optional[str] = ..., status: _Optional[str] = ...) -> None: ...
+
+class UpdateImageMemberResponse(_message.Message):
+    __slots__ = ("member",)
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    member: ImageMember
+    def __init__(self, member: _Optional[_Union[ImageMember, _Mapping]] = ...) -> None: ...
+
 class DeleteImageRequest(_message.Message):
     __slots__ = ("ref",)
     REF_FIELD_NUMBER: _ClassVar[int]
@@ -787,3 +872,45 @@ class DownloadImageResponse(_message.Message):
     CHUNK_FIELD_NUMBER: _ClassVar[int]
     chunk: bytes
     def __init__(self, chunk: _Optional[bytes] = ...) -> None: ...
+
+class AttachVolumeRequest(_message.Message):
+    __slots__ = ("server_id", "volume_id", "device", "delete_on_termination")
+    SERVER_ID_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    DELETE_ON_TERMINATION_FIELD_NUMBER: _ClassVar[int]
+    server_id: str
+    volume_id: str
+    device: str
+    delete_on_termination: bool
+    def __init__(self, server_id: _Optional[str] = ..., volume_id: _Optional[str] = ..., device: _Optional[str] = ..., delete_on_termination: _Optional[bool] = ...) -> None: ...
+
+class AttachVolumeResponse(_message.Message):
+    __slots__ = ("attachment",)
+    ATTACHMENT_FIELD_NUMBER: _ClassVar[int]
+    attachment: _volume_pb2.VolumeAttachment
+    def __init__(self, attachment: _Optional[_Union[_volume_pb2.VolumeAttachment, _Mapping]] = ...) -> None: ...
+
+class DetachVolumeRequest(_message.Message):
+    __slots__ = ("server_id", "volume_id")
+    SERVER_ID_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    server_id: str
+    volume_id: str
+    def __init__(self, server_id: _Optional[str] = ..., volume_id: _Optional[str] = ...) -> None: ...
+
+class DetachVolumeResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListVolumeAttachmentsRequest(_message.Message):
+    __slots__ = ("server_id",)
+    SERVER_ID_FIELD_NUMBER: _ClassVar[int]
+    server_id: str
+    def __init__(self, server_id: _Optional[str] = ...) -> None: ...
+
+class ListVolumeAttachmentsResponse(_message.Message):
+    __slots__ = ("attachments",)
+    ATTACHMENTS_FIELD_NUMBER: _ClassVar[int]
+    attachments: _containers.RepeatedCompositeFieldContainer[_volume_pb2.VolumeAttachment]
+    def __init__(self, attachments: _Optional[_Iterable[_Union[_volume_pb2.VolumeAttachment, _Mapping]]] = ...) -> None: ...

@@ -147,6 +147,31 @@ class ComputeServiceStub:
                 request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.GetImageRequest.SerializeToString,
                 response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.GetImageResponse.FromString,
                 _registered_method=True)
+        self.UpdateImage = channel.unary_unary(
+                '/nimbus.compute.v1.ComputeService/UpdateImage',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.UpdateImageRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.UpdateImageResponse.FromString,
+                _registered_method=True)
+        self.AddImageMember = channel.unary_unary(
+                '/nimbus.compute.v1.ComputeService/AddImageMember',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.AddImageMemberRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.AddImageMemberResponse.FromString,
+                _registered_method=True)
+        self.RemoveImageMember = channel.unary_unary(
+                '/nimbus.compute.v1.ComputeService/RemoveImageMember',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.RemoveImageMemberRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.RemoveImageMemberResponse.FromString,
+                _registered_method=True)
+        self.ListImageMembers = channel.unary_unary(
+                '/nimbus.compute.v1.ComputeService/ListImageMembers',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ListImageMembersRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ListImageMembersResponse.FromString,
+                _registered_method=True)
+        self.UpdateImageMember = channel.unary_unary(
+                '/nimbus.compute.v1.ComputeService/UpdateImageMember',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.UpdateImageMemberRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.UpdateImageMemberResponse.FromString,
+                _registered_method=True)
         self.CreateImage = channel.stream_unary(
                 '/nimbus.compute.v1.ComputeService/CreateImage',
                 request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.CreateImageRequest.SerializeToString,
@@ -161,6 +186,21 @@ class ComputeServiceStub:
                 '/nimbus.compute.v1.ComputeService/DownloadImage',
                 request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.DownloadImageRequest.SerializeToString,
                 response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.DownloadImageResponse.FromString,
+                _registered_method=True)
+        self.AttachVolume = channel.unary_unary(
+                '/nimbus.compute.v1.ComputeService/AttachVolume',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.AttachVolumeRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.AttachVolumeResponse.FromString,
+                _registered_method=True)
+        self.DetachVolume = channel.unary_unary(
+                '/nimbus.compute.v1.ComputeService/DetachVolume',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.DetachVolumeRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.DetachVolumeResponse.FromString,
+                _registered_method=True)
+        self.ListVolumeAttachments = channel.unary_unary(
+                '/nimbus.compute.v1.ComputeService/ListVolumeAttachments',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ListVolumeAttachmentsRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ListVolumeAttachmentsResponse.FromString,
                 _registered_method=True)
 
 
@@ -329,6 +369,43 @@ class ComputeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateImage(self, request, context):
+        """UpdateImage renames an image or changes its visibility (its project
+        or an admin; public only by admins).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddImageMember(self, request, context):
+        """Image sharing (Glance's image members): the project owning a `shared`
+        image adds member projects; a member may boot the image by id at once
+        and sees it in ListImages once it has accepted (UpdateImageMember).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveImageMember(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListImageMembers(self, request, context):
+        """ListImageMembers: the owner sees every member, a member only itself.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateImageMember(self, request, context):
+        """UpdateImageMember: the member project (only) sets its status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateImage(self, request_iterator, context):
         """CreateImage: any member uploads (Glance's default), private to the
         project unless an admin makes it public. The first message carries the
@@ -350,6 +427,30 @@ class ComputeServiceServicer:
     def DownloadImage(self, request, context):
         """DownloadImage streams an image's bytes (hosts fetch images with it).
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AttachVolume(self, request, context):
+        """AttachVolume (Nova's os-volume_attachments) attaches an AVAILABLE
+        volume of the project to an ACTIVE or STOPPED server: the volume goes
+        ATTACHING at once and IN_USE when the server's host has added the disk
+        (follow it with VolumeService/WatchVolumes).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DetachVolume(self, request, context):
+        """DetachVolume: the volume goes DETACHING, then AVAILABLE once the host
+        has removed the disk.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVolumeAttachments(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -467,6 +568,31 @@ def add_ComputeServiceServicer_to_server(servicer, server):
                     request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.GetImageRequest.FromString,
                     response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.GetImageResponse.SerializeToString,
             ),
+            'UpdateImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateImage,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.UpdateImageRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.UpdateImageResponse.SerializeToString,
+            ),
+            'AddImageMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddImageMember,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.AddImageMemberRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.AddImageMemberResponse.SerializeToString,
+            ),
+            'RemoveImageMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveImageMember,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.RemoveImageMemberRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.RemoveImageMemberResponse.SerializeToString,
+            ),
+            'ListImageMembers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListImageMembers,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ListImageMembersRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ListImageMembersResponse.SerializeToString,
+            ),
+            'UpdateImageMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateImageMember,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.UpdateImageMemberRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.UpdateImageMemberResponse.SerializeToString,
+            ),
             'CreateImage': grpc.stream_unary_rpc_method_handler(
                     servicer.CreateImage,
                     request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.CreateImageRequest.FromString,
@@ -481,6 +607,21 @@ def add_ComputeServiceServicer_to_server(servicer, server):
                     servicer.DownloadImage,
                     request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.DownloadImageRequest.FromString,
                     response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.DownloadImageResponse.SerializeToString,
+            ),
+            'AttachVolume': grpc.unary_unary_rpc_method_handler(
+                    servicer.AttachVolume,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.AttachVolumeRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.AttachVolumeResponse.SerializeToString,
+            ),
+            'DetachVolume': grpc.unary_unary_rpc_method_handler(
+                    servicer.DetachVolume,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.DetachVolumeRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.DetachVolumeResponse.SerializeToString,
+            ),
+            'ListVolumeAttachments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVolumeAttachments,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ListVolumeAttachmentsRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ListVolumeAttachmentsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1091,6 +1232,141 @@ class ComputeService:
             _registered_method=True)
 
     @staticmethod
+    def UpdateImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.ComputeService/UpdateImage',
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.UpdateImageRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.UpdateImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddImageMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.ComputeService/AddImageMember',
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.AddImageMemberRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.AddImageMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveImageMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.ComputeService/RemoveImageMember',
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.RemoveImageMemberRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.RemoveImageMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListImageMembers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.ComputeService/ListImageMembers',
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.ListImageMembersRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.ListImageMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateImageMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.ComputeService/UpdateImageMember',
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.UpdateImageMemberRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.UpdateImageMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def CreateImage(request_iterator,
             target,
             options=(),
@@ -1161,6 +1437,87 @@ class ComputeService:
             '/nimbus.compute.v1.ComputeService/DownloadImage',
             nimbus_dot_compute_dot_v1_dot_compute__pb2.DownloadImageRequest.SerializeToString,
             nimbus_dot_compute_dot_v1_dot_compute__pb2.DownloadImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AttachVolume(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.ComputeService/AttachVolume',
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.AttachVolumeRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.AttachVolumeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DetachVolume(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.ComputeService/DetachVolume',
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.DetachVolumeRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.DetachVolumeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVolumeAttachments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.ComputeService/ListVolumeAttachments',
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.ListVolumeAttachmentsRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.ListVolumeAttachmentsResponse.FromString,
             options,
             channel_credentials,
             insecure,

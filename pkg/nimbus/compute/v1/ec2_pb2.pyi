@@ -109,3 +109,67 @@ class DescribeImagesResponse(_message.Message):
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     images: _containers.RepeatedCompositeFieldContainer[Ec2Image]
     def __init__(self, images: _Optional[_Iterable[_Union[Ec2Image, _Mapping]]] = ...) -> None: ...
+
+class DescribeVolumesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Ec2VolumeAttachment(_message.Message):
+    __slots__ = ("instance_id", "device", "status", "delete_on_termination")
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    DELETE_ON_TERMINATION_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    device: str
+    status: str
+    delete_on_termination: bool
+    def __init__(self, instance_id: _Optional[str] = ..., device: _Optional[str] = ..., status: _Optional[str] = ..., delete_on_termination: _Optional[bool] = ...) -> None: ...
+
+class Ec2Volume(_message.Message):
+    __slots__ = ("volume_id", "uuid", "size", "snapshot_id", "availability_zone", "status", "attachments")
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    UUID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
+    AVAILABILITY_ZONE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ATTACHMENTS_FIELD_NUMBER: _ClassVar[int]
+    volume_id: str
+    uuid: str
+    size: int
+    snapshot_id: str
+    availability_zone: str
+    status: str
+    attachments: _containers.RepeatedCompositeFieldContainer[Ec2VolumeAttachment]
+    def __init__(self, volume_id: _Optional[str] = ..., uuid: _Optional[str] = ..., size: _Optional[int] = ..., snapshot_id: _Optional[str] = ..., availability_zone: _Optional[str] = ..., status: _Optional[str] = ..., attachments: _Optional[_Iterable[_Union[Ec2VolumeAttachment, _Mapping]]] = ...) -> None: ...
+
+class DescribeVolumesResponse(_message.Message):
+    __slots__ = ("volumes",)
+    VOLUMES_FIELD_NUMBER: _ClassVar[int]
+    volumes: _containers.RepeatedCompositeFieldContainer[Ec2Volume]
+    def __init__(self, volumes: _Optional[_Iterable[_Union[Ec2Volume, _Mapping]]] = ...) -> None: ...
+
+class DescribeSnapshotsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Ec2Snapshot(_message.Message):
+    __slots__ = ("snapshot_id", "uuid", "volume_id", "volume_size", "status")
+    SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
+    UUID_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_SIZE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    snapshot_id: str
+    uuid: str
+    volume_id: str
+    volume_size: int
+    status: str
+    def __init__(self, snapshot_id: _Optional[str] = ..., uuid: _Optional[str] = ..., volume_id: _Optional[str] = ..., volume_size: _Optional[int] = ..., status: _Optional[str] = ...) -> None: ...
+
+class DescribeSnapshotsResponse(_message.Message):
+    __slots__ = ("snapshots",)
+    SNAPSHOTS_FIELD_NUMBER: _ClassVar[int]
+    snapshots: _containers.RepeatedCompositeFieldContainer[Ec2Snapshot]
+    def __init__(self, snapshots: _Optional[_Iterable[_Union[Ec2Snapshot, _Mapping]]] = ...) -> None: ...

@@ -47,6 +47,16 @@ class Ec2ServiceStub:
                 request_serializer=nimbus_dot_compute_dot_v1_dot_ec2__pb2.DescribeImagesRequest.SerializeToString,
                 response_deserializer=nimbus_dot_compute_dot_v1_dot_ec2__pb2.DescribeImagesResponse.FromString,
                 _registered_method=True)
+        self.DescribeVolumes = channel.unary_unary(
+                '/nimbus.compute.v1.Ec2Service/DescribeVolumes',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_ec2__pb2.DescribeVolumesRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_ec2__pb2.DescribeVolumesResponse.FromString,
+                _registered_method=True)
+        self.DescribeSnapshots = channel.unary_unary(
+                '/nimbus.compute.v1.Ec2Service/DescribeSnapshots',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_ec2__pb2.DescribeSnapshotsRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_ec2__pb2.DescribeSnapshotsResponse.FromString,
+                _registered_method=True)
 
 
 class Ec2ServiceServicer:
@@ -69,6 +79,20 @@ class Ec2ServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DescribeVolumes(self, request, context):
+        """DescribeVolumes lists the project's volumes with their EC2 ids (vol-).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DescribeSnapshots(self, request, context):
+        """DescribeSnapshots lists the project's snapshots with their EC2 ids (snap-).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_Ec2ServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -81,6 +105,16 @@ def add_Ec2ServiceServicer_to_server(servicer, server):
                     servicer.DescribeImages,
                     request_deserializer=nimbus_dot_compute_dot_v1_dot_ec2__pb2.DescribeImagesRequest.FromString,
                     response_serializer=nimbus_dot_compute_dot_v1_dot_ec2__pb2.DescribeImagesResponse.SerializeToString,
+            ),
+            'DescribeVolumes': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeVolumes,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_ec2__pb2.DescribeVolumesRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_ec2__pb2.DescribeVolumesResponse.SerializeToString,
+            ),
+            'DescribeSnapshots': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeSnapshots,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_ec2__pb2.DescribeSnapshotsRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_ec2__pb2.DescribeSnapshotsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -140,6 +174,60 @@ class Ec2Service:
             '/nimbus.compute.v1.Ec2Service/DescribeImages',
             nimbus_dot_compute_dot_v1_dot_ec2__pb2.DescribeImagesRequest.SerializeToString,
             nimbus_dot_compute_dot_v1_dot_ec2__pb2.DescribeImagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeVolumes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.Ec2Service/DescribeVolumes',
+            nimbus_dot_compute_dot_v1_dot_ec2__pb2.DescribeVolumesRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_ec2__pb2.DescribeVolumesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeSnapshots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.Ec2Service/DescribeSnapshots',
+            nimbus_dot_compute_dot_v1_dot_ec2__pb2.DescribeSnapshotsRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_ec2__pb2.DescribeSnapshotsResponse.FromString,
             options,
             channel_credentials,
             insecure,

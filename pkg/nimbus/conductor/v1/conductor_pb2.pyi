@@ -184,7 +184,7 @@ class StreamAssignmentsRequest(_message.Message):
     def __init__(self, host: _Optional[str] = ...) -> None: ...
 
 class StreamAssignmentsResponse(_message.Message):
-    __slots__ = ("type", "server", "revision", "user_data", "public_keys", "personality", "console", "migration_context", "disk_request")
+    __slots__ = ("type", "server", "revision", "user_data", "public_keys", "personality", "console", "migration_context", "disk_request", "volumes")
     class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         EVENT_TYPE_UNSPECIFIED: _ClassVar[StreamAssignmentsResponse.EventType]
@@ -215,6 +215,7 @@ class StreamAssignmentsResponse(_message.Message):
     CONSOLE_FIELD_NUMBER: _ClassVar[int]
     MIGRATION_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     DISK_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    VOLUMES_FIELD_NUMBER: _ClassVar[int]
     type: StreamAssignmentsResponse.EventType
     server: _compute_pb2.Server
     revision: int
@@ -224,7 +225,8 @@ class StreamAssignmentsResponse(_message.Message):
     console: ConsoleRequest
     migration_context: _records_pb2.MigrationContext
     disk_request: DiskRequest
-    def __init__(self, type: _Optional[_Union[StreamAssignmentsResponse.EventType, str]] = ..., server: _Optional[_Union[_compute_pb2.Server, _Mapping]] = ..., revision: _Optional[int] = ..., user_data: _Optional[bytes] = ..., public_keys: _Optional[_Mapping[str, str]] = ..., personality: _Optional[_Iterable[_Union[_compute_pb2.Personality, _Mapping]]] = ..., console: _Optional[_Union[ConsoleRequest, _Mapping]] = ..., migration_context: _Optional[_Union[_records_pb2.MigrationContext, _Mapping]] = ..., disk_request: _Optional[_Union[DiskRequest, _Mapping]] = ...) -> None: ...
+    volumes: _containers.RepeatedCompositeFieldContainer[_records_pb2.InstanceVolume]
+    def __init__(self, type: _Optional[_Union[StreamAssignmentsResponse.EventType, str]] = ..., server: _Optional[_Union[_compute_pb2.Server, _Mapping]] = ..., revision: _Optional[int] = ..., user_data: _Optional[bytes] = ..., public_keys: _Optional[_Mapping[str, str]] = ..., personality: _Optional[_Iterable[_Union[_compute_pb2.Personality, _Mapping]]] = ..., console: _Optional[_Union[ConsoleRequest, _Mapping]] = ..., migration_context: _Optional[_Union[_records_pb2.MigrationContext, _Mapping]] = ..., disk_request: _Optional[_Union[DiskRequest, _Mapping]] = ..., volumes: _Optional[_Iterable[_Union[_records_pb2.InstanceVolume, _Mapping]]] = ...) -> None: ...
 
 class UpdateInstanceRequest(_message.Message):
     __slots__ = ("host", "server", "update_mask", "expected_task_states")
@@ -273,5 +275,23 @@ class FinishDeleteInstanceRequest(_message.Message):
     def __init__(self, host: _Optional[str] = ..., instance_id: _Optional[str] = ...) -> None: ...
 
 class FinishDeleteInstanceResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CompleteVolumeAttachmentRequest(_message.Message):
+    __slots__ = ("host", "instance_id", "volume_id", "detached", "error")
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    DETACHED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    host: str
+    instance_id: str
+    volume_id: str
+    detached: bool
+    error: str
+    def __init__(self, host: _Optional[str] = ..., instance_id: _Optional[str] = ..., volume_id: _Optional[str] = ..., detached: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
+
+class CompleteVolumeAttachmentResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

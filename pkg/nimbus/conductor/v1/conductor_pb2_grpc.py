@@ -96,6 +96,11 @@ class ConductorServiceStub:
                 request_serializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.PushDisksRequest.SerializeToString,
                 response_deserializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.PushDisksResponse.FromString,
                 _registered_method=True)
+        self.CompleteVolumeAttachment = channel.unary_unary(
+                '/nimbus.conductor.v1.ConductorService/CompleteVolumeAttachment',
+                request_serializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.CompleteVolumeAttachmentRequest.SerializeToString,
+                response_deserializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.CompleteVolumeAttachmentResponse.FromString,
+                _registered_method=True)
 
 
 class ConductorServiceServicer:
@@ -206,6 +211,16 @@ class ConductorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CompleteVolumeAttachment(self, request, context):
+        """CompleteVolumeAttachment reports that a host added (or removed) a
+        volume's disk: the server's attachment and the volume move on together,
+        in one transaction (IN_USE, or AVAILABLE after a detach or a failed
+        attach, with the fault on the volume).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConductorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -268,6 +283,11 @@ def add_ConductorServiceServicer_to_server(servicer, server):
                     servicer.PushDisks,
                     request_deserializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.PushDisksRequest.FromString,
                     response_serializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.PushDisksResponse.SerializeToString,
+            ),
+            'CompleteVolumeAttachment': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteVolumeAttachment,
+                    request_deserializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.CompleteVolumeAttachmentRequest.FromString,
+                    response_serializer=nimbus_dot_conductor_dot_v1_dot_conductor__pb2.CompleteVolumeAttachmentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -596,6 +616,33 @@ class ConductorService:
             '/nimbus.conductor.v1.ConductorService/PushDisks',
             nimbus_dot_conductor_dot_v1_dot_conductor__pb2.PushDisksRequest.SerializeToString,
             nimbus_dot_conductor_dot_v1_dot_conductor__pb2.PushDisksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteVolumeAttachment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.conductor.v1.ConductorService/CompleteVolumeAttachment',
+            nimbus_dot_conductor_dot_v1_dot_conductor__pb2.CompleteVolumeAttachmentRequest.SerializeToString,
+            nimbus_dot_conductor_dot_v1_dot_conductor__pb2.CompleteVolumeAttachmentResponse.FromString,
             options,
             channel_credentials,
             insecure,

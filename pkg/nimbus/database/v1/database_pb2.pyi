@@ -190,8 +190,14 @@ class CreateInstanceRequest(_message.Message):
     nics: _containers.RepeatedScalarFieldContainer[str]
     replica_of: str
     replica_count: int
-    restore_point: str
-    def __init__(self, name: _Optional[str] = ..., flavor_ref: _Optional[str] = ..., datastore: _Optional[_Union[DatastoreRef, _Mapping]] = ..., volume: _Optional[_Union[VolumeSpec, _Mapping]] = ..., databases: _Optional[_Iterable[_Union[DatabaseSpec, _Mapping]]] = ..., users: _Optional[_Iterable[_Union[UserSpec, _Mapping]]] = ..., locality: _Optional[str] = ..., availability_zone: _Optional[str] = ..., nics: _Optional[_Iterable[str]] = ..., replica_of: _Optional[str] = ..., replica_count: _Optional[int] = ..., restore_point: _Optional[str] = ...) -> None: ...
+    restore_point: RestorePoint
+    def __init__(self, name: _Optional[str] = ..., flavor_ref: _Optional[str] = ..., datastore: _Optional[_Union[DatastoreRef, _Mapping]] = ..., volume: _Optional[_Union[VolumeSpec, _Mapping]] = ..., databases: _Optional[_Iterable[_Union[DatabaseSpec, _Mapping]]] = ..., users: _Optional[_Iterable[_Union[UserSpec, _Mapping]]] = ..., locality: _Optional[str] = ..., availability_zone: _Optional[str] = ..., nics: _Optional[_Iterable[str]] = ..., replica_of: _Optional[str] = ..., replica_count: _Optional[int] = ..., restore_point: _Optional[_Union[RestorePoint, _Mapping]] = ...) -> None: ...
+
+class RestorePoint(_message.Message):
+    __slots__ = ("backup_ref",)
+    BACKUP_REF_FIELD_NUMBER: _ClassVar[int]
+    backup_ref: str
+    def __init__(self, backup_ref: _Optional[str] = ...) -> None: ...
 
 class CreateInstanceResponse(_message.Message):
     __slots__ = ("instance",)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from nimbus.database.v1 import database_pb2 as nimbus_dot_database_dot_v1_dot_database__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1enimbus/database/v1/guest.proto\x12\x12nimbus.database.v1\x1a!nimbus/database/v1/database.proto\"\x19\n\x05Hello\x12\x10\n\x08guest_id\x18\x01 \x01(\t\"k\n\tHeartbeat\x12\x31\n\x06status\x18\x01 \x01(\x0e\x32!.nimbus.database.v1.ServiceStatus\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\"L\n\tGuestUser\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x10\n\x08verifier\x18\x03 \x01(\t\x12\x11\n\tdatabases\x18\x04 \x03(\t\"\x95\x01\n\x07Prepare\x12\x0f\n\x07manager\x18\x01 \x01(\t\x12\x33\n\tdatabases\x18\x02 \x03(\x0b\x32 .nimbus.database.v1.DatabaseSpec\x12,\n\x05users\x18\x03 \x03(\x0b\x32\x1d.nimbus.database.v1.GuestUser\x12\x16\n\x0evolume_size_gb\x18\x04 \x01(\x05\"\x99\x05\n\x0f\x43onnectResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12.\n\x07prepare\x18\x02 \x01(\x0b\x32\x1b.nimbus.database.v1.PrepareH\x00\x12.\n\x07restart\x18\x03 \x01(\x0b\x32\x1b.nimbus.database.v1.RestartH\x00\x12?\n\x10\x63reate_databases\x18\x04 \x01(\x0b\x32#.nimbus.database.v1.DatabasesChangeH\x00\x12\x36\n\x0f\x64\x65lete_database\x18\x05 \x01(\x0b\x32\x1b.nimbus.database.v1.NameRefH\x00\x12\x39\n\x0elist_databases\x18\x06 \x01(\x0b\x32\x1f.nimbus.database.v1.ListRequestH\x00\x12\x37\n\x0c\x63reate_users\x18\x07 \x01(\x0b\x32\x1f.nimbus.database.v1.UsersChangeH\x00\x12\x32\n\x0b\x64\x65lete_user\x18\x08 \x01(\x0b\x32\x1b.nimbus.database.v1.NameRefH\x00\x12\x35\n\nlist_users\x18\t \x01(\x0b\x32\x1f.nimbus.database.v1.ListRequestH\x00\x12\x32\n\x0cgrant_access\x18\n \x01(\x0b\x32\x1a.nimbus.database.v1.AccessH\x00\x12\x33\n\rrevoke_access\x18\x0b \x01(\x0b\x32\x1a.nimbus.database.v1.AccessH\x00\x12\x34\n\x0b\x65nable_root\x18\x0c \x01(\x0b\x32\x1d.nimbus.database.v1.GuestUserH\x00\x12\x18\n\x0enew_credential\x18\r \x01(\tH\x00\x42\t\n\x07\x63ommand\"\t\n\x07Restart\"\r\n\x0bListRequest\"F\n\x0f\x44\x61tabasesChange\x12\x33\n\tdatabases\x18\x01 \x03(\x0b\x32 .nimbus.database.v1.DatabaseSpec\";\n\x0bUsersChange\x12,\n\x05users\x18\x01 \x03(\x0b\x32\x1d.nimbus.database.v1.GuestUser\"%\n\x07NameRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\"7\n\x06\x41\x63\x63\x65ss\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x11\n\tdatabases\x18\x03 \x03(\t\"\xac\x01\n\x06Result\x12\x11\n\tresult_of\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x12\n\nerror_code\x18\x04 \x01(\t\x12\x33\n\tdatabases\x18\x05 \x03(\x0b\x32 .nimbus.database.v1.DatabaseSpec\x12+\n\x05users\x18\x06 \x03(\x0b\x32\x1c.nimbus.database.v1.UserSpec\"\xa9\x01\n\x0e\x43onnectRequest\x12*\n\x05hello\x18\x01 \x01(\x0b\x32\x19.nimbus.database.v1.HelloH\x00\x12\x32\n\theartbeat\x18\x02 \x01(\x0b\x32\x1d.nimbus.database.v1.HeartbeatH\x00\x12,\n\x06result\x18\x03 \x01(\x0b\x32\x1a.nimbus.database.v1.ResultH\x00\x42\t\n\x07message2k\n\x11GuestAgentService\x12V\n\x07\x43onnect\x12\".nimbus.database.v1.ConnectRequest\x1a#.nimbus.database.v1.ConnectResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1enimbus/database/v1/guest.proto\x12\x12nimbus.database.v1\x1a!nimbus/database/v1/database.proto\"\x19\n\x05Hello\x12\x10\n\x08guest_id\x18\x01 \x01(\t\"k\n\tHeartbeat\x12\x31\n\x06status\x18\x01 \x01(\x0e\x32!.nimbus.database.v1.ServiceStatus\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\"L\n\tGuestUser\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x10\n\x08verifier\x18\x03 \x01(\t\x12\x11\n\tdatabases\x18\x04 \x03(\t\"\xc7\x01\n\x07Prepare\x12\x0f\n\x07manager\x18\x01 \x01(\t\x12\x33\n\tdatabases\x18\x02 \x03(\x0b\x32 .nimbus.database.v1.DatabaseSpec\x12,\n\x05users\x18\x03 \x03(\x0b\x32\x1d.nimbus.database.v1.GuestUser\x12\x16\n\x0evolume_size_gb\x18\x04 \x01(\x05\x12\x30\n\x07restore\x18\x05 \x01(\x0b\x32\x1f.nimbus.database.v1.RestoreFrom\"M\n\x0bRestoreFrom\x12\x11\n\tbackup_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63hecksum_sha256\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\"\x1f\n\nTakeBackup\x12\x11\n\tbackup_id\x18\x01 \x01(\t\"/\n\x0c\x42\x61\x63kupHeader\x12\x11\n\tbackup_id\x18\x01 \x01(\t\x12\x0c\n\x04tool\x18\x02 \x01(\t\"<\n\rBackupTrailer\x12\x12\n\nsize_bytes\x18\x01 \x01(\x03\x12\x17\n\x0f\x63hecksum_sha256\x18\x02 \x01(\t\"\x97\x01\n\x13UploadBackupRequest\x12\x32\n\x06header\x18\x01 \x01(\x0b\x32 .nimbus.database.v1.BackupHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x12\x34\n\x07trailer\x18\x03 \x01(\x0b\x32!.nimbus.database.v1.BackupTrailerH\x00\x42\x06\n\x04part\"C\n\x14UploadBackupResponse\x12\x12\n\nsize_bytes\x18\x01 \x01(\x03\x12\x17\n\x0f\x63hecksum_sha256\x18\x02 \x01(\t\"*\n\x15\x44ownloadBackupRequest\x12\x11\n\tbackup_id\x18\x01 \x01(\t\"&\n\x16\x44ownloadBackupResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\xd0\x05\n\x0f\x43onnectResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12.\n\x07prepare\x18\x02 \x01(\x0b\x32\x1b.nimbus.database.v1.PrepareH\x00\x12.\n\x07restart\x18\x03 \x01(\x0b\x32\x1b.nimbus.database.v1.RestartH\x00\x12?\n\x10\x63reate_databases\x18\x04 \x01(\x0b\x32#.nimbus.database.v1.DatabasesChangeH\x00\x12\x36\n\x0f\x64\x65lete_database\x18\x05 \x01(\x0b\x32\x1b.nimbus.database.v1.NameRefH\x00\x12\x39\n\x0elist_databases\x18\x06 \x01(\x0b\x32\x1f.nimbus.database.v1.ListRequestH\x00\x12\x37\n\x0c\x63reate_users\x18\x07 \x01(\x0b\x32\x1f.nimbus.database.v1.UsersChangeH\x00\x12\x32\n\x0b\x64\x65lete_user\x18\x08 \x01(\x0b\x32\x1b.nimbus.database.v1.NameRefH\x00\x12\x35\n\nlist_users\x18\t \x01(\x0b\x32\x1f.nimbus.database.v1.ListRequestH\x00\x12\x32\n\x0cgrant_access\x18\n \x01(\x0b\x32\x1a.nimbus.database.v1.AccessH\x00\x12\x33\n\rrevoke_access\x18\x0b \x01(\x0b\x32\x1a.nimbus.database.v1.AccessH\x00\x12\x34\n\x0b\x65nable_root\x18\x0c \x01(\x0b\x32\x1d.nimbus.database.v1.GuestUserH\x00\x12\x18\n\x0enew_credential\x18\r \x01(\tH\x00\x12\x35\n\x0btake_backup\x18\x0e \x01(\x0b\x32\x1e.nimbus.database.v1.TakeBackupH\x00\x42\t\n\x07\x63ommand\"\t\n\x07Restart\"\r\n\x0bListRequest\"F\n\x0f\x44\x61tabasesChange\x12\x33\n\tdatabases\x18\x01 \x03(\x0b\x32 .nimbus.database.v1.DatabaseSpec\";\n\x0bUsersChange\x12,\n\x05users\x18\x01 \x03(\x0b\x32\x1d.nimbus.database.v1.GuestUser\"%\n\x07NameRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\"7\n\x06\x41\x63\x63\x65ss\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x11\n\tdatabases\x18\x03 \x03(\t\"\xac\x01\n\x06Result\x12\x11\n\tresult_of\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x12\n\nerror_code\x18\x04 \x01(\t\x12\x33\n\tdatabases\x18\x05 \x03(\x0b\x32 .nimbus.database.v1.DatabaseSpec\x12+\n\x05users\x18\x06 \x03(\x0b\x32\x1c.nimbus.database.v1.UserSpec\"\xa9\x01\n\x0e\x43onnectRequest\x12*\n\x05hello\x18\x01 \x01(\x0b\x32\x19.nimbus.database.v1.HelloH\x00\x12\x32\n\theartbeat\x18\x02 \x01(\x0b\x32\x1d.nimbus.database.v1.HeartbeatH\x00\x12,\n\x06result\x18\x03 \x01(\x0b\x32\x1a.nimbus.database.v1.ResultH\x00\x42\t\n\x07message2\xbb\x02\n\x11GuestAgentService\x12V\n\x07\x43onnect\x12\".nimbus.database.v1.ConnectRequest\x1a#.nimbus.database.v1.ConnectResponse(\x01\x30\x01\x12\x63\n\x0cUploadBackup\x12\'.nimbus.database.v1.UploadBackupRequest\x1a(.nimbus.database.v1.UploadBackupResponse(\x01\x12i\n\x0e\x44ownloadBackup\x12).nimbus.database.v1.DownloadBackupRequest\x1a*.nimbus.database.v1.DownloadBackupResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,25 +39,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GUESTUSER']._serialized_start=225
   _globals['_GUESTUSER']._serialized_end=301
   _globals['_PREPARE']._serialized_start=304
-  _globals['_PREPARE']._serialized_end=453
-  _globals['_CONNECTRESPONSE']._serialized_start=456
-  _globals['_CONNECTRESPONSE']._serialized_end=1121
-  _globals['_RESTART']._serialized_start=1123
-  _globals['_RESTART']._serialized_end=1132
-  _globals['_LISTREQUEST']._serialized_start=1134
-  _globals['_LISTREQUEST']._serialized_end=1147
-  _globals['_DATABASESCHANGE']._serialized_start=1149
-  _globals['_DATABASESCHANGE']._serialized_end=1219
-  _globals['_USERSCHANGE']._serialized_start=1221
-  _globals['_USERSCHANGE']._serialized_end=1280
-  _globals['_NAMEREF']._serialized_start=1282
-  _globals['_NAMEREF']._serialized_end=1319
-  _globals['_ACCESS']._serialized_start=1321
-  _globals['_ACCESS']._serialized_end=1376
-  _globals['_RESULT']._serialized_start=1379
-  _globals['_RESULT']._serialized_end=1551
-  _globals['_CONNECTREQUEST']._serialized_start=1554
-  _globals['_CONNECTREQUEST']._serialized_end=1723
-  _globals['_GUESTAGENTSERVICE']._serialized_start=1725
-  _globals['_GUESTAGENTSERVICE']._serialized_end=1832
+  _globals['_PREPARE']._serialized_end=503
+  _globals['_RESTOREFROM']._serialized_start=505
+  _globals['_RESTOREFROM']._serialized_end=582
+  _globals['_TAKEBACKUP']._serialized_start=584
+  _globals['_TAKEBACKUP']._serialized_end=615
+  _globals['_BACKUPHEADER']._serialized_start=617
+  _globals['_BACKUPHEADER']._serialized_end=664
+  _globals['_BACKUPTRAILER']._serialized_start=666
+  _globals['_BACKUPTRAILER']._serialized_end=726
+  _globals['_UPLOADBACKUPREQUEST']._serialized_start=729
+  _globals['_UPLOADBACKUPREQUEST']._serialized_end=880
+  _globals['_UPLOADBACKUPRESPONSE']._serialized_start=882
+  _globals['_UPLOADBACKUPRESPONSE']._serialized_end=949
+  _globals['_DOWNLOADBACKUPREQUEST']._serialized_start=951
+  _globals['_DOWNLOADBACKUPREQUEST']._serialized_end=993
+  _globals['_DOWNLOADBACKUPRESPONSE']._serialized_start=995
+  _globals['_DOWNLOADBACKUPRESPONSE']._serialized_end=1033
+  _globals['_CONNECTRESPONSE']._serialized_start=1036
+  _globals['_CONNECTRESPONSE']._serialized_end=1756
+  _globals['_RESTART']._serialized_start=1758
+  _globals['_RESTART']._serialized_end=1767
+  _globals['_LISTREQUEST']._serialized_start=1769
+  _globals['_LISTREQUEST']._serialized_end=1782
+  _globals['_DATABASESCHANGE']._serialized_start=1784
+  _globals['_DATABASESCHANGE']._serialized_end=1854
+  _globals['_USERSCHANGE']._serialized_start=1856
+  _globals['_USERSCHANGE']._serialized_end=1915
+  _globals['_NAMEREF']._serialized_start=1917
+  _globals['_NAMEREF']._serialized_end=1954
+  _globals['_ACCESS']._serialized_start=1956
+  _globals['_ACCESS']._serialized_end=2011
+  _globals['_RESULT']._serialized_start=2014
+  _globals['_RESULT']._serialized_end=2186
+  _globals['_CONNECTREQUEST']._serialized_start=2189
+  _globals['_CONNECTREQUEST']._serialized_end=2358
+  _globals['_GUESTAGENTSERVICE']._serialized_start=2361
+  _globals['_GUESTAGENTSERVICE']._serialized_end=2676
 # @@protoc_insertion_point(module_scope)

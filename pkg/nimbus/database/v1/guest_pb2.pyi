@@ -38,19 +38,83 @@ class GuestUser(_message.Message):
     def __init__(self, name: _Optional[str] = ..., host: _Optional[str] = ..., verifier: _Optional[str] = ..., databases: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Prepare(_message.Message):
-    __slots__ = ("manager", "databases", "users", "volume_size_gb")
+    __slots__ = ("manager", "databases", "users", "volume_size_gb", "restore")
     MANAGER_FIELD_NUMBER: _ClassVar[int]
     DATABASES_FIELD_NUMBER: _ClassVar[int]
     USERS_FIELD_NUMBER: _ClassVar[int]
     VOLUME_SIZE_GB_FIELD_NUMBER: _ClassVar[int]
+    RESTORE_FIELD_NUMBER: _ClassVar[int]
     manager: str
     databases: _containers.RepeatedCompositeFieldContainer[_database_pb2.DatabaseSpec]
     users: _containers.RepeatedCompositeFieldContainer[GuestUser]
     volume_size_gb: int
-    def __init__(self, manager: _Optional[str] = ..., databases: _Optional[_Iterable[_Union[_database_pb2.DatabaseSpec, _Mapping]]] = ..., users: _Optional[_Iterable[_Union[GuestUser, _Mapping]]] = ..., volume_size_gb: _Optional[int] = ...) -> None: ...
+    restore: RestoreFrom
+    def __init__(self, manager: _Optional[str] = ..., databases: _Optional[_Iterable[_Union[_database_pb2.DatabaseSpec, _Mapping]]] = ..., users: _Optional[_Iterable[_Union[GuestUser, _Mapping]]] = ..., volume_size_gb: _Optional[int] = ..., restore: _Optional[_Union[RestoreFrom, _Mapping]] = ...) -> None: ...
+
+class RestoreFrom(_message.Message):
+    __slots__ = ("backup_id", "checksum_sha256", "size_bytes")
+    BACKUP_ID_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    backup_id: str
+    checksum_sha256: str
+    size_bytes: int
+    def __init__(self, backup_id: _Optional[str] = ..., checksum_sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+
+class TakeBackup(_message.Message):
+    __slots__ = ("backup_id",)
+    BACKUP_ID_FIELD_NUMBER: _ClassVar[int]
+    backup_id: str
+    def __init__(self, backup_id: _Optional[str] = ...) -> None: ...
+
+class BackupHeader(_message.Message):
+    __slots__ = ("backup_id", "tool")
+    BACKUP_ID_FIELD_NUMBER: _ClassVar[int]
+    TOOL_FIELD_NUMBER: _ClassVar[int]
+    backup_id: str
+    tool: str
+    def __init__(self, backup_id: _Optional[str] = ..., tool: _Optional[str] = ...) -> None: ...
+
+class BackupTrailer(_message.Message):
+    __slots__ = ("size_bytes", "checksum_sha256")
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_SHA256_FIELD_NUMBER: _ClassVar[int]
+    size_bytes: int
+    checksum_sha256: str
+    def __init__(self, size_bytes: _Optional[int] = ..., checksum_sha256: _Optional[str] = ...) -> None: ...
+
+class UploadBackupRequest(_message.Message):
+    __slots__ = ("header", "data", "trailer")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    TRAILER_FIELD_NUMBER: _ClassVar[int]
+    header: BackupHeader
+    data: bytes
+    trailer: BackupTrailer
+    def __init__(self, header: _Optional[_Union[BackupHeader, _Mapping]] = ..., data: _Optional[bytes] = ..., trailer: _Optional[_Union[BackupTrailer, _Mapping]] = ...) -> None: ...
+
+class UploadBackupResponse(_message.Message):
+    __slots__ = ("size_bytes", "checksum_sha256")
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_SHA256_FIELD_NUMBER: _ClassVar[int]
+    size_bytes: int
+    checksum_sha256: str
+    def __init__(self, size_bytes: _Optional[int] = ..., checksum_sha256: _Optional[str] = ...) -> None: ...
+
+class DownloadBackupRequest(_message.Message):
+    __slots__ = ("backup_id",)
+    BACKUP_ID_FIELD_NUMBER: _ClassVar[int]
+    backup_id: str
+    def __init__(self, backup_id: _Optional[str] = ...) -> None: ...
+
+class DownloadBackupResponse(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
 
 class ConnectResponse(_message.Message):
-    __slots__ = ("id", "prepare", "restart", "create_databases", "delete_database", "list_databases", "create_users", "delete_user", "list_users", "grant_access", "revoke_access", "enable_root", "new_credential")
+    __slots__ = ("id", "prepare", "restart", "create_databases", "delete_database", "list_databases", "create_users", "delete_user", "list_users", "grant_access", "revoke_access", "enable_root", "new_credential", "take_backup")
     ID_FIELD_NUMBER: _ClassVar[int]
     PREPARE_FIELD_NUMBER: _ClassVar[int]
     RESTART_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +128,7 @@ class ConnectResponse(_message.Message):
     REVOKE_ACCESS_FIELD_NUMBER: _ClassVar[int]
     ENABLE_ROOT_FIELD_NUMBER: _ClassVar[int]
     NEW_CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
+    TAKE_BACKUP_FIELD_NUMBER: _ClassVar[int]
     id: str
     prepare: Prepare
     restart: Restart
@@ -77,7 +142,8 @@ class ConnectResponse(_message.Message):
     revoke_access: Access
     enable_root: GuestUser
     new_credential: str
-    def __init__(self, id: _Optional[str] = ..., prepare: _Optional[_Union[Prepare, _Mapping]] = ..., restart: _Optional[_Union[Restart, _Mapping]] = ..., create_databases: _Optional[_Union[DatabasesChange, _Mapping]] = ..., delete_database: _Optional[_Union[NameRef, _Mapping]] = ..., list_databases: _Optional[_Union[ListRequest, _Mapping]] = ..., create_users: _Optional[_Union[UsersChange, _Mapping]] = ..., delete_user: _Optional[_Union[NameRef, _Mapping]] = ..., list_users: _Optional[_Union[ListRequest, _Mapping]] = ..., grant_access: _Optional[_Union[Access, _Mapping]] = ..., revoke_access: _Optional[_Union[Access, _Mapping]] = ..., enable_root: _Optional[_Union[GuestUser, _Mapping]] = ..., new_credential: _Optional[str] = ...) -> None: ...
+    take_backup: TakeBackup
+    def __init__(self, id: _Optional[str] = ..., prepare: _Optional[_Union[Prepare, _Mapping]] = ..., restart: _Optional[_Union[Restart, _Mapping]] = ..., create_databases: _Optional[_Union[DatabasesChange, _Mapping]] = ..., delete_database: _Optional[_Union[NameRef, _Mapping]] = ..., list_databases: _Optional[_Union[ListRequest, _Mapping]] = ..., create_users: _Optional[_Union[UsersChange, _Mapping]] = ..., delete_user: _Optional[_Union[NameRef, _Mapping]] = ..., list_users: _Optional[_Union[ListRequest, _Mapping]] = ..., grant_access: _Optional[_Union[Access, _Mapping]] = ..., revoke_access: _Optional[_Union[Access, _Mapping]] = ..., enable_root: _Optional[_Union[GuestUser, _Mapping]] = ..., new_credential: _Optional[str] = ..., take_backup: _Optional[_Union[TakeBackup, _Mapping]] = ...) -> None: ...
 
 class Restart(_message.Message):
     __slots__ = ()

@@ -42,6 +42,16 @@ class GuestAgentServiceStub:
                 request_serializer=nimbus_dot_database_dot_v1_dot_guest__pb2.ConnectRequest.SerializeToString,
                 response_deserializer=nimbus_dot_database_dot_v1_dot_guest__pb2.ConnectResponse.FromString,
                 _registered_method=True)
+        self.UploadBackup = channel.stream_unary(
+                '/nimbus.database.v1.GuestAgentService/UploadBackup',
+                request_serializer=nimbus_dot_database_dot_v1_dot_guest__pb2.UploadBackupRequest.SerializeToString,
+                response_deserializer=nimbus_dot_database_dot_v1_dot_guest__pb2.UploadBackupResponse.FromString,
+                _registered_method=True)
+        self.DownloadBackup = channel.unary_stream(
+                '/nimbus.database.v1.GuestAgentService/DownloadBackup',
+                request_serializer=nimbus_dot_database_dot_v1_dot_guest__pb2.DownloadBackupRequest.SerializeToString,
+                response_deserializer=nimbus_dot_database_dot_v1_dot_guest__pb2.DownloadBackupResponse.FromString,
+                _registered_method=True)
 
 
 class GuestAgentServiceServicer:
@@ -58,6 +68,22 @@ class GuestAgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UploadBackup(self, request_iterator, context):
+        """UploadBackup: the bytes of a backup the guest was told to take (a
+        header, the data, a trailer with the guest's own size and checksum).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadBackup(self, request, context):
+        """DownloadBackup: the bytes of the backup the guest's instance restores
+        from (and no other).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GuestAgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -65,6 +91,16 @@ def add_GuestAgentServiceServicer_to_server(servicer, server):
                     servicer.Connect,
                     request_deserializer=nimbus_dot_database_dot_v1_dot_guest__pb2.ConnectRequest.FromString,
                     response_serializer=nimbus_dot_database_dot_v1_dot_guest__pb2.ConnectResponse.SerializeToString,
+            ),
+            'UploadBackup': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadBackup,
+                    request_deserializer=nimbus_dot_database_dot_v1_dot_guest__pb2.UploadBackupRequest.FromString,
+                    response_serializer=nimbus_dot_database_dot_v1_dot_guest__pb2.UploadBackupResponse.SerializeToString,
+            ),
+            'DownloadBackup': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadBackup,
+                    request_deserializer=nimbus_dot_database_dot_v1_dot_guest__pb2.DownloadBackupRequest.FromString,
+                    response_serializer=nimbus_dot_database_dot_v1_dot_guest__pb2.DownloadBackupResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -97,6 +133,60 @@ class GuestAgentService:
             '/nimbus.database.v1.GuestAgentService/Connect',
             nimbus_dot_database_dot_v1_dot_guest__pb2.ConnectRequest.SerializeToString,
             nimbus_dot_database_dot_v1_dot_guest__pb2.ConnectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadBackup(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/nimbus.database.v1.GuestAgentService/UploadBackup',
+            nimbus_dot_database_dot_v1_dot_guest__pb2.UploadBackupRequest.SerializeToString,
+            nimbus_dot_database_dot_v1_dot_guest__pb2.UploadBackupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadBackup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/nimbus.database.v1.GuestAgentService/DownloadBackup',
+            nimbus_dot_database_dot_v1_dot_guest__pb2.DownloadBackupRequest.SerializeToString,
+            nimbus_dot_database_dot_v1_dot_guest__pb2.DownloadBackupResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from nimbus.database.v1 import backups_pb2 as _backups_pb2
 from nimbus.database.v1 import database_pb2 as _database_pb2
 from nimbus.database.v1 import guest_pb2 as _guest_pb2
 from google.protobuf.internal import containers as _containers
@@ -28,7 +29,7 @@ STAGE_PREPARE_SENT: Stage
 STAGE_DONE: Stage
 
 class InstanceRecord(_message.Message):
-    __slots__ = ("instance", "stage", "manager", "image", "databases", "users", "guest_id", "server_name", "deadline", "compute_host")
+    __slots__ = ("instance", "stage", "manager", "image", "databases", "users", "guest_id", "server_name", "deadline", "compute_host", "restore_backup_id")
     INSTANCE_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
     MANAGER_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +40,7 @@ class InstanceRecord(_message.Message):
     SERVER_NAME_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_FIELD_NUMBER: _ClassVar[int]
     COMPUTE_HOST_FIELD_NUMBER: _ClassVar[int]
+    RESTORE_BACKUP_ID_FIELD_NUMBER: _ClassVar[int]
     instance: _database_pb2.Instance
     stage: Stage
     manager: str
@@ -49,7 +51,8 @@ class InstanceRecord(_message.Message):
     server_name: str
     deadline: _timestamp_pb2.Timestamp
     compute_host: str
-    def __init__(self, instance: _Optional[_Union[_database_pb2.Instance, _Mapping]] = ..., stage: _Optional[_Union[Stage, str]] = ..., manager: _Optional[str] = ..., image: _Optional[str] = ..., databases: _Optional[_Iterable[_Union[_database_pb2.DatabaseSpec, _Mapping]]] = ..., users: _Optional[_Iterable[_Union[_guest_pb2.GuestUser, _Mapping]]] = ..., guest_id: _Optional[str] = ..., server_name: _Optional[str] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., compute_host: _Optional[str] = ...) -> None: ...
+    restore_backup_id: str
+    def __init__(self, instance: _Optional[_Union[_database_pb2.Instance, _Mapping]] = ..., stage: _Optional[_Union[Stage, str]] = ..., manager: _Optional[str] = ..., image: _Optional[str] = ..., databases: _Optional[_Iterable[_Union[_database_pb2.DatabaseSpec, _Mapping]]] = ..., users: _Optional[_Iterable[_Union[_guest_pb2.GuestUser, _Mapping]]] = ..., guest_id: _Optional[str] = ..., server_name: _Optional[str] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., compute_host: _Optional[str] = ..., restore_backup_id: _Optional[str] = ...) -> None: ...
 
 class GuestRecord(_message.Message):
     __slots__ = ("guest_id", "instance_id", "project_id", "credential_sha256", "rotated")
@@ -66,17 +69,31 @@ class GuestRecord(_message.Message):
     def __init__(self, guest_id: _Optional[str] = ..., instance_id: _Optional[str] = ..., project_id: _Optional[str] = ..., credential_sha256: _Optional[str] = ..., rotated: _Optional[bool] = ...) -> None: ...
 
 class DbUsage(_message.Message):
-    __slots__ = ("instances", "volumes")
+    __slots__ = ("instances", "volumes", "backups")
     INSTANCES_FIELD_NUMBER: _ClassVar[int]
     VOLUMES_FIELD_NUMBER: _ClassVar[int]
+    BACKUPS_FIELD_NUMBER: _ClassVar[int]
     instances: int
     volumes: int
-    def __init__(self, instances: _Optional[int] = ..., volumes: _Optional[int] = ...) -> None: ...
+    backups: int
+    def __init__(self, instances: _Optional[int] = ..., volumes: _Optional[int] = ..., backups: _Optional[int] = ...) -> None: ...
 
 class DbQuota(_message.Message):
-    __slots__ = ("instances", "volumes")
+    __slots__ = ("instances", "volumes", "backups")
     INSTANCES_FIELD_NUMBER: _ClassVar[int]
     VOLUMES_FIELD_NUMBER: _ClassVar[int]
+    BACKUPS_FIELD_NUMBER: _ClassVar[int]
     instances: int
     volumes: int
-    def __init__(self, instances: _Optional[int] = ..., volumes: _Optional[int] = ...) -> None: ...
+    backups: int
+    def __init__(self, instances: _Optional[int] = ..., volumes: _Optional[int] = ..., backups: _Optional[int] = ...) -> None: ...
+
+class BackupRecord(_message.Message):
+    __slots__ = ("backup", "location", "guest_id")
+    BACKUP_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
+    GUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    backup: _backups_pb2.Backup
+    location: str
+    guest_id: str
+    def __init__(self, backup: _Optional[_Union[_backups_pb2.Backup, _Mapping]] = ..., location: _Optional[str] = ..., guest_id: _Optional[str] = ...) -> None: ...

@@ -4,6 +4,7 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from nimbus.compute.v1 import compute_pb2 as _compute_pb2
 from nimbus.volume.v1 import volume_pb2 as _volume_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -22,7 +23,7 @@ class Resources(_message.Message):
     def __init__(self, vcpus: _Optional[int] = ..., memory_mb: _Optional[int] = ..., disk_gb: _Optional[int] = ...) -> None: ...
 
 class InstanceRecord(_message.Message):
-    __slots__ = ("server", "alternates", "tried_hosts", "request_id", "task_changed_at", "user_data", "personality", "public_keys", "networks", "networks_mode", "block_devices", "scheduler_hints", "forced_host", "group_policy", "group_max_per_host", "build_started_at", "migration_context", "build_inputs_apart")
+    __slots__ = ("server", "alternates", "tried_hosts", "request_id", "task_changed_at", "user_data", "personality", "public_keys", "networks", "networks_mode", "block_devices", "scheduler_hints", "forced_host", "group_policy", "group_max_per_host", "build_started_at", "migration_context", "build_inputs_apart", "volumes")
     class PublicKeysEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -48,6 +49,7 @@ class InstanceRecord(_message.Message):
     BUILD_STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     MIGRATION_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     BUILD_INPUTS_APART_FIELD_NUMBER: _ClassVar[int]
+    VOLUMES_FIELD_NUMBER: _ClassVar[int]
     server: _compute_pb2.Server
     alternates: _containers.RepeatedScalarFieldContainer[str]
     tried_hosts: _containers.RepeatedScalarFieldContainer[str]
@@ -66,7 +68,8 @@ class InstanceRecord(_message.Message):
     build_started_at: _timestamp_pb2.Timestamp
     migration_context: MigrationContext
     build_inputs_apart: bool
-    def __init__(self, server: _Optional[_Union[_compute_pb2.Server, _Mapping]] = ..., alternates: _Optional[_Iterable[str]] = ..., tried_hosts: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ..., task_changed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_data: _Optional[bytes] = ..., personality: _Optional[_Iterable[_Union[_compute_pb2.Personality, _Mapping]]] = ..., public_keys: _Optional[_Mapping[str, str]] = ..., networks: _Optional[_Iterable[_Union[_compute_pb2.NetworkRequest, _Mapping]]] = ..., networks_mode: _Optional[str] = ..., block_devices: _Optional[_Iterable[_Union[_compute_pb2.BlockDeviceMapping, _Mapping]]] = ..., scheduler_hints: _Optional[_Union[_compute_pb2.SchedulerHints, _Mapping]] = ..., forced_host: _Optional[str] = ..., group_policy: _Optional[str] = ..., group_max_per_host: _Optional[int] = ..., build_started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., migration_context: _Optional[_Union[MigrationContext, _Mapping]] = ..., build_inputs_apart: _Optional[bool] = ...) -> None: ...
+    volumes: _containers.RepeatedCompositeFieldContainer[InstanceVolume]
+    def __init__(self, server: _Optional[_Union[_compute_pb2.Server, _Mapping]] = ..., alternates: _Optional[_Iterable[str]] = ..., tried_hosts: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ..., task_changed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_data: _Optional[bytes] = ..., personality: _Optional[_Iterable[_Union[_compute_pb2.Personality, _Mapping]]] = ..., public_keys: _Optional[_Mapping[str, str]] = ..., networks: _Optional[_Iterable[_Union[_compute_pb2.NetworkRequest, _Mapping]]] = ..., networks_mode: _Optional[str] = ..., block_devices: _Optional[_Iterable[_Union[_compute_pb2.BlockDeviceMapping, _Mapping]]] = ..., scheduler_hints: _Optional[_Union[_compute_pb2.SchedulerHints, _Mapping]] = ..., forced_host: _Optional[str] = ..., group_policy: _Optional[str] = ..., group_max_per_host: _Optional[int] = ..., build_started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., migration_context: _Optional[_Union[MigrationContext, _Mapping]] = ..., build_inputs_apart: _Optional[bool] = ..., volumes: _Optional[_Iterable[_Union[InstanceVolume, _Mapping]]] = ...) -> None: ...
 
 class MigrationContext(_message.Message):
     __slots__ = ("migration_id", "source_host", "dest_host", "old_flavor", "new_flavor", "old_vm_state", "upsize_vcpus", "upsize_ram_mb", "downsize_vcpus", "downsize_ram_mb", "tried_hosts", "requested_host", "dest_reverted")
@@ -269,3 +272,43 @@ class SnapshotRecord(_message.Message):
     snapshot: _volume_pb2.Snapshot
     backend: str
     def __init__(self, snapshot: _Optional[_Union[_volume_pb2.Snapshot, _Mapping]] = ..., backend: _Optional[str] = ...) -> None: ...
+
+class VolumeConnection(_message.Message):
+    __slots__ = ("driver", "path", "name", "monitors")
+    DRIVER_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MONITORS_FIELD_NUMBER: _ClassVar[int]
+    driver: str
+    path: str
+    name: str
+    monitors: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, driver: _Optional[str] = ..., path: _Optional[str] = ..., name: _Optional[str] = ..., monitors: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class InstanceVolume(_message.Message):
+    __slots__ = ("volume_id", "attachment_id", "device", "state", "connection", "delete_on_termination", "error")
+    class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STATE_UNSPECIFIED: _ClassVar[InstanceVolume.State]
+        STATE_ATTACHING: _ClassVar[InstanceVolume.State]
+        STATE_ATTACHED: _ClassVar[InstanceVolume.State]
+        STATE_DETACHING: _ClassVar[InstanceVolume.State]
+    STATE_UNSPECIFIED: InstanceVolume.State
+    STATE_ATTACHING: InstanceVolume.State
+    STATE_ATTACHED: InstanceVolume.State
+    STATE_DETACHING: InstanceVolume.State
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTACHMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CONNECTION_FIELD_NUMBER: _ClassVar[int]
+    DELETE_ON_TERMINATION_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    volume_id: str
+    attachment_id: str
+    device: str
+    state: InstanceVolume.State
+    connection: VolumeConnection
+    delete_on_termination: bool
+    error: str
+    def __init__(self, volume_id: _Optional[str] = ..., attachment_id: _Optional[str] = ..., device: _Optional[str] = ..., state: _Optional[_Union[InstanceVolume.State, str]] = ..., connection: _Optional[_Union[VolumeConnection, _Mapping]] = ..., delete_on_termination: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
