@@ -16,6 +16,7 @@ from nimbus import config
 from nimbus.database.v1 import database_pb2 as D
 from nimbus.database.v1 import database_pb2_grpc, datastores_pb2 as S, datastores_pb2_grpc
 from nimbus.etcd import free_port
+from nimbus.rpc import tls
 from nimbus.rpc.server import channel
 from nimbus.watch import absent_unless_read, until
 from nimbus.services.database.main import DatabaseProcess
@@ -61,7 +62,7 @@ class DbStack:
         os.chmod(self.guest_dir, 0o711)
         self.address = f"127.0.0.1:{free_port()}"
         await self.start_database()
-        self.channel = channel(self.address)
+        self.channel = channel(self.address, tls.client(self.stack.cfg))
         self.db = database_pb2_grpc.DatabaseServiceStub(self.channel)
         self.datastores = datastores_pb2_grpc.DatastoreServiceStub(self.channel)
         for name, version, manager in DATASTORES:

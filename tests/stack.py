@@ -19,6 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from nimbus import config
 from nimbus.compute.v1 import compute_pb2, compute_pb2_grpc
 from nimbus.etcd import free_port
+from nimbus.rpc import tls
 from nimbus.rpc.server import channel
 from nimbus.services.agent.main import AgentProcess
 from nimbus.services.compute.main import ComputeProcess
@@ -67,7 +68,7 @@ class ServiceSubprocess:
                                          stdout=log_file, stderr=subprocess.STDOUT)
         if not health:
             return self
-        async with channel(self.cfg.listen) as ch:
+        async with channel(self.cfg.listen, tls.client(self.cfg)) as ch:
             health = health_pb2_grpc.HealthStub(ch)
             async with asyncio.timeout(timeout):
                 while True:
@@ -106,24 +107,37 @@ class Stack:
                  memory_mb: int = 16384, disk_gb: int = 200, reserved_host_memory_mb: int = 0,
                  node_ttl: int = 10, sweep_interval: float = 2.0, power_sync_interval: float = 10.0,
                  real_host: str | None = None, subprocesses: tuple[str, ...] = (),
-                 crash_at: str = "", volume_manager: bool = False, **extra):
+                 crash_at: str = "", tls_on: bool = False, volume_manager: bool = False,
+                 **extra):
         """`hosts` simulated hosts on private test drivers, or, with
         `real_host`, one agent of that name on the libvirt URI in `extra`.
         `subprocesses` names the parts ("compute", "conductor", "agent") that
         run as processes of their own (each then a ServiceSubprocess: kill(),
         start(), exited()); `crash_at` sets NIMBUS_CRASH_AT for their first
-        run (nimbus.crashpoints). `volume_manager` starts a volume manager
-        (file backend unless `volume_backend` in `extra`; "volume" in
-        `subprocesses` runs it as a process)."""
+        run (nimbus.crashpoints). `tls_on` serves every listener with TLS from
+        a CA made for the stack (self.ca; the certificate in state_dir/tls),
+        and every internal client verifies it; `auth="jwt"` in `extra`
+        (with the jwt_*/jwks_* settings) replaces noauth. `volume_manager`
+        starts a volume manager (file backend unless `volume_backend` in
+        `extra`; "volume" in `subprocesses` runs it as a process)."""
         self.subprocesses = frozenset(subprocesses)
         self.volume_manager = None
         self.wants_volume_manager = volume_manager
         self.crash_env = {"NIMBUS_CRASH_AT": crash_at} if crash_at else {}
+        self.ca = None
+        if tls_on:
+            from credentials import CA
+            tls_dir = os.path.join(state_dir, "tls")
+            os.makedirs(tls_dir, exist_ok=True)
+            self.ca = CA()
+            cert, key = self.ca.issue(tls_dir, "nimbus")
+            extra.update(tls_cert=cert, tls_key=key, tls_ca=self.ca.write(
+                os.path.join(tls_dir, "ca.crt")))
         self.cfg = config.Config(
             etcd_endpoint=etcd_endpoint, etcd_prefix=f"/t-{uuid.uuid4().hex[:8]}/",
             api_address=f"127.0.0.1:{free_port()}", conductor_address=f"127.0.0.1:{free_port()}",
             scheduler_address=f"127.0.0.1:{free_port()}", service_token=secrets.token_hex(16),
-            noauth=True, state_dir=state_dir, host=real_host or "sim",
+            noauth=extra.get("auth", "") in ("", "noauth"), state_dir=state_dir, host=real_host or "sim",
             simulate=0 if real_host else hosts, vcpus=vcpus,
             memory_mb=memory_mb, disk_gb=disk_gb, reserved_host_memory_mb=reserved_host_memory_mb,
             cpu_allocation_ratio=1.0, node_ttl=node_ttl, power_sync_interval=power_sync_interval,
@@ -161,7 +175,7 @@ class Stack:
             self.agents = await self._subprocess("agent", self.cfg).start(health=False)
         else:
             self.agents = await AgentProcess(self.cfg).start()
-        self.channel = channel(self.cfg.api_address)
+        self.channel = channel(self.cfg.api_address, tls.client(self.cfg))
         self.api = compute_pb2_grpc.ComputeServiceStub(self.channel)
         from nimbus.volume.v1 import volume_pb2_grpc
         self.volumes = volume_pb2_grpc.VolumeServiceStub(self.channel)

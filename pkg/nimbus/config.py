@@ -17,10 +17,15 @@ DEFAULT_VOLUME_ADDRESS = "127.0.0.1:8778"
 
 @dataclasses.dataclass
 class Config:
+    # One etcd endpoint or a cluster's members, comma-separated (also
+    # --etcd / NIMBUS_ETCD): nimbus fails over between them.
     etcd_endpoint: str = "127.0.0.1:2379"
     etcd_prefix: str = "/nimbus/"
     # host:port serving Prometheus /metrics ("" none; port 0 a free one).
     metrics_address: str = ""
+    # host:port of a plaintext health-only gRPC port for Kubernetes' probes
+    # ("" none; see healthport.py).
+    health_address: str = ""
     # Seconds one etcd call may take before the caller gets UNAVAILABLE.
     etcd_timeout: float = 5.0
     listen: str = ""
@@ -48,6 +53,8 @@ class Config:
     # Image backend for instance disks: qcow2 (local files) or rbd (Ceph).
     image_backend: str = "qcow2"
     ceph_conf: str = ""
+    # The cephx user the image store connects as, without "client." ("": admin).
+    rbd_user: str = ""
     rbd_images_pool: str = "images"
     rbd_vms_pool: str = "vms"
     force_raw_images: bool = False
@@ -67,6 +74,9 @@ class Config:
     # Seconds after which a finished resize is confirmed by itself (0: never).
     resize_confirm_window: float = 0.0
     node_ttl: int = 10
+    # Seconds after which a multi-create's reservation whose writer died is
+    # completed by the conductor (reservations.py).
+    reservation_timeout: float = 30.0
     # DatabaseService settings (Trove's usage_timeout, agent_heartbeat_expiry).
     database_address: str = DEFAULT_DATABASE_ADDRESS
     usage_timeout: float = 1800.0
@@ -77,6 +87,28 @@ class Config:
     guest_launch: str = "local"
     guest_dir: str = ""
     guest_heartbeat: float = 1.0
+    # Authentication (nimbus.rpc.auth): noauth | jwt; "" follows --noauth.
+    auth: str = ""
+    # noauth on a non-loopback address is refused unless this says so.
+    allow_noauth_anywhere: bool = False
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
+    jwks_url: str = ""
+    jwks_file: str = ""
+    jwt_user_claim: str = "sub"
+    jwt_project_claim: str = "project_id"
+    jwt_roles_claim: str = "roles"
+    # Seconds between two JWKS fetches at most (an unknown kid asks for one).
+    jwks_min_refresh: float = 30.0
+    # An agent's host token (python -m nimbus.rpc.auth agent-token HOST); never logged.
+    agent_token: str = dataclasses.field(default="", repr=False)
+    # TLS (nimbus.rpc.tls): the server's (and, for mTLS, the client's)
+    # certificate and key files, reloaded when they change; the CA clients
+    # verify servers with and servers verify client certificates with.
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
+    tls_client_auth: bool = False
     # Volume manager settings (cinder-volume): its backend (file: raw files
     # under state_dir/volumes, one machine only; rbd: Ceph), the RBD pool,
     # and the type of volumes created without one (the API uses it too).
@@ -108,10 +140,13 @@ def parse(argv: list[str] | None, description: str, default_listen: str = "") ->
     parser = argparse.ArgumentParser(description=description)
     for field in dataclasses.fields(Config):
         default = _env(field.name, getattr(base, field.name))
-        flag = "--" + field.name.replace("_", "-")
+        flags = ["--" + field.name.replace("_", "-")]
+        if field.name == "etcd_endpoint":   # the short name etcd's own tools use
+            default = _env("etcd_endpoint", _env("etcd", default))
+            flags.append("--etcd")
         if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+            parser.add_argument(*flags, action=argparse.BooleanOptionalAction, default=default)
         else:
-            parser.add_argument(flag, type=type(default), default=default,
+            parser.add_argument(*flags, type=type(default), default=default,
                                 help=None if field.repr else "read from the environment preferably")
     return Config(**vars(parser.parse_args(argv)))

@@ -5,6 +5,7 @@ client cancels a read-only Txn (etcd-io/etcd#14110): nimbus refuses those."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -31,19 +32,33 @@ class EmbeddedEtcd:
     """A single-member etcd on 127.0.0.1 with its data in `data_dir`."""
 
     def __init__(self, data_dir: str, client_port: int | None = None, peer_port: int | None = None,
-                 name: str = "nimbus", log_file: str | None = None):
+                 name: str = "nimbus", log_file: str | None = None,
+                 quota_backend_bytes: int = 2 << 30, initial_cluster: str = ""):
         self.data_dir = data_dir
         self.client_port = client_port or free_port()
         self.peer_port = peer_port or free_port()
         self.name = name
         self.log_file = log_file
+        self.quota_backend_bytes = quota_backend_bytes
+        self.initial_cluster = initial_cluster   # "" : a cluster of this member alone
         self.process: subprocess.Popen | None = None
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://127.0.0.1:{self.peer_port}"
+
+    def status(self) -> dict:
+        """etcd's maintenance status (its member id and the leader's), over HTTP."""
+        req = urllib.request.Request(f"http://{self.endpoint}/v3/maintenance/status", data=b"{}",
+                                     method="POST")
+        with urllib.request.urlopen(req, timeout=2) as resp:
+            return json.loads(resp.read())
 
     @property
     def endpoint(self) -> str:
         return f"127.0.0.1:{self.client_port}"
 
-    def start(self, timeout: float = 20.0) -> "EmbeddedEtcd":
+    def start(self, timeout: float = 20.0, wait: bool = True) -> "EmbeddedEtcd":
         os.makedirs(self.data_dir, exist_ok=True)
         client = f"http://127.0.0.1:{self.client_port}"
         peer = f"http://127.0.0.1:{self.peer_port}"
@@ -51,12 +66,20 @@ class EmbeddedEtcd:
         args = [etcd_binary(), "--name", self.name, "--data-dir", self.data_dir,
                 "--listen-client-urls", client, "--advertise-client-urls", client,
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                "--initial-cluster", f"{self.name}={peer}", "--initial-cluster-state", "new",
+                "--initial-cluster", self.initial_cluster or f"{self.name}={peer}",
+                "--initial-cluster-state", "new",
                 "--log-level", "warn", "--auto-compaction-mode", "revision",
-                "--auto-compaction-retention", "10000", "--quota-backend-bytes", str(2 << 30)]
+                "--auto-compaction-retention", "10000",
+                "--quota-backend-bytes", str(self.quota_backend_bytes)]
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         self.process = subprocess.Popen(args, stdout=out, stderr=out, stdin=subprocess.DEVNULL,
                                         start_new_session=True)
+        if wait:
+            self.wait_healthy(timeout)
+        return self
+
+    def wait_healthy(self, timeout: float = 20.0) -> "EmbeddedEtcd":
+        client = f"http://127.0.0.1:{self.client_port}"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -81,3 +104,55 @@ class EmbeddedEtcd:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+
+class EtcdCluster:
+    """`size` etcd members on 127.0.0.1, one cluster (tests of failover)."""
+
+    def __init__(self, data_dir: str, size: int = 3, log_dir: str | None = None):
+        self.members = [EmbeddedEtcd(os.path.join(data_dir, f"m{i}"), name=f"m{i}",
+                                     log_file=os.path.join(log_dir, f"m{i}.log") if log_dir else None)
+                        for i in range(size)]
+        initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+        for m in self.members:
+            m.initial_cluster = initial
+
+    @property
+    def endpoints(self) -> str:
+        """Every member, comma-separated: what nimbus's --etcd takes."""
+        return ",".join(m.endpoint for m in self.members)
+
+    def start(self, timeout: float = 30.0) -> "EtcdCluster":
+        for m in self.members:   # all at once: a member is healthy only with a quorum
+            m.start(wait=False)
+        for m in self.members:
+            m.wait_healthy(timeout)
+        return self
+
+    def leader(self, timeout: float = 15.0) -> EmbeddedEtcd:
+        """The member raft elected, once there is one (asked of live members)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            alive = [m for m in self.members if m.process is not None and m.process.poll() is None]
+            try:
+                ids = {m.status()["header"]["member_id"]: m for m in alive}
+                for m in alive:
+                    leader = ids.get(m.status().get("leader"))
+                    if leader is not None:
+                        return leader
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("no etcd leader")
+            time.sleep(0.1)
+
+    def kill(self, member: EmbeddedEtcd) -> None:
+        """kill -9 of one member."""
+        if member.process is not None and member.process.poll() is None:
+            member.process.kill()
+            member.process.wait()
+        member.process = None
+
+    def stop(self) -> None:
+        for m in self.members:
+            m.stop()

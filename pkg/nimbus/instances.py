@@ -21,5 +21,12 @@ async def removal(store: Store, current: Versioned) -> tuple[list, list]:
                                                  server.id)
     ikey = keys.instance(server.id)
     return ([store.mod_is(ikey, current.mod_revision), *plan.compares, *g_compares],
-            [store.delete(ikey), store.delete(keys.action(server.id, ""), prefix=True),
-             *plan.ops, *g_ops])
+            [*record_deletes(store, server.id), *plan.ops, *g_ops])
+
+
+def record_deletes(store: Store, instance_id: str) -> list:
+    """The ops removing an instance's record and the keys that live and die
+    with it: its actions and its build inputs."""
+    return [store.delete(keys.instance(instance_id)),
+            store.delete(keys.action(instance_id, ""), prefix=True),
+            store.delete(keys.build_inputs(instance_id))]

@@ -68,3 +68,12 @@ def paginate(items: Sequence[T], key: Callable[[T], list], *, page_size: int, pa
     page = ordered[:size]
     token = _encode(key(page[-1]), scope) if len(ordered) > size else ""
     return page, token
+
+
+def page_of(request, items: Sequence[T], key: Callable[[T], list], *query: Any,
+            descending: bool = False) -> tuple[list[T], str]:
+    """`paginate` for a List request with page_size/page_token: the token is
+    bound to the request's type (the RPC) and `query` (the caller and the
+    filters), so it cannot be replayed on another list."""
+    return paginate(items, key, page_size=request.page_size, page_token=request.page_token,
+                    scope=query_scope(type(request).__name__, *query), descending=descending)

@@ -9,6 +9,8 @@ import gc
 from typing import Awaitable, Callable
 
 from nimbus import config, log, metrics
+from nimbus.healthport import HealthPort
+from nimbus.rpc import auth
 from nimbus.rpc.server import Server, wait_for_signal
 
 
@@ -35,6 +37,10 @@ class ServiceProcess:
         await self.server.set_serving()
         self.spawn(self.server.follow_store(self.store))
 
+    def health_servicer(self):
+        """What the health port answers from: the server's own health."""
+        return self.server.health
+
     async def stop(self) -> None:
         if self.server is not None:
             await self.server.stop(0.5)
@@ -49,7 +55,8 @@ def main(process: type[ServiceProcess], argv: list[str] | None, description: str
          default_listen: str = "", check: Callable[[config.Config], str | None] | None = None) -> None:
     log.configure()
     cfg = config.parse(argv, description, default_listen)
-    problem = check(cfg) if check else None
+    problem = auth.exposure_problem(cfg, cfg.listen or default_listen) or (
+        check(cfg) if check else None)
     if problem:
         raise SystemExit(f"{description}: {problem}")
 
@@ -58,6 +65,9 @@ def main(process: type[ServiceProcess], argv: list[str] | None, description: str
         if cfg.metrics_address:
             port = metrics.serve(cfg.metrics_address)
             log.get("nimbus.metrics").info("metrics", address=f"{cfg.metrics_address.rpartition(':')[0]}:{port}")
+        if cfg.health_address:
+            proc.closers.insert(0, (await HealthPort(cfg.health_address,
+                                                     proc.health_servicer()).start()).stop)
         # Everything made while starting lives as long as the process: keep it
         # out of the collector's scans, and collect the young generation less
         # often (protobuf and gRPC make many short-lived objects per call;

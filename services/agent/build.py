@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from nimbus import backoff
+from nimbus import backoff, crashpoints
 from nimbus.clock import now
 from nimbus.compute.v1 import compute_pb2
 from nimbus.imagebackend import DiskSource, ImageError, qemu_img
@@ -61,6 +61,7 @@ async def build(agent: "ComputeAgent", server: C.Server) -> None:
         await agent.update(sid, [C.TASK_STATE_SCHEDULING, C.TASK_STATE_UNSPECIFIED],
                            vm_state=C.VM_STATE_BUILDING, task_state=C.TASK_STATE_NETWORKING)
         stage = C.TASK_STATE_NETWORKING
+        crashpoints.reach("agent:build:networking")
         vifs = await allocate_networks(agent, sid)
         if vifs is None:   # no ports to be had: the conductor put it in ERROR
             await cleanup(agent, sid)
@@ -73,6 +74,7 @@ async def build(agent: "ComputeAgent", server: C.Server) -> None:
         await agent.update(sid, [stage], task_state=C.TASK_STATE_SPAWNING)
         stage = C.TASK_STATE_SPAWNING
         await spawn_waiting_out_transport_errors(agent, server, inputs, vifs, block)
+        crashpoints.reach("agent:build:spawned")
         await agent.update(sid, [stage], vm_state=C.VM_STATE_ACTIVE,
                            task_state=C.TASK_STATE_UNSPECIFIED,
                            power_state=C.POWER_STATE_RUNNING, launched_at=now())

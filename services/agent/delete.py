@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from typing import TYPE_CHECKING
 
+from nimbus import crashpoints
 from nimbus.compute.v1 import compute_pb2
 
 if TYPE_CHECKING:
@@ -29,5 +30,6 @@ async def delete(agent: "ComputeAgent", server: compute_pb2.Server) -> None:
     # A build that was in flight has finished by now (the agent waits for
     # the work it replaces): it noticed DELETING at its next update.
     await cleanup(agent, server.id)
+    crashpoints.reach("agent:delete:cleaned")
     await agent.client.finish_delete(server.id)
     agent.log.info("server deleted", instance_id=server.id)

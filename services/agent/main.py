@@ -7,14 +7,18 @@ benchmarks."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 
-from nimbus import config, metrics, process
+import grpc
+from grpc_health.v1 import health_pb2
+
+from nimbus import config, healthport, metrics, process
 from nimbus.compute.v1 import compute_pb2_grpc
 from nimbus.conductor.v1 import conductor_pb2_grpc
 from nimbus.imagebackend.local import LocalBackend
-from nimbus.rpc import auth
+from nimbus.rpc import auth, tls
 from nimbus.rpc.server import channel
 from nimbus.services.agent.agent import ComputeAgent
 from nimbus.services.agent.tracker import ResourceTracker
@@ -47,6 +51,33 @@ class AgentProcess(process.ServiceProcess):
     def __init__(self, cfg: config.Config):
         super().__init__(cfg)
         self.agents: list[ComputeAgent] = []
+        # The agent serves no RPCs: its health (NIMBUS_HEALTH_ADDRESS) says
+        # whether it is connected to the conductor.
+        self.health = healthport.not_serving()
+
+    def health_servicer(self):
+        return self.health
+
+    def connected(self) -> bool:
+        """Every host has had its assignments from the conductor, and the
+        channel they come over is up now."""
+        state = self.conductor_channel.get_state(try_to_connect=False)
+        return state == grpc.ChannelConnectivity.READY and all(
+            agent.synced.is_set() for agent in self.agents)
+
+    async def _follow_connection(self, interval: float = 1.0) -> None:
+        serving = None
+        while True:
+            now_serving = self.connected()
+            if now_serving != serving:
+                serving = now_serving
+                await self.health.set("", health_pb2.HealthCheckResponse.SERVING if serving
+                                      else health_pb2.HealthCheckResponse.NOT_SERVING)
+            await asyncio.sleep(interval)
+
+    async def stop(self) -> None:
+        await self.health.enter_graceful_shutdown()
+        await super().stop()
 
     async def _make(self, host: str, uri: str, instances_path: str) -> ComputeAgent:
         cfg = self.cfg
@@ -65,7 +96,7 @@ class AgentProcess(process.ServiceProcess):
         agent = ComputeAgent(host, driver, backend, ResourceTracker(node),
                              conductor_pb2_grpc.ConductorServiceStub(self.conductor_channel),
                              compute_pb2_grpc.ComputeServiceStub(self.api_channel),
-                             auth.service_metadata(cfg.service_token), node)
+                             credentials(host_token(cfg, host)), node)
         agent.force_config_drive = cfg.force_config_drive
         agent.power_sync_interval = cfg.power_sync_interval
         agent.shutdown_timeout = cfg.shutdown_timeout
@@ -74,8 +105,8 @@ class AgentProcess(process.ServiceProcess):
 
     async def start(self) -> "AgentProcess":
         cfg = self.cfg
-        self.conductor_channel = channel(cfg.conductor_address)
-        self.api_channel = channel(cfg.api_address)
+        self.conductor_channel = channel(cfg.conductor_address, tls.client(cfg))
+        self.api_channel = channel(cfg.api_address, tls.client(cfg))
         self.closers += [self.conductor_channel.close, self.api_channel.close]
         base_host = cfg.host or socket.gethostname()
         if cfg.simulate:
@@ -104,6 +135,7 @@ class AgentProcess(process.ServiceProcess):
         for agent in self.agents:
             self.closers.append(agent.driver.close)
             self.spawn(agent.run())
+        self.spawn(self._follow_connection())
         self.closers.append(metrics.add_source(metrics.HOST_DOMAINS, self._domains))
         return self
 
@@ -117,8 +149,39 @@ class AgentProcess(process.ServiceProcess):
                                    "defined": conn.numOfDefinedDomains()}
 
 
+def host_token(cfg: config.Config, host: str) -> str:
+    """What a host presents: its own host token, or one derived from the
+    service token (development, --simulate: many hosts in one process), or
+    nothing: its client certificate (CN agent.<host>) says who it is."""
+    if cfg.agent_token or not cfg.service_token:
+        return cfg.agent_token
+    return auth.agent_token(cfg.service_token, host)
+
+
+def credentials(token: str) -> tuple:
+    return auth.service_metadata(token) if token else ()
+
+
+def check(cfg: config.Config) -> str | None:
+    if cfg.agent_token:
+        host = cfg.host or socket.gethostname()
+        if cfg.simulate:
+            return "--agent-token is one host's: it cannot serve --simulate"
+        if not cfg.agent_token.startswith(f"{auth.AGENT_PREFIX}{host}."):
+            return f"--agent-token is not host {host}'s (python -m nimbus.rpc.auth agent-token {host})"
+        return None
+    if cfg.service_token:
+        return None
+    if cfg.tls_cert and cfg.tls_key and cfg.tls_ca:
+        return "a client certificate is one host's: it cannot serve --simulate" if cfg.simulate \
+            else None
+    return ("needs --agent-token (NIMBUS_AGENT_TOKEN, this host's), a client certificate "
+            "(--tls-cert/--tls-key/--tls-ca, CN agent.<host>, servers with --tls-client-auth) "
+            "or a service token (development)")
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
-        process.main(AgentProcess, argv, "nimbus compute agent", "", process.needs_service_token)
+        process.main(AgentProcess, argv, "nimbus compute agent", "", check)
     except UnusableVirtType as exc:
         raise SystemExit(f"nimbus agent: {exc}") from None

@@ -12,9 +12,11 @@ ends with AdvanceMigration, and a failure reports a fault (ERROR).
   ephemeral and swap by the new flavor, define the domain with the new
   flavor, power on unless the server was STOPPED.
 - source, RESIZE_CONFIRMING: undefine the old domain (not on a same-host
-  resize: it is the new one), remove `_resize`.
+  resize: it is the new one), remove `_resize` (and an RBD disk's revert
+  snapshot, taken at MIGRATING before the destination grows it in place).
 - revert: the destination destroys its domain and files, then the source
-  puts `_resize` back and powers on unless the server was STOPPED."""
+  puts `_resize` back (an RBD disk rolls back to its snapshot: old data,
+  old size) and powers on unless the server was STOPPED."""
 
 from __future__ import annotations
 
@@ -115,6 +117,7 @@ async def source_migrated(agent, server, ctx) -> None:
         os.rename(inst, kept)
     if not os.path.isdir(kept):
         raise SpawnError(f"{kept} is missing: the server's disks are gone")
+    await agent.backend.keep_revert_point(server.id)   # disks that stay put (RBD)
     await advance(agent, server)
 
 
@@ -158,6 +161,7 @@ async def source_confirm(agent, server, ctx) -> None:
     if ctx.source_host != ctx.dest_host:
         await agent.driver.destroy(server.id)   # same host: that domain is the new one
     shutil.rmtree(_resize_dir(agent, server.id), ignore_errors=True)
+    await agent.backend.drop_revert_point(server.id)
     await advance(agent, server)
     agent.log.info("resize confirmed", instance_id=server.id)
 
@@ -167,6 +171,7 @@ async def source_revert(agent, server, ctx) -> None:
     if os.path.isdir(kept):
         shutil.rmtree(inst, ignore_errors=True)
         os.rename(kept, inst)
+    await agent.backend.revert_to_point(server.id)   # an RBD root back to its old size
     power = C.POWER_STATE_SHUTDOWN
     if ctx.old_vm_state != C.VM_STATE_STOPPED:
         await agent.driver.power_on(server.id)   # defined again from libvirt.xml if need be

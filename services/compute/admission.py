@@ -11,7 +11,9 @@ max_count (Nova's rule, applied in arrival order), usage moves once, and
 the compare on the usage key still makes it correct across API replicas.
 Creates that join a server group, or carry an idempotency token, are
 committed alone (each compares a record of its own: the group's, or the
-token's absence)."""
+token's absence). So is a create too large for one transaction: its
+transaction takes the quota and writes a Reservation instead of the
+servers, which reservations.complete then writes in chunks."""
 
 from __future__ import annotations
 
@@ -41,6 +43,9 @@ class Admission:
     token_key: str = ""                          # idempotency token (idempotency.py)
     token: records_pb2.ClientToken | None = None  # its record, server_ids filled here
     token_lease: int = 0
+    # A create too large for one transaction: written as this reservation
+    # (server_ids cut to the count admitted) instead of server_ops.
+    reservation: records_pb2.Reservation | None = None
     # compares of records the servers take (an existing volume to boot
     # from): a failed one is FAILED_PRECONDITION (the volume changed).
     extra_compares: list = dataclasses.field(default_factory=list)
@@ -48,12 +53,15 @@ class Admission:
 
     @property
     def size(self) -> int:
+        if self.reservation is not None:
+            return 4
         return sum(len(ops) for ops in self.server_ops) + 3
 
     @property
     def alone(self) -> bool:
         """Committed in a transaction of its own (see the module's doc)."""
-        return self.group is not None or bool(self.token_key) or bool(self.extra_compares)
+        return (self.group is not None or bool(self.token_key) or self.reservation is not None
+                or bool(self.extra_compares))
 
 
 def _next_batch(queue: list[Admission]) -> list[Admission]:
@@ -107,7 +115,15 @@ class Committer:
                     ops.append(self.store.put(adm.token_key, token, lease=adm.token_lease))
                 compares += adm.extra_compares
                 in_use = quota.apply_deltas(in_use, quota.scaled(adm.per_item, count))
-                ops += [op for server_ops in adm.server_ops[:count] for op in server_ops]
+                if adm.reservation is not None:
+                    reservation = records_pb2.Reservation()
+                    reservation.CopyFrom(adm.reservation)
+                    del reservation.server_ids[count:]
+                    rkey = keys.reservation(reservation.reservation_id)
+                    compares.append(self.store.mod_is(rkey, 0))
+                    ops.append(self.store.put(rkey, reservation))
+                else:
+                    ops += [op for server_ops in adm.server_ops[:count] for op in server_ops]
                 admitted.append((adm, count))
             if not admitted:
                 return

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import uuid
 
-from nimbus import errors, log
+from nimbus import errors, log, pagination
 from nimbus.compute.v1 import aggregates_pb2 as A, aggregates_pb2_grpc
 from nimbus.rpc import auth
 from nimbus.services.compute.validation import validate_metadata, validate_name
@@ -167,8 +167,9 @@ class AggregateServicer(aggregates_pb2_grpc.AggregateServiceServicer):
     async def ListAggregates(self, request, context):
         auth.require_admin()
         aggregates, _ = await list_aggregates(self.store)
-        return A.ListAggregatesResponse(
-            aggregates=sorted((v.msg for v in aggregates), key=lambda a: (a.name, a.id)))
+        page, token = pagination.page_of(request, [v.msg for v in aggregates],
+                                         lambda a: [a.name, a.id])
+        return A.ListAggregatesResponse(aggregates=page, next_page_token=token)
 
     async def UpdateAggregate(self, request, context):
         auth.require_admin()

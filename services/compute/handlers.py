@@ -16,12 +16,12 @@ import re
 import uuid
 
 from nimbus.ids import is_uuid
-from nimbus import (errors, idempotency, instances, ipam, log, pagination, quota, servergroups,
-                    states)
+from nimbus import (crashpoints, errors, idempotency, instances, ipam, log, pagination, quota,
+                    reservations, servergroups, states)
 from nimbus.compute.v1 import compute_pb2, compute_pb2_grpc, networks_pb2
 from nimbus.imagestore import ImageStore, file_chunks
 from nimbus.rpc import auth, interceptor
-from nimbus.services.compute import boot_volumes, create, flavor_access, listing
+from nimbus.services.compute import boot_volumes, create, flavor_access, image_members, listing
 from nimbus.services.compute.admission import Admission, Committer
 from nimbus.services.compute.resize import ResizeActions
 from nimbus.services.compute.server_actions import ServerActions
@@ -33,13 +33,14 @@ from nimbus.services.compute.security_groups import resolve_security_groups
 from nimbus.state.v1 import records_pb2
 from nimbus.store import keys
 from nimbus.store.informer import DELETED, OVERFLOW, SYNCED, Informer
-from nimbus.store.store import Store, now
+from nimbus.store.store import MAX_REQUEST_BYTES, Store, now, txn_bytes
 
 _log = log.get("nimbus.compute")
 C = compute_pb2
 # Servers per CreateServer call: one etcd txn holds them all, and etcd takes
 # at most 128 operations per txn (2 per server + the usage).
-MAX_COUNT = 60
+MAX_COUNT = 10000   # a request's sanity bound; the quota is the real ceiling
+SMALL_CREATE = 60   # above: size the create by the quota before building records
 # aki/ari: a kernel or a ramdisk for direct kernel boot (Glance's names).
 DISK_FORMATS = ("qcow2", "raw", "iso", "aki", "ari")
 
@@ -110,9 +111,9 @@ class Catalog:
     async def image(self, ref: str, field: str, who: auth.Identity) -> records_pb2.ImageRecord:
         if not ref:
             raise errors.InvalidArgument(field, "is required")
+        # An agent (a service) fetches a server's image whoever owns it.
         found = [r for r in await self._find(self.images, ref, lambda r: r.image.name)
-                 if r.image.visibility == "public" or r.image.owner == who.project_id
-                 or who.is_admin]
+                 if await image_members.may_see(self.store, r.image, who)]
         if not found:
             raise errors.NotFound("image", ref)
         if len(found) > 1:
@@ -124,7 +125,8 @@ class Catalog:
             record = fresh.msg if fresh is not None else record
         return record
 
-class ComputeServicer(ServerActions, ResizeActions, flavor_access.FlavorAccess, VolumeAttachments,
+class ComputeServicer(ServerActions, ResizeActions, flavor_access.FlavorAccess,
+                      image_members.ImageMembers, VolumeAttachments,
                       compute_pb2_grpc.ComputeServiceServicer):
     def __init__(self, store: Store, catalog: Catalog, instances: Informer, images: ImageStore,
                  staging_dir: str, conductor=None, service_metadata=(), addresses=None):
@@ -232,45 +234,77 @@ class ComputeServicer(ServerActions, ResizeActions, flavor_access.FlavorAccess, 
         created = now()
         admin_pass = request.admin_pass or create.generate_password()
         response = C.CreateServerResponse(reservation_id=reservation_id, admin_pass=admin_pass)
-        per_server = []
-        for index in range(max_count):
-            server = response.servers.add(
-                id=str(uuid.uuid4()), name=f"{name}-{index + 1}" if max_count > 1 else name,
+        per_item = {**quota.instance_deltas(flavor.vcpus, flavor.ram_mb),
+                    **(boot.per_server if boot is not None else {})}
+        if max_count > SMALL_CREATE:
+            # Ids and records only for what the quota can admit (the
+            # committer checks again, atomically).
+            snap = await quota.snapshot(self.store, who.project_id)
+            max_count = max(min_count, quota.fit_count(snap.limits, snap.usage, per_item, max_count))
+        template = records_pb2.InstanceRecord(
+            server=C.Server(
                 project_id=who.project_id, user_id=who.user_id, vm_state=C.VM_STATE_BUILDING,
                 task_state=C.TASK_STATE_SCHEDULING, flavor_ref=flavor.id,
-                image_ref=image.id if image else "", flavor=flavor,
-                reservation_id=reservation_id, launch_index=index, created_at=created,
+                image_ref=image.id if image else "", flavor=flavor, name=name,
+                reservation_id=reservation_id, created_at=created,
                 updated_at=created, metadata=request.metadata, config_drive=request.config_drive,
                 key_name=request.key_name, security_groups=security_groups,
                 access_ipv4=request.access_ipv4, access_ipv6=request.access_ipv6,
                 availability_zone=zone, description=request.description,
-                server_group=request.scheduler_hints.group)
-            record = records_pb2.InstanceRecord(
-                server=server, request_id=request_id, task_changed_at=created,
-                user_data=request.user_data, personality=request.personality,
-                networks=request.networks, networks_mode=request.networks_mode,
-                block_devices=block_devices, scheduler_hints=request.scheduler_hints,
-                forced_host=forced_host, public_keys=public_keys)
-            if group is not None:
-                record.group_policy = servergroups.policy_name(group.msg.policy)
-                record.group_max_per_host = group.msg.rules.max_server_per_host
-            action = records_pb2.InstanceAction(
-                request_id=request_id, instance_id=server.id, action="create",
-                project_id=who.project_id, user_id=who.user_id, start_time=created)
-            volume_ops = boot.ops(self.store, record) if boot is not None else []
-            per_server.append([*volume_ops, self.store.put(keys.instance(server.id), record),
-                               self.store.put(keys.action(server.id, request_id), action)])
+                server_group=request.scheduler_hints.group),
+            request_id=request_id, task_changed_at=created,
+            networks=request.networks, networks_mode=request.networks_mode,
+            block_devices=block_devices, scheduler_hints=request.scheduler_hints,
+            forced_host=forced_host, public_keys=public_keys)
+        if group is not None:
+            template.group_policy = servergroups.policy_name(group.msg.policy)
+            template.group_max_per_host = group.msg.rules.max_server_per_host
+        # Bulky guest data lives apart from the record controllers watch.
+        inputs = (records_pb2.BuildInputs(user_data=request.user_data,
+                                          personality=request.personality)
+                  if request.user_data or request.personality else None)
+        server_ids = [str(uuid.uuid4()) for _ in range(max_count)]
+        numbered = max_count > 1
+        # Volumes at boot join each server's ops (written CREATING, or an
+        # existing one reserved); such a create must fit one transaction.
+        attach = (lambda record: boot.ops(self.store, record)) if boot is not None else None
+        first, first_ops = reservations.server_ops(
+            self.store, template, inputs, server_ids[0], 0,
+            reservations.server_name(name, 0, numbered), attach)
+        large = not reservations.fits_one_txn(len(first_ops), txn_bytes(first_ops), max_count)
+        if large and boot is not None:
+            raise errors.InvalidArgument(
+                "max_count", f"{max_count} servers with volumes do not fit one etcd transaction: "
+                             "ask for fewer")
+        per_server, reservation = [], None
+        if large:
+            reservation = records_pb2.Reservation(
+                reservation_id=reservation_id, project_id=who.project_id, template=template,
+                build_inputs=inputs, server_ids=server_ids, numbered=numbered,
+                created_at=created)
+            if reservation.ByteSize() > MAX_REQUEST_BYTES // 2:   # its chunks need the rest
+                raise errors.ResourceExhausted(
+                    f"{max_count} servers with this request's data make a reservation of "
+                    f"{reservation.ByteSize()} bytes, over half etcd's request limit of "
+                    f"{MAX_REQUEST_BYTES} bytes: ask for fewer servers at a time")
+        for index, server_id in enumerate(server_ids):
+            record, ops = (first, first_ops) if index == 0 else reservations.server_ops(
+                self.store, template, inputs, server_id, index,
+                reservations.server_name(name, index, numbered), attach)
+            response.servers.append(record.server)
+            if not large:
+                per_server.append(ops)
         # One transaction: as many servers as the quota allows between
         # min_count and max_count, their actions, the project's usage and the
         # group's members appear together or not at all; it is shared with
-        # the project's concurrent creates (admission.py).
+        # the project's concurrent creates (admission.py). A create too
+        # large for one writes a reservation there, then its servers in
+        # chunks (reservations.py).
         admission = Admission(
-            project=who.project_id,
-            per_item={**quota.instance_deltas(flavor.vcpus, flavor.ram_mb),
-                      **(boot.per_server if boot is not None else {})},
+            project=who.project_id, per_item=per_item,
             extra_compares=boot.compares(self.store) if boot is not None else [],
             min_count=min_count, max_count=max_count, server_ops=per_server,
-            server_ids=[s.id for s in response.servers], group=group)
+            server_ids=server_ids, group=group, reservation=reservation)
         if token_key:
             admission.token_key, admission.token_lease = token_key, await self.tokens.lease()
             admission.token = records_pb2.ClientToken(
@@ -280,6 +314,9 @@ class ComputeServicer(ServerActions, ResizeActions, flavor_access.FlavorAccess, 
             count = await self.committer.admit(admission)
         except idempotency.TokenTaken:
             return await self.tokens.replay(await self.tokens.find(token_key, request))
+        if large:
+            crashpoints.reach("create:reserved")
+            await reservations.complete(self.store, reservation_id)
         del response.servers[count:]
         _log.info("servers created", count=count, reservation_id=reservation_id,
                   flavor=flavor.name, image=image.id if image else "")
@@ -419,8 +456,10 @@ class ComputeServicer(ServerActions, ResizeActions, flavor_access.FlavorAccess, 
         items, _ = await self.store.list(keys.FLAVORS, C.Flavor)
         flavors = [v.msg for _, v in items
                    if await flavor_access.may_use(self.store, v.msg, who)]
-        flavors.sort(key=lambda f: (f.ram_mb, f.vcpus, f.name))
-        return C.ListFlavorsResponse(flavors=flavors)
+        page, token = pagination.page_of(request, flavors,
+                                         lambda f: [f.ram_mb, f.vcpus, f.name, f.id],
+                                         who.project_id, who.is_admin)
+        return C.ListFlavorsResponse(flavors=page, next_page_token=token)
 
     async def GetFlavor(self, request, context):
         return C.GetFlavorResponse(flavor=await self.catalog.flavor(request.ref, "ref",
@@ -455,10 +494,14 @@ class ComputeServicer(ServerActions, ResizeActions, flavor_access.FlavorAccess, 
     async def ListImages(self, request, context):
         who = auth.identity()
         items, _ = await self.store.list(keys.IMAGES, records_pb2.ImageRecord)
-        return C.ListImagesResponse(images=[
-            v.msg.image for _, v in items
-            if v.msg.image.visibility == "public" or v.msg.image.owner == who.project_id
-            or who.is_admin])
+        shared = await image_members.accepted_by(self.store, who.project_id)
+        visible_images = [v.msg.image for _, v in items
+                          if v.msg.image.visibility == "public"
+                          or v.msg.image.owner == who.project_id or who.is_admin
+                          or (v.msg.image.visibility == "shared" and v.msg.image.id in shared)]
+        page, token = pagination.page_of(request, visible_images, lambda i: [i.name, i.id],
+                                         who.project_id, who.is_admin)
+        return C.ListImagesResponse(images=page, next_page_token=token)
 
     async def GetImage(self, request, context):
         who = auth.identity()
@@ -474,15 +517,12 @@ class ComputeServicer(ServerActions, ResizeActions, flavor_access.FlavorAccess, 
         meta.name = validate_name(meta.name, "image.name")
         if meta.disk_format not in DISK_FORMATS:
             raise errors.InvalidArgument("image.disk_format", f"must be one of {', '.join(DISK_FORMATS)}")
-        if meta.visibility not in ("", "public", "private"):
-            raise errors.InvalidArgument("image.visibility", "must be public or private")
-        if meta.visibility == "public" and not who.is_admin:
-            raise errors.PermissionDenied("only admins make images public (Glance's policy)")
+        meta.visibility = meta.visibility or "private"
+        image_members.check_visibility(meta.visibility, who, "image.visibility")
         for field in ("min_ram_mb", "min_disk_gb"):
             if getattr(meta, field) < 0:
                 raise errors.InvalidArgument(f"image.{field}", "must not be negative")
         meta.id = str(uuid.uuid4())
-        meta.visibility = meta.visibility or "private"
         meta.owner = who.project_id
         meta.container_format = meta.container_format or "bare"
         meta.status = C.IMAGE_STATUS_QUEUED
@@ -533,7 +573,8 @@ class ComputeServicer(ServerActions, ResizeActions, flavor_access.FlavorAccess, 
                 f"image {image.id} is being fetched by building server {building[0]}")
         if record.location:
             await self.images.delete(record.location)   # Ceph refuses while disks are clones
-        await self.store.txn([], [self.store.delete(keys.image(image.id))])
+        await self.store.txn([], [self.store.delete(keys.image(image.id)),
+                                  self.store.delete(keys.image_member(image.id), prefix=True)])
         _log.info("image deleted", image_id=image.id)
         return C.DeleteImageResponse()
 

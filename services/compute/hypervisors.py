@@ -3,7 +3,7 @@ and the scheduling switch (Nova's os-hypervisors and os-services)."""
 
 from __future__ import annotations
 
-from nimbus import errors
+from nimbus import errors, pagination
 from nimbus.compute.v1 import hypervisors_pb2 as H
 from nimbus.compute.v1 import hypervisors_pb2_grpc
 from nimbus.rpc import auth
@@ -65,7 +65,9 @@ class HypervisorServicer(hypervisors_pb2_grpc.HypervisorServiceServicer):
 
     async def ListHypervisors(self, request, context):
         auth.require_admin()
-        return H.ListHypervisorsResponse(hypervisors=list((await self._hypervisors()).values()))
+        page, token = pagination.page_of(request, list((await self._hypervisors()).values()),
+                                         lambda h: [h.host])
+        return H.ListHypervisorsResponse(hypervisors=page, next_page_token=token)
 
     async def GetHypervisor(self, request, context):
         auth.require_admin()

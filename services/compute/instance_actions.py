@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 
 from nimbus.ids import is_uuid
-from nimbus import errors
+from nimbus import errors, pagination
 from nimbus.compute.v1 import instance_actions_pb2, instance_actions_pb2_grpc
 from nimbus.rpc import auth
 from nimbus.state.v1 import records_pb2
@@ -68,10 +68,12 @@ class InstanceActionServicer(instance_actions_pb2_grpc.InstanceActionServiceServ
         await self._check_server(request.server_id, who)
         items, _ = await self.store.list(keys.action(request.server_id, ""),
                                          records_pb2.InstanceAction)
-        records = sorted((v.msg for _, v in items),
-                         key=lambda r: (_nanos(r.start_time), r.request_id), reverse=True)
+        page, token = pagination.page_of(
+            request, [v.msg for _, v in items], lambda r: [_nanos(r.start_time), r.request_id],
+            who.project_id, request.server_id, descending=True)
         return A.ListInstanceActionsResponse(
-            actions=[public_action(r, who, with_events=False) for r in records])
+            actions=[public_action(r, who, with_events=False) for r in page],
+            next_page_token=token)
 
     async def GetInstanceAction(self, request, context):
         who = auth.identity()

@@ -34,7 +34,7 @@ import shutil
 import struct
 import tempfile
 
-from nimbus import errors, log, quota
+from nimbus import errors, log, pagination, quota
 from nimbus.compute.v1 import keypairs_pb2 as K, keypairs_pb2_grpc
 from nimbus.rpc import auth
 from nimbus.store import keys
@@ -287,8 +287,9 @@ class KeypairServicer(keypairs_pb2_grpc.KeypairServiceServicer):
         owner = _owner(request.user_id)
         items, _ = await self.store.list(f"{keys.KEYPAIRS}{owner}/", K.Keypair)
         # The record's user_id, not only the key prefix, decides ownership.
-        found = sorted((v.msg for _, v in items if v.msg.user_id == owner), key=lambda k: k.name)
-        return K.ListKeypairsResponse(keypairs=found)
+        found = [v.msg for _, v in items if v.msg.user_id == owner]
+        page, token = pagination.page_of(request, found, lambda k: [k.name], owner)
+        return K.ListKeypairsResponse(keypairs=page, next_page_token=token)
 
     async def DeleteKeypair(self, request, context):
         owner = _owner(request.user_id)

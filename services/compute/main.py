@@ -9,7 +9,7 @@ from nimbus.compute.v1 import compute_pb2, compute_pb2_grpc, ec2_pb2, ec2_pb2_gr
 from nimbus.compute.v1 import (instance_actions_pb2, instance_actions_pb2_grpc, quotas_pb2,
                                quotas_pb2_grpc)
 from nimbus.imagestore import make_store
-from nimbus.rpc import auth
+from nimbus.rpc import auth, tls
 from nimbus.conductor.v1 import conductor_pb2_grpc
 from nimbus.rpc.server import Server, channel
 from nimbus.services.compute.addresses import Addresses
@@ -28,7 +28,7 @@ _log = log.get("nimbus.compute")
 class ComputeProcess(process.ServiceProcess):
     async def start(self) -> "ComputeProcess":
         cfg = self.cfg
-        if cfg.noauth:
+        if auth.mode(cfg) == "noauth":
             _log.warning("noauth mode: 'Bearer <user>:<project>' tokens are trusted as they are; "
                          "the user 'admin' is an admin. Development only.")
         self.store = await Store.connect(cfg.etcd_endpoint, cfg.etcd_prefix, cfg.etcd_timeout)
@@ -44,13 +44,12 @@ class ComputeProcess(process.ServiceProcess):
         for informer in informers:
             self.spawn(informer.run())
         self.server = Server("compute", cfg.listen or config.DEFAULT_API_ADDRESS,
-                             auth.Authenticator(noauth=cfg.noauth,
-                                                service_token=cfg.service_token or None))
-        self.conductor_channel = channel(cfg.conductor_address)
+                             auth.for_users(cfg), tls.server(cfg))
+        self.conductor_channel = channel(cfg.conductor_address, tls.client(cfg))
         self.closers.append(self.conductor_channel.close)
         compute = ComputeServicer(self.store, self.catalog, self.instances,
                                   make_store(cfg.image_store, cfg.image_dir, cfg.ceph_conf,
-                                             cfg.rbd_images_pool),
+                                             cfg.rbd_images_pool, cfg.rbd_user),
                                   os.path.join(cfg.state_dir, "staging"),
                                   conductor_pb2_grpc.ConductorServiceStub(self.conductor_channel),
                                   auth.service_metadata(cfg.service_token), self.addresses)
@@ -110,7 +109,7 @@ class ComputeProcess(process.ServiceProcess):
 
 def main(argv: list[str] | None = None) -> None:
     def check(cfg: config.Config) -> str | None:
-        if not cfg.noauth and not cfg.service_token:
-            return "needs --noauth (development) or a service token"
+        if not cfg.service_token:
+            return "needs a service token (NIMBUS_SERVICE_TOKEN): the conductor and agents use it"
         return None
     process.main(ComputeProcess, argv, "nimbus compute API", config.DEFAULT_API_ADDRESS, check)

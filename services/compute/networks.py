@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import uuid
 
-from nimbus import errors, ipam, log
+from nimbus import errors, ipam, log, pagination
 from nimbus.compute.v1 import networks_pb2 as N, networks_pb2_grpc
 from nimbus.rpc import auth
 from nimbus.services.compute.security_groups import resolve_security_groups
@@ -97,7 +97,9 @@ class NetworkServicer(networks_pb2_grpc.NetworkServiceServicer):
         who = auth.identity()
         nets = [n for n in await ipam.list_networks(self.store)
                 if ipam.visible(n, who.project_id, who.is_admin)]
-        return N.ListNetworksResponse(networks=sorted(nets, key=lambda n: (n.name, n.id)))
+        page, token = pagination.page_of(request, nets, lambda n: [n.name, n.id],
+                                         who.project_id, who.is_admin)
+        return N.ListNetworksResponse(networks=page, next_page_token=token)
 
     async def UpdateNetwork(self, request, context):
         who = auth.identity()
@@ -185,13 +187,21 @@ class NetworkServicer(networks_pb2_grpc.NetworkServiceServicer):
         if request.network_id:
             network = await self._network(request.network_id, who)
             subnets = await ipam.network_subnets(self.store, network.msg)
+            position = {s.id: i for i, s in enumerate(subnets)}
+
+            def order(s):   # the network's own order of its subnets
+                return [position[s.id], s.id]
         else:
             seen = {n.id for n in await ipam.list_networks(self.store)
                     if ipam.visible(n, who.project_id, who.is_admin)}
             items, _ = await self.store.list(keys.SUBNETS, N.Subnet)
-            subnets = sorted((v.msg for _, v in items if v.msg.network_id in seen),
-                             key=lambda s: (s.network_id, s.name, s.id))
-        return N.ListSubnetsResponse(subnets=subnets)
+            subnets = [v.msg for _, v in items if v.msg.network_id in seen]
+
+            def order(s):
+                return [s.network_id, s.name, s.id]
+        page, token = pagination.page_of(request, subnets, order,
+                                         who.project_id, who.is_admin, request.network_id)
+        return N.ListSubnetsResponse(subnets=page, next_page_token=token)
 
     async def UpdateSubnet(self, request, context):
         who = auth.identity()
@@ -264,7 +274,10 @@ class NetworkServicer(networks_pb2_grpc.NetworkServiceServicer):
                  if (who.is_admin or v.msg.project_id == who.project_id)
                  and (not request.network_id or v.msg.network_id == request.network_id)
                  and (not request.device_id or v.msg.device_id == request.device_id)]
-        return N.ListPortsResponse(ports=sorted(ports, key=lambda p: (p.network_id, p.name, p.id)))
+        page, token = pagination.page_of(request, ports, lambda p: [p.network_id, p.name, p.id],
+                                         who.project_id, who.is_admin, request.network_id,
+                                         request.device_id)
+        return N.ListPortsResponse(ports=page, next_page_token=token)
 
     async def UpdatePort(self, request, context):
         who = auth.identity()

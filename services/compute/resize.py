@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 
-from nimbus import errors, migrations, states
+from nimbus import errors, migrations, pagination, states
 from nimbus.clock import now
 from nimbus.compute.v1 import compute_pb2, migrations_pb2, migrations_pb2_grpc
 from nimbus.rpc import auth, interceptor
@@ -191,5 +191,8 @@ class MigrationServicer(migrations_pb2_grpc.MigrationServiceServicer):
 
     async def ListMigrations(self, request, context):
         auth.require_admin()
-        return migrations_pb2.ListMigrationsResponse(migrations=await list_migrations(
-            self.store, request.host, request.status, request.server_id))
+        found = await list_migrations(self.store, request.host, request.status, request.server_id)
+        page, token = pagination.page_of(
+            request, found, lambda m: [m.created_at.ToNanoseconds(), m.id],
+            request.host, request.status, request.server_id)
+        return migrations_pb2.ListMigrationsResponse(migrations=page, next_page_token=token)

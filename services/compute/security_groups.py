@@ -31,7 +31,7 @@ import uuid
 
 
 from nimbus.ids import is_uuid
-from nimbus import errors, log
+from nimbus import errors, log, pagination
 from nimbus.compute.v1 import security_groups_pb2 as S, security_groups_pb2_grpc
 from nimbus.rpc import auth
 from nimbus.services.compute.validation import validate_name
@@ -265,8 +265,9 @@ class SecurityGroupServicer(security_groups_pb2_grpc.SecurityGroupServiceService
     async def ListSecurityGroups(self, request, context):
         who = auth.identity()
         groups, _ = await list_groups(self.store, who.project_id)
-        return S.ListSecurityGroupsResponse(
-            security_groups=sorted((g.msg for g in groups), key=lambda g: (g.name, g.id)))
+        page, token = pagination.page_of(request, [g.msg for g in groups],
+                                         lambda g: [g.name, g.id], who.project_id)
+        return S.ListSecurityGroupsResponse(security_groups=page, next_page_token=token)
 
     async def UpdateSecurityGroup(self, request, context):
         who = auth.identity()

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import uuid
 
-from nimbus import errors, log, quota
+from nimbus import errors, log, pagination, quota
 from nimbus.compute.v1 import server_groups_pb2 as G, server_groups_pb2_grpc
 from nimbus.rpc import auth
 from nimbus.services.compute.validation import validate_name
@@ -89,8 +89,9 @@ class ServerGroupServicer(server_groups_pb2_grpc.ServerGroupServiceServicer):
         items, _ = await self.store.list(prefix, G.ServerGroup)
         found = [v.msg for _, v in items
                  if request.all_projects or v.msg.project_id == who.project_id]
-        return G.ListServerGroupsResponse(
-            server_groups=sorted(found, key=lambda g: (g.name, g.id)))
+        page, token = pagination.page_of(request, found, lambda g: [g.name, g.id],
+                                         who.project_id, request.all_projects)
+        return G.ListServerGroupsResponse(server_groups=page, next_page_token=token)
 
     async def DeleteServerGroup(self, request, context):
         who = auth.identity()

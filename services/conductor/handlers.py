@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import collections
 
-from nimbus import errors, instances, ipam, log, metrics, migrations, states
+from nimbus import crashpoints, errors, instances, ipam, log, metrics, migrations, states
 from nimbus.compute.v1 import compute_pb2, networks_pb2
 from nimbus.conductor.v1 import conductor_pb2, conductor_pb2_grpc
 from nimbus.rpc import auth
@@ -188,6 +188,7 @@ class Conductor:
                                                            ops)
                         elif not (await self.store.txn(compares, ops)).succeeded:
                             raise InstanceChanged(instance_id)
+                crashpoints.reach("conductor:delete:removed")
                 # The record is gone, so no late allocation can recreate ports.
                 await ipam.release_for_server(self.store, instance_id)
                 return
@@ -246,6 +247,7 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
             rec.HasField("migration_context") and host in (rec.migration_context.source_host,
                                                             rec.migration_context.dest_host)))
         self.c.consoles.register(host, sub)
+        sent_inputs: set[str] = set()
         try:
             while True:
                 kind, rec = await sub.queue.get()
@@ -262,13 +264,23 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
                                 revision=rec.mod_revision)
                 else:
                     build = rec.msg.server.vm_state == TS.VM_STATE_BUILDING
+                    inputs = rec.msg
+                    if build and rec.msg.build_inputs_apart:
+                        # Kept apart from the watched record: read once per
+                        # stream, for the host that builds it (the agent keeps them).
+                        build = rec.msg.server.id not in sent_inputs
+                        if build:
+                            found = await self.store.get(keys.build_inputs(rec.msg.server.id),
+                                                         records_pb2.BuildInputs)
+                            inputs = found.msg if found else records_pb2.BuildInputs()
+                            sent_inputs.add(rec.msg.server.id)
                     yield Event(type=Event.EVENT_TYPE_UPSERT, server=rec.msg.server,
                                 revision=rec.mod_revision,
                                 migration_context=migrations.context_of(rec.msg),
                                 # Build inputs only while building: they can be large.
-                                user_data=rec.msg.user_data if build else b"",
+                                user_data=inputs.user_data if build else b"",
                                 public_keys=rec.msg.public_keys if build else {},
-                                personality=rec.msg.personality if build else (),
+                                personality=inputs.personality if build else (),
                                 volumes=rec.msg.volumes)
         finally:
             self.c.consoles.unregister(host, sub)

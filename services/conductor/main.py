@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import asyncio
 
-from nimbus import config, metrics, process
+from nimbus import config, metrics, process, reservations
 from nimbus.conductor.v1 import conductor_pb2, conductor_pb2_grpc
-from nimbus.rpc import auth
+from nimbus.rpc import auth, tls
 from nimbus.rpc.server import Server, channel
 from nimbus.scheduler.v1 import scheduler_pb2_grpc
 from nimbus.services.conductor.handlers import Conductor, ConductorServicer
@@ -29,7 +29,7 @@ class ConductorProcess(process.ServiceProcess):
         self.store = await Store.connect(cfg.etcd_endpoint, cfg.etcd_prefix, cfg.etcd_timeout)
         self.closers.append(self.store.close)
         self.conductor = Conductor(self.store, cfg.max_attempts, cfg.node_ttl)
-        self.scheduler_channel = channel(cfg.scheduler_address)
+        self.scheduler_channel = channel(cfg.scheduler_address, tls.client(cfg))
         self.closers.append(self.scheduler_channel.close)
         self.builds = BuildScheduler(
             self.conductor, scheduler_pb2_grpc.SchedulerServiceStub(self.scheduler_channel),
@@ -43,12 +43,13 @@ class ConductorProcess(process.ServiceProcess):
         c = self.conductor
 
         async def lead() -> None:   # the leader's controllers
-            await asyncio.gather(self.builds.lead(), self.moves.lead())
+            await asyncio.gather(self.builds.lead(), self.moves.lead(),
+                                 reservations.run(self.store, cfg.reservation_timeout))
         for work in (c.instances.run(), c.nodes.run(), c.providers.run(), c.networks.run(),
                      self.election.run(lead)):
             self.spawn(work)
         self.server = Server("conductor", cfg.listen or config.DEFAULT_CONDUCTOR_ADDRESS,
-                             auth.Authenticator(service_token=cfg.service_token))
+                             auth.for_services(cfg), tls.server(cfg))
         self.server.add(conductor_pb2_grpc.add_ConductorServiceServicer_to_server,
                         ConductorServicer(self.conductor),
                         conductor_pb2.DESCRIPTOR.services_by_name["ConductorService"])

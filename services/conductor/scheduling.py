@@ -12,7 +12,7 @@ import time
 
 import grpc
 
-from nimbus import errors, ipam, log, migrations, resources, states
+from nimbus import crashpoints, errors, ipam, log, migrations, resources, states
 from nimbus.compute.v1 import compute_pb2
 from nimbus.scheduler.v1 import scheduler_pb2
 from nimbus.services.conductor.claims import InstanceChanged
@@ -180,6 +180,7 @@ class BuildScheduler:
             except InstanceChanged:
                 return True  # deleted or changed meanwhile: not ours to place any more
             if placed is not None:
+                crashpoints.reach("conductor:build:claimed")
                 return True
         return False
 

@@ -10,8 +10,8 @@ from nimbus.rpc.server import channel
 
 
 class ComputeClient:
-    def __init__(self, address: str, service_token: str):
-        self.channel = channel(address)
+    def __init__(self, address: str, service_token: str, tls_config=None):
+        self.channel = channel(address, tls_config)
         self.metadata = auth.service_metadata(service_token)
         self.compute = compute_pb2_grpc.ComputeServiceStub(self.channel)
         self.security_groups = security_groups_pb2_grpc.SecurityGroupServiceStub(self.channel)

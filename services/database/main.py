@@ -11,6 +11,7 @@ from nimbus import config, log, process
 from nimbus.database.v1 import (database_pb2, database_pb2_grpc, datastores_pb2, datastores_pb2_grpc,
                                 guest_pb2, guest_pb2_grpc)
 from nimbus.database.v1 import records_pb2 as R
+from nimbus.rpc import auth, tls
 from nimbus.rpc.server import Server
 from nimbus.services.database.compute import ComputeClient
 from nimbus.services.database.datastores import DatastoreServicer
@@ -38,11 +39,11 @@ class DatabaseProcess(process.ServiceProcess):
         informers = (self.instances, self.guests)
         for informer in informers:
             self.spawn(informer.run())
-        self.compute = ComputeClient(cfg.api_address, cfg.service_token)
+        self.compute = ComputeClient(cfg.api_address, cfg.service_token, tls.client(cfg))
         self.closers.append(self.compute.close)
         self.server = Server("database", cfg.listen or cfg.database_address,
-                             GuestAuthenticator(self.guests, noauth=cfg.noauth,
-                                                service_token=cfg.service_token or None))
+                             auth.for_users(cfg, lambda **kw: GuestAuthenticator(self.guests, **kw)),
+                             tls.server(cfg))
         self.hub = GuestHub(self.store, self.instances, self.guests, cfg.agent_heartbeat_expiry)
         self.server.add(database_pb2_grpc.add_DatabaseServiceServicer_to_server,
                         DatabaseServicer(self.store, self.instances, self.compute,
@@ -59,7 +60,8 @@ class DatabaseProcess(process.ServiceProcess):
                                      cfg.guest_heartbeat)
         await self.server.start()
         self.taskmanager = TaskManager(self.store, self.instances, self.compute, self.hub,
-                                       self.server.address, self.local)
+                                       self.server.address, self.local,
+                                       control_ca=_read_ca(cfg) if tls.server(cfg) else "")
         self.election = LeaderElection(self.store, "database-taskmanager")
         for informer in informers:
             await informer.synced.wait()
@@ -69,12 +71,17 @@ class DatabaseProcess(process.ServiceProcess):
         return self
 
 
+def _read_ca(cfg: config.Config) -> str:
+    if not cfg.tls_ca:
+        raise SystemExit("TLS on DatabaseService needs --tls-ca: guests verify it with the CA")
+    with open(cfg.tls_ca) as f:
+        return f.read()
+
+
 def main(argv: list[str] | None = None) -> None:
     def check(cfg: config.Config) -> str | None:
         if not cfg.service_token:
             return "needs a service token (NIMBUS_SERVICE_TOKEN) to call ComputeService"
-        if not cfg.noauth:
-            return "needs --noauth (development): no production authenticator exists yet"
         return None
     process.main(DatabaseProcess, argv, "nimbus database service (trove)",
                  config.DEFAULT_DATABASE_ADDRESS, check)

@@ -58,12 +58,14 @@ def remaining(rec: R.InstanceRecord) -> float:
 
 class TaskManager:
     def __init__(self, store: Store, instances: Informer, compute: ComputeClient, hub: GuestHub,
-                 control_address: str, local_guests=None):
+                 control_address: str, local_guests=None, control_ca: str = ""):
         self.store = store
         self.instances = instances
         self.compute = compute
         self.hub = hub
         self.control_address = control_address
+        # PEM of the CA that verifies DatabaseService (TLS on): the guest's trust.
+        self.control_ca = control_ca
         self.local = local_guests
         self.controller = Controller("taskmanager", self.reconcile)
         self.prepared: set[str] = set()   # guests that answered prepare (this leader's term)
@@ -212,7 +214,9 @@ class TaskManager:
             credential_sha256=digest))])
         guest_cfg = json.dumps({"guest_id": rec.guest_id, "manager": rec.manager,
                                 "control_address": self.control_address,
-                                "credential": secret}).encode()
+                                "credential": secret}
+                               | ({"control_ca": self.control_ca} if self.control_ca else {})
+                               ).encode()
         files = [(CONFIG_PATH, guest_cfg)]
         metadata = {"trove_instance_id": inst.id, "trove_guest_id": rec.guest_id}
         if self.local is not None:

@@ -24,6 +24,7 @@ from nimbus import log
 from nimbus.database.v1 import database_pb2 as D
 from nimbus.database.v1 import guest_pb2 as G
 from nimbus.database.v1 import guest_pb2_grpc
+from nimbus.rpc import tls
 from nimbus.rpc.server import channel
 from nimbus.services.guestagent.datastore import Datastore, DatastoreError
 from nimbus.services.guestagent.mariadb import MariaDB
@@ -55,6 +56,14 @@ class GuestAgent:
         self._initial_credential = cfg["credential"]
         self._credential_path = os.path.join(os.path.abspath(root), "credential")
         self._credential = self._saved_credential() or self._initial_credential
+        # TLS on DatabaseService: the config drive carries the CA to verify it with.
+        self.control_tls = None
+        if cfg.get("control_ca"):
+            ca_path = os.path.join(os.path.abspath(root), "control-ca.pem")
+            os.makedirs(os.path.dirname(ca_path), exist_ok=True)
+            with open(ca_path, "w") as f:
+                f.write(cfg["control_ca"])
+            self.control_tls = tls.ClientTLS(ca=ca_path)
         plugin = PLUGINS.get(cfg["manager"])
         if plugin is None:
             raise SystemExit(f"unknown datastore manager {cfg['manager']!r}")
@@ -177,7 +186,7 @@ class GuestAgent:
     async def session(self) -> None:
         """One connection: Hello, then heartbeats and results out, commands in."""
         token = f"guest.{self.guest_id}.{self._credential}"
-        async with channel(self.address) as ch:
+        async with channel(self.address, self.control_tls) as ch:
             stub = guest_pb2_grpc.GuestAgentServiceStub(ch)
             self.outbox = asyncio.Queue()
             await self.outbox.put(G.ConnectRequest(hello=G.Hello(guest_id=self.guest_id)))

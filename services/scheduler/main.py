@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from nimbus import config, process
-from nimbus.rpc import auth
+from nimbus.rpc import auth, tls
 from nimbus.rpc.server import Server
 from nimbus.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
 from nimbus.services.scheduler.handlers import HostManager, SchedulerServicer
@@ -21,7 +21,7 @@ class SchedulerProcess(process.ServiceProcess):
         self.spawn(self.hosts.aggregates.run())
         self.spawn(self.hosts.statuses.run())
         self.server = Server("scheduler", cfg.listen or config.DEFAULT_SCHEDULER_ADDRESS,
-                             auth.Authenticator(service_token=cfg.service_token))
+                             auth.for_services(cfg), tls.server(cfg))
         self.server.add(scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server,
                         SchedulerServicer(self.hosts),
                         scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"])

@@ -12,7 +12,7 @@ import os
 
 from nimbus import config, log, process
 from nimbus.compute.v1 import compute_pb2_grpc
-from nimbus.rpc import auth
+from nimbus.rpc import auth, tls
 from nimbus.rpc.server import Server, channel
 from nimbus.services.volume.manager import VolumeManager, ensure_volume_type, image_source
 from nimbus.store.election import LeaderElection
@@ -35,7 +35,7 @@ class VolumeManagerProcess(process.ServiceProcess):
             self.closers.append(close_backend)
         self.store = await Store.connect(cfg.etcd_endpoint, cfg.etcd_prefix, cfg.etcd_timeout)
         self.closers.append(self.store.close)
-        self.api_channel = channel(cfg.api_address)
+        self.api_channel = channel(cfg.api_address, tls.client(cfg))
         self.closers.append(self.api_channel.close)
         images = image_source(compute_pb2_grpc.ComputeServiceStub(self.api_channel),
                               auth.service_metadata(cfg.service_token))
@@ -44,7 +44,7 @@ class VolumeManagerProcess(process.ServiceProcess):
             self.spawn(informer.run())
         await ensure_volume_type(self.store, cfg.default_volume_type, backend_name)
         self.server = Server("volume", cfg.listen or config.DEFAULT_VOLUME_ADDRESS,
-                             auth.Authenticator(service_token=cfg.service_token))
+                             auth.for_services(cfg), tls.server(cfg))
         await self.server.start()
         self.election = LeaderElection(self.store, f"volume-manager-{backend_name}")
         self.spawn(self.election.run(self.manager.lead))

@@ -202,7 +202,7 @@ NIL = "00000000-0000-4000-8000-000000000001"
     (dict(image="no-such-image"), grpc.StatusCode.NOT_FOUND, "image"),
     (dict(min_count=-1), grpc.StatusCode.INVALID_ARGUMENT, "min_count"),
     (dict(min_count=3, max_count=2), grpc.StatusCode.INVALID_ARGUMENT, "max_count"),
-    (dict(max_count=1000), grpc.StatusCode.INVALID_ARGUMENT, "max_count"),
+    (dict(max_count=10001), grpc.StatusCode.INVALID_ARGUMENT, "max_count"),
     (dict(metadata={"k" * 256: "v"}), grpc.StatusCode.INVALID_ARGUMENT, f"metadata[{'k' * 256!r}]"),
     (dict(metadata={"k": "v" * 256}), grpc.StatusCode.INVALID_ARGUMENT, "metadata['k']"),
     (dict(user_data=b"x" * 65536), grpc.StatusCode.INVALID_ARGUMENT, "user_data"),

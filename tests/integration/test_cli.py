@@ -187,6 +187,29 @@ async def test_image_create_uploads_a_file(nimbus, tmp_path, qcow2_image):
     assert result.exit_code == 2 and "--disk-format" in result.stderr
 
 
+async def test_image_sharing(nimbus, qcow2_image):
+    name = f"team-{uuid.uuid4().hex[:6]}"
+    made = json.loads(ok(await nimbus("image", "create", qcow2_image, "--name", name, "--shared",
+                                      "-f", "json")).stdout)
+    assert made["visibility"] == "shared"
+    friend = f"friend-{uuid.uuid4().hex[:6]}"
+    as_friend = {"token": f"bob:{friend}"}
+    ok(await nimbus("image", "member", "add", made["id"], friend))
+    assert name not in ok(await nimbus("image", "list", "-f", "value", "-c", "name",
+                                       **as_friend)).stdout.split()   # pending
+    answered = json.loads(ok(await nimbus("image", "member", "set", made["id"], friend,
+                                          "accepted", "-f", "json", **as_friend)).stdout)
+    assert answered["status"] == "accepted"
+    assert name in ok(await nimbus("image", "list", "-f", "value", "-c", "name",
+                                   **as_friend)).stdout.split()
+    assert ok(await nimbus("image", "member", "list", made["id"], "-f", "value",
+                           "-c", "member")).stdout.split() == [friend]
+    ok(await nimbus("image", "set", made["id"], "--visibility", "private"))
+    assert (await nimbus("image", "show", made["id"], **as_friend)).exit_code == 4   # NOT_FOUND
+    ok(await nimbus("image", "member", "remove", made["id"], friend))
+    ok(await nimbus("image", "delete", made["id"]))
+
+
 async def test_keypairs_networks_and_quota(nimbus, tmp_path):
     key = tmp_path / "id_ed25519"
     made = ok(await nimbus("keypair", "create", "k1", "--private-key", str(key), "-f", "json"))

@@ -49,7 +49,7 @@ async def test_passwords_reach_neither_etcd_nor_logs_nor_answers(dbstack):
     assert active.status == D.INSTANCE_STATUS_ACTIVE, active.fault
     root = await dbstack.db.EnableRoot(D.EnableRootRequest(instance_id=created.id), metadata=ALICE)
     store = dbstack.database.store
-    values = [kv.value for kv in await store.client.get_prefix(store.key(""))]
+    values = [kv.value for kv in (await store.list_raw(""))[0]]
     assert values and not [v for v in values if secret.encode() in v or root.password.encode() in v]
     rec = dbstack.database.instances.items[f"db/instances/{created.id}"].msg
     for name in ("agent.log", "datastore/server.log"):

@@ -47,7 +47,7 @@ async def test_embedded_etcd_survives_cancelled_read_only_txns(private_etcd):
     applies them: 3.5.1 died within 5-7 such calls (RECIPES.md)."""
     store = await Store.connect(private_etcd.endpoint, "/cancel/")
     try:
-        raw = store.client.kvstub     # no nimbus deadline: the test sets its own
+        raw = etcd_rpc.KVStub(store.client.channel)   # no nimbus deadline: the test sets its own
         await store.txn([], [store.put("k", etcd_rpc.PutRequest(key=b"v"))])
         request = etcd_rpc.TxnRequest(success=[store.get_op("k")] * 8)
         outcomes = {"ok": 0, "cancelled": 0}

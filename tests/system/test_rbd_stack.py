@@ -87,7 +87,16 @@ def rbd_size(ceph, name: str) -> int:
             return image.size()
 
 
-async def test_resize_grows_the_rbd_disk_in_place_and_copies_nothing(etcd, tmp_path, ceph):
+def rbd_snaps(ceph, name: str) -> set[str]:
+    import rados
+    import rbd
+    with rados.Rados(conffile=ceph.conf_path) as conn, conn.open_ioctx("vms") as ioctx:
+        with rbd.Image(ioctx, name, read_only=True) as image:
+            return {s["name"] for s in image.list_snaps()}
+
+
+@pytest.mark.parametrize("ending", ["confirm", "revert"])
+async def test_resize_grows_the_rbd_disk_in_place_and_copies_nothing(etcd, tmp_path, ceph, ending):
     extra = dict(image_backend="rbd", image_store="rbd", ceph_conf=ceph.conf_path)
     async with Stack(etcd.endpoint, str(tmp_path), hosts=2, disk_gb=0, **extra) as s:
         await s.flavor("m1.tiny", disk_gb=1)
@@ -111,6 +120,7 @@ async def test_resize_grows_the_rbd_disk_in_place_and_copies_nothing(etcd, tmp_p
         assert resized.host != done.host
         assert rbd_size(ceph, disk) == 2 << 30            # grown in place ...
         assert vms_images(ceph) == before                 # ... and nothing copied
+        assert rbd_snaps(ceph, disk) == {"nimbus_resize"}  # what a revert returns to
         dest = next(a for a in s.agents.agents if a.host == resized.host)
         inst = dest.driver.instance_dir(server.id)
         assert "disk" not in os.listdir(inst)
@@ -118,9 +128,21 @@ async def test_resize_grows_the_rbd_disk_in_place_and_copies_nothing(etcd, tmp_p
         sources = {d.find("target").get("dev"): d.find("source").attrib
                    for d in dom.findall("devices/disk")}
         assert sources["vda"]["name"] == f"vms/{disk}" and sources["hdd"]["name"] == f"vms/{disk}.config"
-        await s.api.ConfirmServerResize(C.ConfirmServerResizeRequest(id=server.id), metadata=user())
-        await s.wait_for(server.id, lambda x: x.task_state == 0 and x.vm_state == C.VM_STATE_ACTIVE)
-        assert vms_images(ceph) == before                 # the source's clean-up kept the disks
+        if ending == "confirm":
+            await s.api.ConfirmServerResize(C.ConfirmServerResizeRequest(id=server.id),
+                                            metadata=user())
+            expected_host, expected_size = resized.host, 2 << 30
+        else:
+            await s.api.RevertServerResize(C.RevertServerResizeRequest(id=server.id),
+                                           metadata=user())
+            expected_host, expected_size = done.host, 1 << 30   # the old size: rolled back
+        ended = await s.wait_for(server.id, lambda x: x.task_state == 0 and
+                                 x.vm_state in (C.VM_STATE_ACTIVE, C.VM_STATE_ERROR))
+        assert ended.vm_state == C.VM_STATE_ACTIVE, ended.fault
+        assert ended.host == expected_host
+        assert rbd_size(ceph, disk) == expected_size
+        assert rbd_snaps(ceph, disk) == set()
+        assert vms_images(ceph) == before                 # the clean-up kept the disks
         await s.api.DeleteServer(C.DeleteServerRequest(id=server.id), metadata=user())
         await s.wait_for(server.id, lambda x: x is None)
         assert not {n for n in vms_images(ceph) if n.startswith(server.id)}

@@ -45,6 +45,18 @@ class Client:
         """A unary (or client-streaming) call with the token and the deadline."""
         return method(request, metadata=self.metadata, timeout=self.timeout)
 
+    def list_all(self, method, request, answer: str) -> list:
+        """Every item of a List RPC: follows next_page_token where the
+        answer has one, so a list is never cut at the server's page size."""
+        items = []
+        while True:
+            page = self.call(method, request)
+            items += getattr(page, answer)
+            token = getattr(page, "next_page_token", "")
+            if not token:
+                return items
+            request.page_token = token
+
     def stream(self, method, request, timeout: float | None):
         """A server-streaming call; `timeout` bounds the whole stream."""
         return method(request, metadata=self.metadata, timeout=timeout)

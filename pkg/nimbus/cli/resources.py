@@ -21,7 +21,7 @@ def add_list(group: click.Group, service: str, rpc: str, request: type, answer: 
     @pass_session
     def run(session: Session, out: Output, **given):
         client, method = _rpc(session, service, rpc)
-        out.items(getattr(client.call(method, request(**given)), answer), listed)
+        out.items(client.list_all(method, request(**given), answer), listed)
     for option in filters:
         run = option(run)
     group.command("list", help=help)(run)

@@ -37,7 +37,8 @@ def find_server(session: Session, ref: str) -> C.Server:
     except grpc.RpcError as err:
         if err.code() != grpc.StatusCode.NOT_FOUND:
             raise
-        found = client.call(client.compute.ListServers, C.ListServersRequest(name=ref)).servers
+        found = client.list_all(client.compute.ListServers, C.ListServersRequest(name=ref),
+                                "servers")
         if len(found) == 1:
             return found[0]
         if len(found) > 1:
@@ -61,7 +62,7 @@ def _networks(session: Session, refs: tuple[str, ...]) -> dict:
         return {"networks_mode": refs[0]}
     client = session.client
     from nimbus.compute.v1 import networks_pb2 as N
-    known = client.call(client.networks.ListNetworks, N.ListNetworksRequest()).networks
+    known = client.list_all(client.networks.ListNetworks, N.ListNetworksRequest(), "networks")
     by_ref = {n.name: n.id for n in known} | {n.id: n.id for n in known}
     missing = [r for r in refs if r not in by_ref]
     if missing:
@@ -106,14 +107,7 @@ def server_list(session: Session, out: Output, all_projects, name, host):
     """List servers (every page)."""
     client = session.client
     request = C.ListServersRequest(all_projects=all_projects, name=name, host=host)
-    servers = []
-    while True:
-        page = client.call(client.compute.ListServers, request)
-        servers += page.servers
-        if not page.next_page_token:
-            break
-        request.page_token = page.next_page_token
-    out.items(servers, LIST_COLUMNS)
+    out.items(client.list_all(client.compute.ListServers, request, "servers"), LIST_COLUMNS)
 
 
 @server.command("show")

@@ -42,6 +42,18 @@ class Backend(Protocol):
         config drive on its destination, after its files have arrived in
         instance_dir (local disks travel; RBD disks stay in Ceph)."""
 
+    async def keep_revert_point(self, instance_id: str) -> None:
+        """Before a move changes the disks where they are (RBD: grown in
+        place), keep what a revert returns to. Idempotent. Local disks need
+        nothing: the source keeps its files in `<uuid>_resize`."""
+
+    async def revert_to_point(self, instance_id: str) -> None:
+        """A revert: the disks as they were at keep_revert_point (size
+        included), and the point dropped. Idempotent; nothing kept: no-op."""
+
+    async def drop_revert_point(self, instance_id: str) -> None:
+        """A confirm: the point is no longer needed. Idempotent."""
+
     async def import_config_drive(self, instance_id: str, iso_path: str) -> DiskSource:
         """Make the built ISO attachable (the local backend uses it as is)."""
 

@@ -124,6 +124,16 @@ class LocalBackend:
         return (DiskSource(kind="file", format="qcow2", path=root),
                 DiskSource(kind="file", format="raw", path=config) if config_drive else None)
 
+    # A move copies local disks; the source's `<uuid>_resize` is the revert point.
+    async def keep_revert_point(self, instance_id: str) -> None:
+        pass
+
+    async def revert_to_point(self, instance_id: str) -> None:
+        pass
+
+    async def drop_revert_point(self, instance_id: str) -> None:
+        pass
+
     async def import_config_drive(self, instance_id: str, iso_path: str) -> DiskSource:
         return DiskSource(kind="file", format="raw", path=iso_path)
 

@@ -86,8 +86,11 @@ class ImageInUse(errors.FailedPrecondition):
 class _Cluster:
     """One librados connection, opened lazily, and the threads its blocking calls run in."""
 
-    def __init__(self, conf_path: str, threads: int = 8):
+    def __init__(self, conf_path: str, threads: int = 8, user: str = ""):
         self.conf_path = conf_path
+        # The cephx user without "client." ("" is librados' default, admin);
+        # its keyring is found where ceph.conf's `keyring` says.
+        self.user = user
         self._rados: rados.Rados | None = None
         self._connect_lock = asyncio.Lock()
         self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="rbd")
@@ -107,7 +110,7 @@ class _Cluster:
             self._pool, functools.partial(fn, *args))
 
     def _connect(self) -> None:
-        conn = rados.Rados(conffile=self.conf_path)
+        conn = rados.Rados(conffile=self.conf_path, rados_id=self.user or None)
         try:
             conn.connect(timeout=30)
             dump = _mon_command(conn, "mon dump")
@@ -191,6 +194,35 @@ def _grow(conn: rados.Rados, pool: str, name: str, size: int) -> None:
     with conn.open_ioctx(pool) as ioctx, rbd.Image(ioctx, name) as image:
         if image.size() < size:
             image.resize(size)
+
+
+# The snapshot a move takes of a root disk before growing it in place
+# (Nova's rbd driver does the same): a revert rolls back to it, a confirm
+# removes it. RBD images cannot be shrunk safely any other way.
+REVERT_SNAP = "nimbus_resize"
+
+
+def _has_snap(image: rbd.Image, snap: str) -> bool:
+    return any(s["name"] == snap for s in image.list_snaps())
+
+
+def _keep_revert_point(conn: rados.Rados, pool: str, name: str) -> None:
+    with conn.open_ioctx(pool) as ioctx, rbd.Image(ioctx, name) as image:
+        if not _has_snap(image, REVERT_SNAP):
+            image.create_snap(REVERT_SNAP)
+
+
+def _revert_to_point(conn: rados.Rados, pool: str, name: str) -> None:
+    with conn.open_ioctx(pool) as ioctx, rbd.Image(ioctx, name) as image:
+        if _has_snap(image, REVERT_SNAP):
+            image.rollback_to_snap(REVERT_SNAP)   # data and size as they were
+            image.remove_snap(REVERT_SNAP)
+
+
+def _drop_revert_point(conn: rados.Rados, pool: str, name: str) -> None:
+    with conn.open_ioctx(pool) as ioctx, rbd.Image(ioctx, name) as image:
+        if _has_snap(image, REVERT_SNAP):
+            image.remove_snap(REVERT_SNAP)
 
 
 def _remove_image(conn: rados.Rados, ioctx: rados.Ioctx, name: str,
@@ -308,6 +340,15 @@ class RbdBackend:
             await self.cluster.call(_grow, self.vms_pool, name, root_gb * GiB)
         return self._source(name), self._source(f"{name}.config") if config_drive else None
 
+    async def keep_revert_point(self, instance_id: str) -> None:
+        await self.cluster.call(_keep_revert_point, self.vms_pool, f"{instance_id}_disk")
+
+    async def revert_to_point(self, instance_id: str) -> None:
+        await self.cluster.call(_revert_to_point, self.vms_pool, f"{instance_id}_disk")
+
+    async def drop_revert_point(self, instance_id: str) -> None:
+        await self.cluster.call(_drop_revert_point, self.vms_pool, f"{instance_id}_disk")
+
     async def import_config_drive(self, instance_id: str, iso_path: str) -> DiskSource:
         name = f"{instance_id}_disk.config"
         await self.cluster.call(_import_file, self.vms_pool, name, iso_path)
@@ -333,9 +374,9 @@ class RbdImageStore:
     protected snapshot `snap` so compute hosts can clone them. Locations are
     Glance-style URLs: rbd://<fsid>/<pool>/<image>[/<snap>]."""
 
-    def __init__(self, conf_path: str, pool: str = "images"):
+    def __init__(self, conf_path: str, pool: str = "images", user: str = ""):
         self.pool = pool
-        self.cluster = _Cluster(conf_path)
+        self.cluster = _Cluster(conf_path, user=user)
 
     async def write(self, image_id: str, chunks: AsyncIterator[bytes], disk_format: str) -> str:
         """Store the stream as `<pool>/<image_id>` and return its location.
@@ -420,6 +461,10 @@ class RbdImageStore:
             ioctx = conn.open_ioctx(pool)
             try:
                 return ioctx, rbd.Image(ioctx, name, snapshot=snap, read_only=True)
+            except rbd.ImageNotFound:
+                ioctx.close()
+                # Deleted through another API replica whose delete this one's informer lags.
+                raise errors.NotFound("image", name) from None
             except BaseException:
                 ioctx.close()
                 raise

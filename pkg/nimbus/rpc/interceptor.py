@@ -1,14 +1,19 @@
 """One server interceptor for every nimbus service.
 
 Per call it: takes or makes a request id, authenticates the caller (or
-answers UNAUTHENTICATED), binds both for logs, maps NimbusError to its
+answers UNAUTHENTICATED), checks nimbus.policy's rule for the method (or
+answers PERMISSION_DENIED: a reader's write, a member's admin call, an
+agent speaking for another host), binds both for logs, maps NimbusError to its
 status with rich details (never INTERNAL for input), and writes one access
-log line. It is a single wrapper, not a chain, because it runs on every call
+log line. Server streams are bounded per user (MAX_STREAMS_PER_CALLER) and
+a client that stops reading one is cut off (STREAM_WRITE_TIMEOUT). It is a single wrapper, not a chain, because it runs on every call
 of the hot paths (agents report every state change through it).
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import contextvars
 import time
 import uuid
@@ -20,17 +25,43 @@ from google.protobuf import any_pb2
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
-from nimbus import errors, log, metrics
-from nimbus.rpc import auth
+from nimbus import errors, log, metrics, policy
+from nimbus.rpc import auth, tokens
 
 _log = log.get("nimbus.rpc")
+# A user's concurrent server streams (WatchServers, WatchInstances) per server:
+# a client waiting on each server of a 100-server storm holds 100.
+MAX_STREAMS_PER_CALLER = 1000
+# Seconds a stream write may wait for a client that does not read.
+STREAM_WRITE_TIMEOUT = 30.0
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("nimbus_request_id")
 
 
 def request_id() -> str:
     """The current call's request id (the client's x-request-id, or ours)."""
     return _request_id.get()
-_PUBLIC_METHODS = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+def _authorize(method: str, who: auth.Identity) -> policy.Rule:
+    rule = policy.rule_for(method)
+    if rule is None:   # fail closed: a method nobody wrote a rule for
+        raise errors.PermissionDenied(f"{method} has no access rule")
+    if not policy.allows(rule, who.roles):
+        raise errors.PermissionDenied(
+            f"{method.rsplit('/', 1)[-1]} needs the {rule.role} role")
+    return rule
+
+
+def _check_host(rule: policy.Rule, who: auth.Identity, request, streamed: bool = False) -> None:
+    """An agent acts only for its own host (see nimbus.policy). In a client
+    stream only the first message names the host (the conductor binds the
+    stream to it): later ones may leave it empty."""
+    if not who.host or not rule.host_field:
+        return
+    named = policy.field_value(request, rule.host_field)
+    if named != who.host and not (streamed and not named):
+        raise errors.PermissionDenied(
+            f"host {who.host}'s credential cannot act for host {named[:255] or '(none)'}")
 
 
 class _Undecodable:
@@ -63,10 +94,11 @@ def _tolerant(deserializer):
     return parse
 
 
-async def _checked(requests):
+async def _checked(requests, rule: policy.Rule, who: auth.Identity):
     async for request in requests:
         if isinstance(request, _Undecodable):
             request.refuse()
+        _check_host(rule, who, request, streamed=True)
         yield request
 
 
@@ -109,13 +141,35 @@ def _access_log(service: str, method: str, started: float) -> None:
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, authenticator: auth.Authenticator, service: str):
+    def __init__(self, authenticator: auth.Authenticator, service: str,
+                 certificate_agents: bool = False):
         self._auth = authenticator
         self._service = service
+        # Client certificates are required and verified: an agent may present
+        # one naming its host instead of a host token.
+        self._certificate_agents = certificate_agents
+        self._streams: collections.Counter[str] = collections.Counter()
+
+    def _open_stream(self, who: auth.Identity) -> str | None:
+        """Count a user's open streams (watches); refuse one over the limit.
+        The services' own streams (agents, guests) are not users' to bound."""
+        if who.is_service or policy.GUEST in who.roles:
+            return None
+        caller = f"{who.project_id}/{who.user_id}"
+        if self._streams[caller] >= MAX_STREAMS_PER_CALLER:
+            raise errors.ResourceExhausted(
+                f"at most {MAX_STREAMS_PER_CALLER} open streams (watches) per user on this server")
+        self._streams[caller] += 1
+        return caller
+
+    def _close_stream(self, caller: str) -> None:
+        self._streams[caller] -= 1
+        if self._streams[caller] <= 0:
+            del self._streams[caller]
 
     async def intercept_service(self, continuation, details):
         handler = await continuation(details)
-        if handler is None or details.method.startswith(_PUBLIC_METHODS):
+        if handler is None or details.method.startswith(policy.PUBLIC_PREFIXES):
             return handler
         method = details.method
         if handler.unary_unary:
@@ -138,7 +192,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer)
 
-    def _begin(self, context) -> str:
+    async def _begin(self, context, method: str) -> policy.Rule:
         metadata = context.invocation_metadata()
         request_id = None
         for key, value in metadata or ():
@@ -149,8 +203,17 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         _request_id.set(request_id)
         structlog.contextvars.bind_contextvars(request_id=request_id)
         context.set_trailing_metadata((("x-request-id", request_id),))
-        auth.current.set(self._auth.authenticate(metadata))
-        return request_id
+        if self._certificate_agents and not auth.has_bearer(metadata):
+            # mTLS: grpc verified the peer's certificate against the CA.
+            who = auth.from_certificate(context.auth_context())
+        else:
+            try:
+                who = self._auth.authenticate(metadata)
+            except tokens.UnknownKey as exc:   # the issuer may have rotated its keys
+                await exc.keys.refresh()
+                who = self._auth.authenticate(metadata)
+        auth.current.set(who)
+        return _authorize(method, who)
 
     async def _fail(self, context, method: str, exc: BaseException, started: float):
         mapped = _as_nimbus_error(exc)
@@ -167,11 +230,13 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         async def wrapper(request, context):
             started = time.perf_counter()
             try:
-                self._begin(context)
+                rule = await self._begin(context, method)
                 if isinstance(request, _Undecodable):
                     request.refuse()
                 elif not isinstance(request, Message):   # a client stream
-                    request = _checked(request)
+                    request = _checked(request, rule, auth.current.get())
+                else:
+                    _check_host(rule, auth.current.get(), request)
                 response = await behaviour(request, context)
             except (grpc.aio.AbortError, GeneratorExit):
                 raise
@@ -184,17 +249,38 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
     def _wrap_stream(self, method, behaviour):
         async def wrapper(request, context):
             started = time.perf_counter()
+            responses = None
+            caller = None
             try:
-                self._begin(context)
+                rule = await self._begin(context, method)
+                who = auth.current.get()
                 if isinstance(request, _Undecodable):
                     request.refuse()
                 elif not isinstance(request, Message):   # a client stream
-                    request = _checked(request)
-                async for response in behaviour(request, context):
-                    yield response
+                    request = _checked(request, rule, who)
+                else:
+                    _check_host(rule, who, request)
+                caller = self._open_stream(who)
+                responses = behaviour(request, context)
+                async for response in responses:
+                    try:
+                        # Blocks only once grpc's send buffer is full: a client
+                        # that stopped reading is cut off, not buffered for.
+                        async with asyncio.timeout(STREAM_WRITE_TIMEOUT):
+                            await context.write(response)
+                    except TimeoutError:
+                        raise errors.ResourceExhausted(
+                            f"the client stopped reading this stream (nothing taken for "
+                            f"{STREAM_WRITE_TIMEOUT:g} s with the send buffer full); "
+                            "read faster or watch again") from None
             except (grpc.aio.AbortError, GeneratorExit):
                 raise
             except Exception as exc:  # noqa: BLE001
                 await self._fail(context, method, exc, started)
+            finally:
+                if responses is not None:
+                    await responses.aclose()   # the handler's finally (unsubscribe) runs now
+                if caller is not None:
+                    self._close_stream(caller)
             _access_log(self._service, method, started)
         return wrapper

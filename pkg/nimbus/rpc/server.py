@@ -14,7 +14,7 @@ from grpc_reflection.v1alpha import _async as reflection_aio
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from nimbus import log
-from nimbus.rpc import auth
+from nimbus.rpc import auth, tls
 from nimbus.rpc.interceptor import ServerInterceptor
 
 _log = log.get("nimbus.rpc")
@@ -24,21 +24,32 @@ DEFAULT_HOST = "127.0.0.1"
 # grpc.reflection.v1 has v1alpha's messages under another name: one servicer
 # answers both (grpcio-reflection ships only v1alpha).
 REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+# The largest message a server or client takes (grpc answers a larger one
+# RESOURCE_EXHAUSTED naming both sizes before any handler runs).
+MAX_MESSAGE = 16 << 20
 
 
 class Server:
     """One grpc.aio server exposing some services plus health and reflection."""
 
-    def __init__(self, name: str, address: str, authenticator: auth.Authenticator):
+    def __init__(self, name: str, address: str, authenticator: auth.Authenticator,
+                 tls_config: tls.ServerTLS | None = None):
         self.name = name
         self._server = grpc.aio.server(
-            interceptors=[ServerInterceptor(authenticator, name)],
-            options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 16 << 20),
+            interceptors=[ServerInterceptor(
+                authenticator, name,
+                certificate_agents=tls_config is not None and tls_config.client_auth)],
+            options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", MAX_MESSAGE),
                      # Agents keep their streams alive with pings (see channel()).
                      ("grpc.keepalive_permit_without_calls", 1),
                      ("grpc.http2.min_recv_ping_interval_without_data_ms", 10000),
                      ("grpc.http2.max_ping_strikes", 0)])
-        self.port = self._server.add_insecure_port(address)
+        self.tls_files = None
+        if tls_config is None:
+            self.port = self._server.add_insecure_port(address)
+        else:
+            creds, self.tls_files = tls.server_credentials(tls_config)
+            self.port = self._server.add_secure_port(address, creds)
         if self.port == 0:
             raise OSError(f"{name}: cannot listen on {address}")
         host = address.rsplit(":", 1)[0]
@@ -104,8 +115,12 @@ async def wait_for_signal() -> None:
     await stop.wait()
 
 
-def channel(address: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(address, options=[
-        ("grpc.max_receive_message_length", 16 << 20),
-        ("grpc.keepalive_time_ms", 20000),
-        ("grpc.keepalive_permit_without_calls", 1)])
+def channel(address: str, tls_config: tls.ClientTLS | None = None) -> grpc.aio.Channel:
+    """The one way nimbus code dials a nimbus service: TLS verified against
+    the CA (and a client certificate for mTLS) when configured."""
+    options = [("grpc.max_receive_message_length", MAX_MESSAGE),
+               ("grpc.keepalive_time_ms", 20000),
+               ("grpc.keepalive_permit_without_calls", 1)]
+    if tls_config is None:
+        return grpc.aio.insecure_channel(address, options=options)
+    return grpc.aio.secure_channel(address, tls.channel_credentials(tls_config), options=options)

@@ -1,8 +1,10 @@
 """List + watch: an in-memory mirror of one etcd prefix.
 
-`run()` lists the prefix, then watches from the list's revision + 1; when the
-watch breaks (etcd restarted, revision compacted) it lists again and emits
-the difference, so listeners are level-triggered and never miss a state.
+`run()` lists the prefix (in pages, one snapshot), then watches what
+follows the list's revision; when the watch breaks (etcd restarted, a member lost)
+it resumes from the last revision it saw, and when that revision was
+compacted it lists again and emits the difference, so listeners are
+level-triggered and never miss a state.
 Listeners are plain functions called in the event loop thread, in order;
 `subscribe` gives a queue that starts with a snapshot (for streams).
 """
@@ -126,19 +128,35 @@ class Informer:
             self.revision = ev.kv.mod_revision
 
     async def run(self) -> None:
+        """List, then watch; a broken watch (etcd restarted, a member lost)
+        resumes from the last revision seen, so a failover costs no list of
+        the whole prefix; only a compacted revision (or the first start)
+        lists again and emits the difference."""
         backoff = 0.1
+        listed = False
         while True:
             try:
-                await self._relist()
-                if not self.synced.is_set():
-                    self.synced.set()
-                backoff = 0.1
-                async for events in self.store.watch(self.prefix, self.revision + 1):
-                    self._apply(events)
+                if listed and await self.store.current_revision() < self.revision:
+                    listed = False   # an etcd that lost its data (restored, replaced)
+                if not listed:
+                    await self._relist()
+                    listed = True
+                    if not self.synced.is_set():
+                        self.synced.set()
+                # From the revision already seen, not the next one: etcd lets
+                # a watch start AT the compacted revision but compaction has
+                # dropped that revision's deletions (measured: a delete
+                # vanished). One revision earlier, any compaction that could
+                # hide an event we lack is reported, and we list instead.
+                seen = self.revision
+                async for events in self.store.watch(self.prefix, seen):
+                    self._apply([ev for ev in events if ev.kv.mod_revision > seen])
+                    backoff = 0.1
             except asyncio.CancelledError:
                 raise
             except Compacted:
                 _log.info("watch compacted, listing again", informer=self.name)
+                listed = False
             except Exception as exc:  # noqa: BLE001 - etcd away: retry with backoff
                 _log.warning("watch broken, retrying", informer=self.name, error=str(exc),
                              retry_in=backoff)

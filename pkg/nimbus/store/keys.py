@@ -7,6 +7,7 @@
     allocations/<host>/<consumer>    Allocation
     flavors/<id>                     Flavor
     images/<id>                      ImageRecord
+    image-members/<image>/<project>  ImageMember (Glance's image sharing)
     leaders/<role>                   the elected leader's id, on its lease
     keypairs/<user>/<name>           KeyPair (public half only)
     security-groups/<project>/<id>   SecurityGroup with its rules
@@ -26,6 +27,8 @@
     db/datastores/<name>             Datastore with its versions
     db/quotas/<project>, db/usages/<project>   DbQuota overrides, DbUsage
     guests/<guest id>                GuestRecord (the guest credential's hash)
+    build-inputs/<uuid>              BuildInputs: an instance's user_data and files
+    reservations/<reservation id>    Reservation: a multi-create written in chunks
     volumes/<id>                     VolumeRecord (attachments inside)
     snapshots/<id>                   SnapshotRecord
     volume-types/<name>              VolumeType
@@ -51,6 +54,7 @@ USAGES = "usages/"
 CLIENT_TOKENS = "client-tokens/"
 COMPUTE_SERVICES = "compute-services/"
 FLAVOR_ACCESS = "flavor-access/"
+IMAGE_MEMBERS = "image-members/"
 EC2_IDS = "ec2-ids/"
 EC2_UUIDS = "ec2-uuids/"
 
@@ -113,6 +117,11 @@ def quota(project_id: str) -> str:
 
 def usage(project_id: str) -> str:
     return USAGES + project_id
+
+
+def image_member(image_id: str, project_id: str = "") -> str:
+    """image-members/<image>/<project>; without a project: the image's prefix."""
+    return f"{IMAGE_MEMBERS}{image_id}/{project_id}"
 
 
 def flavor_access(flavor_id: str, project_id: str = "") -> str:
@@ -215,6 +224,20 @@ def db_usage(project_id: str) -> str:
 
 def guest(guest_id: str) -> str:
     return GUESTS + guest_id
+
+
+# ---- bulky build inputs and large multi-creates ------------------------------
+
+BUILD_INPUTS = "build-inputs/"
+RESERVATIONS = "reservations/"
+
+
+def build_inputs(instance_id: str) -> str:
+    return BUILD_INPUTS + instance_id
+
+
+def reservation(reservation_id: str) -> str:
+    return RESERVATIONS + reservation_id
 
 
 # ---- block storage (nimbus.services.volume) -----------------------------------

@@ -7,19 +7,20 @@ that first checks the expected task states, and re-reads on a lost race.
 Records that must agree (a claim and its instance, a delete and its
 allocation) are written by one `txn` with all their compares.
 
-We use aetcd for the connection and etcd's generated stubs for requests:
-transactions need several compares (mod_revision of two keys, absent keys),
-and the watch below resumes from a revision with its own stream, which
-aetcd's shared watcher (one lock and one callback per event) makes costly.
+We use etcd's generated stubs (as aetcd ships them) on a gRPC channel of
+our own, which may hold several members of a cluster: transactions need
+several compares (mod_revision of two keys, absent keys), and the watch
+below resumes from a revision with its own stream, which aetcd's shared
+watcher (one lock and one callback per event) makes costly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import socket
 from typing import Any, AsyncIterator, Callable, Iterable, TypeVar
 
-import aetcd
 import grpc
 from aetcd import rpc
 from google.protobuf.message import Message
@@ -44,6 +45,19 @@ class Versioned:
 # a cancel, so nimbus refuses to run on those versions.
 BAD_ETCD_VERSIONS = ((3, 5, 0), (3, 5, 4))
 DEFAULT_TIMEOUT = 5.0     # seconds for one etcd call: then UNAVAILABLE
+
+# etcd's own limits (its defaults: --max-request-bytes 1.5 MiB, --max-txn-ops
+# 128). A request over them is refused by etcd with a bare error; nimbus
+# checks first and names the limit. The byte limit keeps a margin for the
+# raft entry's own overhead.
+MAX_REQUEST_BYTES = 1536 * 1024 - 16 * 1024
+MAX_TXN_OPS = 128
+# A list reads at most this many keys per range request (and halves it when
+# a page is still over the message limit): one page stays far below both
+# gRPC's 4 MiB default and etcd's response budget whatever the prefix holds.
+PAGE_KEYS = 256
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024   # what this client accepts in one response
+NOSPACE = "database space exceeded"
 
 
 def etcd_version_problem(version: str) -> str | None:
@@ -87,17 +101,18 @@ class _Deadlined:
     must not hang callers until their own deadline) and whose transport
     failures are errors.Unavailable: one clear message for users."""
 
-    def __init__(self, stub: Any, timeout: float):
+    def __init__(self, stub: Any, timeout: float, wait_for_ready: bool = False):
         self._stub = stub
         self._timeout = timeout
+        self._ready = wait_for_ready
 
     def __getattr__(self, name: str):
         method = getattr(self._stub, name)
-        timeout = self._timeout
+        timeout, ready = self._timeout, self._ready
 
         async def call(request):
             try:
-                return await method(request, timeout=timeout)
+                return await method(request, timeout=timeout, wait_for_ready=ready)
             except grpc.aio.AioRpcError as exc:
                 # etcd may notice the deadline first: UNKNOWN "context deadline exceeded".
                 if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED or \
@@ -108,12 +123,42 @@ class _Deadlined:
                 if exc.code() == grpc.StatusCode.UNAVAILABLE:
                     raise errors.Unavailable(
                         "the state store (etcd) is unreachable; retry later") from exc
+                if NOSPACE in (exc.details() or ""):
+                    raise errors.ResourceExhausted(
+                        "the state store (etcd) is out of space (its NOSPACE alarm is raised): "
+                        "nothing can be written until an operator compacts, defragments and "
+                        "disarms the alarm; reads still work") from exc
                 raise
         return call
 
 
+def endpoints_of(spec: str) -> list[str]:
+    """'h1:p1,http://h2:p2' -> ['h1:p1', 'h2:p2']: the members of one etcd cluster."""
+    out = []
+    for part in spec.split(","):
+        part = part.strip().removeprefix("http://").rstrip("/")
+        if part:
+            host, _, port = part.rpartition(":")
+            if not port.isdigit():
+                raise ValueError(f"etcd endpoint {part!r} is not host:port")
+            out.append(f"{host or '127.0.0.1'}:{port}")
+    if not out:
+        raise ValueError("no etcd endpoint given")
+    return out
+
+
+class _Channel:
+    """What Store.close needs of the connection (it once was an aetcd.Client)."""
+
+    def __init__(self, channel: grpc.aio.Channel):
+        self.channel = channel
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+
 class Store:
-    def __init__(self, client: aetcd.Client, prefix: str = "/nimbus/",
+    def __init__(self, client: Any, prefix: str = "/nimbus/",
                  timeout: float = DEFAULT_TIMEOUT):
         self.client = client
         self.prefix = prefix if prefix.endswith("/") else prefix + "/"
@@ -127,16 +172,31 @@ class Store:
     @classmethod
     async def connect(cls, endpoint: str, prefix: str = "/nimbus/",
                       timeout: float = DEFAULT_TIMEOUT) -> "Store":
-        """Connect, and refuse an etcd version known to crash (RuntimeError)."""
-        host, _, port = endpoint.removeprefix("http://").rpartition(":")
-        client = aetcd.Client(host=host or "127.0.0.1", port=int(port), timeout=timeout)
-        await client.connect()
+        """Connect to one etcd endpoint or to several members of a cluster
+        ('h1:p1,h2:p2,h3:p3'), and refuse an etcd version known to crash
+        (RuntimeError). With several, one gRPC channel holds them all: when
+        the member in use goes away, calls fail over to the next that
+        answers (calls in flight get UNAVAILABLE; their callers retry)."""
+        members = endpoints_of(endpoint)
+        target = members[0] if len(members) == 1 else "ipv4:" + ",".join(
+            f"{socket.gethostbyname(m.rpartition(':')[0])}:{m.rpartition(':')[2]}" for m in members)
+        channel = grpc.aio.insecure_channel(target, options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            # Reconnect to a member that comes back within a second or so.
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 1000),
+        ])
+        client = _Channel(channel)
         store = cls(client, prefix, timeout)
-        store._kv = _Deadlined(client.kvstub, timeout)
-        store._watch = rpc.WatchStub(client.channel)
-        store._lease = _Deadlined(client.leasestub, timeout)
-        store._raw_lease = client.leasestub
-        store._maintenance = _Deadlined(rpc.MaintenanceStub(client.channel), timeout)
+        # With several members a call made while the channel moves to the
+        # next one waits for it (within the timeout) instead of failing.
+        ready = len(members) > 1
+        store._kv = _Deadlined(rpc.KVStub(channel), timeout, ready)
+        store._watch = rpc.WatchStub(channel)
+        store._lease = _Deadlined(rpc.LeaseStub(channel), timeout, ready)
+        store._raw_lease = rpc.LeaseStub(channel)
+        store._maintenance = _Deadlined(rpc.MaintenanceStub(channel), timeout, ready)
         try:
             version = await store.version()
         except BaseException:
@@ -218,6 +278,11 @@ class Store:
         resp = await self._kv.Range(rpc.RangeRequest(key=self.key(suffix), keys_only=True))
         return resp.kvs[0].mod_revision if resp.kvs else None
 
+    async def current_revision(self) -> int:
+        """etcd's revision now."""
+        resp = await self._kv.Range(rpc.RangeRequest(key=self.key(""), keys_only=True, limit=1))
+        return resp.header.revision
+
     async def count(self, suffix: str) -> int:
         """How many keys lie under a prefix."""
         key = self.key(suffix)
@@ -227,18 +292,47 @@ class Store:
 
     async def list(self, suffix: str, cls: type[M]) -> tuple[list[tuple[str, Versioned]], int]:
         """Every record under a prefix, and the store revision of the read."""
+        kvs, revision = await self.list_raw(suffix)
+        return ([(self.suffix(kv.key), Versioned(cls.FromString(kv.value), kv.mod_revision))
+                 for kv in kvs], revision)
+
+    async def list_raw(self, suffix: str, page_keys: int = PAGE_KEYS) -> tuple[list, int]:
+        """Every key-value under a prefix, read in pages of at most
+        `page_keys` keys, all at the first page's revision: one consistent
+        snapshot, however large the prefix, with no response near gRPC's or
+        etcd's message limits. Compacted mid-way: start again."""
         key = self.key(suffix)
-        resp = await self._kv.Range(rpc.RangeRequest(key=key, range_end=prefix_end(key)))
-        items = [(self.suffix(kv.key), Versioned(cls.FromString(kv.value), kv.mod_revision))
-                 for kv in resp.kvs]
-        return items, resp.header.revision
+        end = prefix_end(key)
+        while True:
+            kvs: list = []
+            start, revision, limit = key, 0, page_keys
+            try:
+                while True:
+                    try:
+                        resp = await self._kv.Range(rpc.RangeRequest(
+                            key=start, range_end=end, limit=limit, revision=revision))
+                    except grpc.aio.AioRpcError as exc:
+                        if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and limit > 1:
+                            limit //= 2   # this page's records are large: smaller pages
+                            continue
+                        raise
+                    revision = revision or resp.header.revision
+                    kvs.extend(resp.kvs)
+                    if not resp.more or not resp.kvs:
+                        return kvs, revision
+                    start = resp.kvs[-1].key + b"\0"
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.OUT_OF_RANGE or "compacted" not in (exc.details() or ""):
+                    raise
 
     # ---- writes -----------------------------------------------------------
 
     async def txn(self, compare: Iterable[rpc.Compare], success: Iterable[rpc.RequestOp],
                   failure: Iterable[rpc.RequestOp] = ()) -> rpc.TxnResponse:
-        resp = await self._kv.Txn(rpc.TxnRequest(
-            compare=list(compare), success=list(success), failure=list(failure)))
+        request = rpc.TxnRequest(compare=list(compare), success=list(success),
+                                 failure=list(failure))
+        check_limits(request)
+        resp = await self._kv.Txn(request)
         (_TXN_OK if resp.succeeded else _TXN_LOST).inc()
         return resp
 
@@ -326,7 +420,9 @@ class Store:
             yield create
             await done.wait()
 
-        call = self._watch.Watch(requests())
+        # hasleader: a member cut off from the leader ends the watch (and
+        # the informer lists again elsewhere) instead of going silent.
+        call = self._watch.Watch(requests(), metadata=(("hasleader", "true"),))
         try:
             async for resp in call:
                 if resp.compact_revision:
@@ -361,8 +457,30 @@ class Store:
     async def revoke(self, lease_id: int) -> None:
         try:
             await self._lease.LeaseRevoke(rpc.LeaseRevokeRequest(ID=lease_id))
-        except (aetcd.rpc.AioRpcError, errors.Unavailable):
+        except (grpc.aio.AioRpcError, errors.Unavailable):
             pass  # already gone, or etcd away: the lease then expires by itself
+
+
+def txn_bytes(ops: Iterable[rpc.RequestOp]) -> int:
+    """The bytes these ops add to a transaction request (for callers that
+    split a large change into several transactions)."""
+    return sum(op.ByteSize() + 4 for op in ops)
+
+
+def check_limits(request: rpc.TxnRequest) -> None:
+    """errors.ResourceExhausted naming etcd's limit when the transaction is
+    over it (etcd would refuse it with an opaque error)."""
+    for branch in ("compare", "success", "failure"):
+        count = len(getattr(request, branch))
+        if count > MAX_TXN_OPS:
+            raise errors.ResourceExhausted(
+                f"the change needs {count} operations in one etcd transaction "
+                f"({branch}), over etcd's limit of {MAX_TXN_OPS} (--max-txn-ops)")
+    size = request.ByteSize()
+    if size > MAX_REQUEST_BYTES:
+        raise errors.ResourceExhausted(
+            f"the change is {size} bytes, over etcd's request limit of {MAX_REQUEST_BYTES} "
+            "bytes (--max-request-bytes 1.5 MiB): make it smaller")
 
 
 class ExtraCompareFailed(Exception):

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"nimbus/compute/v1/aggregates.proto\x12\x11nimbus.compute.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9e\x02\n\tAggregate\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x19\n\x11\x61vailability_zone\x18\x03 \x01(\t\x12\r\n\x05hosts\x18\x04 \x03(\t\x12<\n\x08metadata\x18\x05 \x03(\x0b\x32*.nimbus.compute.v1.Aggregate.MetadataEntry\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xbd\x01\n\x16\x43reateAggregateRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x19\n\x11\x61vailability_zone\x18\x02 \x01(\t\x12I\n\x08metadata\x18\x03 \x03(\x0b\x32\x37.nimbus.compute.v1.CreateAggregateRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"J\n\x17\x43reateAggregateResponse\x12/\n\taggregate\x18\x01 \x01(\x0b\x32\x1c.nimbus.compute.v1.Aggregate\"!\n\x13GetAggregateRequest\x12\n\n\x02id\x18\x01 \x01(\t\"G\n\x14GetAggregateResponse\x12/\n\taggregate\x18\x01 \x01(\x0b\x32\x1c.nimbus.compute.v1.Aggregate\"\x17\n\x15ListAggregatesRequest\"J\n\x16ListAggregatesResponse\x12\x30\n\naggregates\x18\x01 \x03(\x0b\x32\x1c.nimbus.compute.v1.Aggregate\"\x8b\x02\n\x16UpdateAggregateRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\x04name\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x1e\n\x11\x61vailability_zone\x18\x03 \x01(\tH\x01\x88\x01\x01\x12I\n\x08metadata\x18\x04 \x03(\x0b\x32\x37.nimbus.compute.v1.UpdateAggregateRequest.MetadataEntry\x12\x17\n\x0fremove_metadata\x18\x05 \x03(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x07\n\x05_nameB\x14\n\x12_availability_zone\"J\n\x17UpdateAggregateResponse\x12/\n\taggregate\x18\x01 \x01(\x0b\x32\x1c.nimbus.compute.v1.Aggregate\"$\n\x16\x44\x65leteAggregateRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x19\n\x17\x44\x65leteAggregateResponse\"3\n\x17\x41\x64\x64\x41ggregateHostRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\"K\n\x18\x41\x64\x64\x41ggregateHostResponse\x12/\n\taggregate\x18\x01 \x01(\x0b\x32\x1c.nimbus.compute.v1.Aggregate\"6\n\x1aRemoveAggregateHostRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\"N\n\x1bRemoveAggregateHostResponse\x12/\n\taggregate\x18\x01 \x01(\x0b\x32\x1c.nimbus.compute.v1.Aggregate\"B\n\x10\x41vailabilityZone\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tavailable\x18\x02 \x01(\x08\x12\r\n\x05hosts\x18\x03 \x03(\t\"\x1e\n\x1cListAvailabilityZonesRequest\"S\n\x1dListAvailabilityZonesResponse\x12\x32\n\x05zones\x18\x01 \x03(\x0b\x32#.nimbus.compute.v1.AvailabilityZone2\xf7\x06\n\x10\x41ggregateService\x12h\n\x0f\x43reateAggregate\x12).nimbus.compute.v1.CreateAggregateRequest\x1a*.nimbus.compute.v1.CreateAggregateResponse\x12_\n\x0cGetAggregate\x12&.nimbus.compute.v1.GetAggregateRequest\x1a\'.nimbus.compute.v1.GetAggregateResponse\x12\x65\n\x0eListAggregates\x12(.nimbus.compute.v1.ListAggregatesRequest\x1a).nimbus.compute.v1.ListAggregatesResponse\x12h\n\x0fUpdateAggregate\x12).nimbus.compute.v1.UpdateAggregateRequest\x1a*.nimbus.compute.v1.UpdateAggregateResponse\x12h\n\x0f\x44\x65leteAggregate\x12).nimbus.compute.v1.DeleteAggregateRequest\x1a*.nimbus.compute.v1.DeleteAggregateResponse\x12k\n\x10\x41\x64\x64\x41ggregateHost\x12*.nimbus.compute.v1.AddAggregateHostRequest\x1a+.nimbus.compute.v1.AddAggregateHostResponse\x12t\n\x13RemoveAggregateHost\x12-.nimbus.compute.v1.RemoveAggregateHostRequest\x1a..nimbus.compute.v1.RemoveAggregateHostResponse\x12z\n\x15ListAvailabilityZones\x12/.nimbus.compute.v1.ListAvailabilityZonesRequest\x1a\x30.nimbus.compute.v1.ListAvailabilityZonesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"nimbus/compute/v1/aggregates.proto\x12\x11nimbus.compute.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9e\x02\n\tAggregate\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x19\n\x11\x61vailability_zone\x18\x03 \x01(\t\x12\r\n\x05hosts\x18\x04 \x03(\t\x12<\n\x08metadata\x18\x05 \x03(\x0b\x32*.nimbus.compute.v1.Aggregate.MetadataEntry\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xbd\x01\n\x16\x43reateAggregateRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x19\n\x11\x61vailability_zone\x18\x02 \x01(\t\x12I\n\x08metadata\x18\x03 \x03(\x0b\x32\x37.nimbus.compute.v1.CreateAggregateRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"J\n\x17\x43reateAggregateResponse\x12/\n\taggregate\x18\x01 \x01(\x0b\x32\x1c.nimbus.compute.v1.Aggregate\"!\n\x13GetAggregateRequest\x12\n\n\x02id\x18\x01 \x01(\t\"G\n\x14GetAggregateResponse\x12/\n\taggregate\x18\x01 \x01(\x0b\x32\x1c.nimbus.compute.v1.Aggregate\">\n\x15ListAggregatesRequest\x12\x11\n\tpage_size\x18\x0e \x01(\x05\x12\x12\n\npage_token\x18\x0f \x01(\t\"c\n\x16ListAggregatesResponse\x12\x30\n\naggregates\x18\x01 \x03(\x0b\x32\x1c.nimbus.compute.v1.Aggregate\x12\x17\n\x0fnext_page_token\x18\x0f \x01(\t\"\x8b\x02\n\x16UpdateAggregateRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\x04name\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x1e\n\x11\x61vailability_zone\x18\x03 \x01(\tH\x01\x88\x01\x01\x12I\n\x08metadata\x18\x04 \x03(\x0b\x32\x37.nimbus.compute.v1.UpdateAggregateRequest.MetadataEntry\x12\x17\n\x0fremove_metadata\x18\x05 \x03(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x07\n\x05_nameB\x14\n\x12_availability_zone\"J\n\x17UpdateAggregateResponse\x12/\n\taggregate\x18\x01 \x01(\x0b\x32\x1c.nimbus.compute.v1.Aggregate\"$\n\x16\x44\x65leteAggregateRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x19\n\x17\x44\x65leteAggregateResponse\"3\n\x17\x41\x64\x64\x41ggregateHostRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\"K\n\x18\x41\x64\x64\x41ggregateHostResponse\x12/\n\taggregate\x18\x01 \x01(\x0b\x32\x1c.nimbus.compute.v1.Aggregate\"6\n\x1aRemoveAggregateHostRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\"N\n\x1bRemoveAggregateHostResponse\x12/\n\taggregate\x18\x01 \x01(\x0b\x32\x1c.nimbus.compute.v1.Aggregate\"B\n\x10\x41vailabilityZone\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tavailable\x18\x02 \x01(\x08\x12\r\n\x05hosts\x18\x03 \x03(\t\"\x1e\n\x1cListAvailabilityZonesRequest\"S\n\x1dListAvailabilityZonesResponse\x12\x32\n\x05zones\x18\x01 \x03(\x0b\x32#.nimbus.compute.v1.AvailabilityZone2\xf7\x06\n\x10\x41ggregateService\x12h\n\x0f\x43reateAggregate\x12).nimbus.compute.v1.CreateAggregateRequest\x1a*.nimbus.compute.v1.CreateAggregateResponse\x12_\n\x0cGetAggregate\x12&.nimbus.compute.v1.GetAggregateRequest\x1a\'.nimbus.compute.v1.GetAggregateResponse\x12\x65\n\x0eListAggregates\x12(.nimbus.compute.v1.ListAggregatesRequest\x1a).nimbus.compute.v1.ListAggregatesResponse\x12h\n\x0fUpdateAggregate\x12).nimbus.compute.v1.UpdateAggregateRequest\x1a*.nimbus.compute.v1.UpdateAggregateResponse\x12h\n\x0f\x44\x65leteAggregate\x12).nimbus.compute.v1.DeleteAggregateRequest\x1a*.nimbus.compute.v1.DeleteAggregateResponse\x12k\n\x10\x41\x64\x64\x41ggregateHost\x12*.nimbus.compute.v1.AddAggregateHostRequest\x1a+.nimbus.compute.v1.AddAggregateHostResponse\x12t\n\x13RemoveAggregateHost\x12-.nimbus.compute.v1.RemoveAggregateHostRequest\x1a..nimbus.compute.v1.RemoveAggregateHostResponse\x12z\n\x15ListAvailabilityZones\x12/.nimbus.compute.v1.ListAvailabilityZonesRequest\x1a\x30.nimbus.compute.v1.ListAvailabilityZonesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -53,33 +53,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETAGGREGATERESPONSE']._serialized_start=682
   _globals['_GETAGGREGATERESPONSE']._serialized_end=753
   _globals['_LISTAGGREGATESREQUEST']._serialized_start=755
-  _globals['_LISTAGGREGATESREQUEST']._serialized_end=778
-  _globals['_LISTAGGREGATESRESPONSE']._serialized_start=780
-  _globals['_LISTAGGREGATESRESPONSE']._serialized_end=854
-  _globals['_UPDATEAGGREGATEREQUEST']._serialized_start=857
-  _globals['_UPDATEAGGREGATEREQUEST']._serialized_end=1124
+  _globals['_LISTAGGREGATESREQUEST']._serialized_end=817
+  _globals['_LISTAGGREGATESRESPONSE']._serialized_start=819
+  _globals['_LISTAGGREGATESRESPONSE']._serialized_end=918
+  _globals['_UPDATEAGGREGATEREQUEST']._serialized_start=921
+  _globals['_UPDATEAGGREGATEREQUEST']._serialized_end=1188
   _globals['_UPDATEAGGREGATEREQUEST_METADATAENTRY']._serialized_start=330
   _globals['_UPDATEAGGREGATEREQUEST_METADATAENTRY']._serialized_end=377
-  _globals['_UPDATEAGGREGATERESPONSE']._serialized_start=1126
-  _globals['_UPDATEAGGREGATERESPONSE']._serialized_end=1200
-  _globals['_DELETEAGGREGATEREQUEST']._serialized_start=1202
-  _globals['_DELETEAGGREGATEREQUEST']._serialized_end=1238
-  _globals['_DELETEAGGREGATERESPONSE']._serialized_start=1240
-  _globals['_DELETEAGGREGATERESPONSE']._serialized_end=1265
-  _globals['_ADDAGGREGATEHOSTREQUEST']._serialized_start=1267
-  _globals['_ADDAGGREGATEHOSTREQUEST']._serialized_end=1318
-  _globals['_ADDAGGREGATEHOSTRESPONSE']._serialized_start=1320
-  _globals['_ADDAGGREGATEHOSTRESPONSE']._serialized_end=1395
-  _globals['_REMOVEAGGREGATEHOSTREQUEST']._serialized_start=1397
-  _globals['_REMOVEAGGREGATEHOSTREQUEST']._serialized_end=1451
-  _globals['_REMOVEAGGREGATEHOSTRESPONSE']._serialized_start=1453
-  _globals['_REMOVEAGGREGATEHOSTRESPONSE']._serialized_end=1531
-  _globals['_AVAILABILITYZONE']._serialized_start=1533
-  _globals['_AVAILABILITYZONE']._serialized_end=1599
-  _globals['_LISTAVAILABILITYZONESREQUEST']._serialized_start=1601
-  _globals['_LISTAVAILABILITYZONESREQUEST']._serialized_end=1631
-  _globals['_LISTAVAILABILITYZONESRESPONSE']._serialized_start=1633
-  _globals['_LISTAVAILABILITYZONESRESPONSE']._serialized_end=1716
-  _globals['_AGGREGATESERVICE']._serialized_start=1719
-  _globals['_AGGREGATESERVICE']._serialized_end=2606
+  _globals['_UPDATEAGGREGATERESPONSE']._serialized_start=1190
+  _globals['_UPDATEAGGREGATERESPONSE']._serialized_end=1264
+  _globals['_DELETEAGGREGATEREQUEST']._serialized_start=1266
+  _globals['_DELETEAGGREGATEREQUEST']._serialized_end=1302
+  _globals['_DELETEAGGREGATERESPONSE']._serialized_start=1304
+  _globals['_DELETEAGGREGATERESPONSE']._serialized_end=1329
+  _globals['_ADDAGGREGATEHOSTREQUEST']._serialized_start=1331
+  _globals['_ADDAGGREGATEHOSTREQUEST']._serialized_end=1382
+  _globals['_ADDAGGREGATEHOSTRESPONSE']._serialized_start=1384
+  _globals['_ADDAGGREGATEHOSTRESPONSE']._serialized_end=1459
+  _globals['_REMOVEAGGREGATEHOSTREQUEST']._serialized_start=1461
+  _globals['_REMOVEAGGREGATEHOSTREQUEST']._serialized_end=1515
+  _globals['_REMOVEAGGREGATEHOSTRESPONSE']._serialized_start=1517
+  _globals['_REMOVEAGGREGATEHOSTRESPONSE']._serialized_end=1595
+  _globals['_AVAILABILITYZONE']._serialized_start=1597
+  _globals['_AVAILABILITYZONE']._serialized_end=1663
+  _globals['_LISTAVAILABILITYZONESREQUEST']._serialized_start=1665
+  _globals['_LISTAVAILABILITYZONESREQUEST']._serialized_end=1695
+  _globals['_LISTAVAILABILITYZONESRESPONSE']._serialized_start=1697
+  _globals['_LISTAVAILABILITYZONESRESPONSE']._serialized_end=1780
+  _globals['_AGGREGATESERVICE']._serialized_start=1783
+  _globals['_AGGREGATESERVICE']._serialized_end=2670
 # @@protoc_insertion_point(module_scope)

@@ -70,14 +70,20 @@ class GetAggregateResponse(_message.Message):
     def __init__(self, aggregate: _Optional[_Union[Aggregate, _Mapping]] = ...) -> None: ...
 
 class ListAggregatesRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListAggregatesResponse(_message.Message):
-    __slots__ = ("aggregates",)
+    __slots__ = ("aggregates", "next_page_token")
     AGGREGATES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     aggregates: _containers.RepeatedCompositeFieldContainer[Aggregate]
-    def __init__(self, aggregates: _Optional[_Iterable[_Union[Aggregate, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, aggregates: _Optional[_Iterable[_Union[Aggregate, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class UpdateAggregateRequest(_message.Message):
     __slots__ = ("id", "name", "availability_zone", "metadata", "remove_metadata")

@@ -609,14 +609,20 @@ class WatchServersResponse(_message.Message):
     def __init__(self, type: _Optional[_Union[WatchServersResponse.EventType, str]] = ..., server: _Optional[_Union[Server, _Mapping]] = ...) -> None: ...
 
 class ListFlavorsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListFlavorsResponse(_message.Message):
-    __slots__ = ("flavors",)
+    __slots__ = ("flavors", "next_page_token")
     FLAVORS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     flavors: _containers.RepeatedCompositeFieldContainer[Flavor]
-    def __init__(self, flavors: _Optional[_Iterable[_Union[Flavor, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, flavors: _Optional[_Iterable[_Union[Flavor, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class GetFlavorRequest(_message.Message):
     __slots__ = ("ref",)
@@ -720,14 +726,20 @@ class Image(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[_Union[ImageStatus, str]] = ..., disk_format: _Optional[str] = ..., container_format: _Optional[str] = ..., size: _Optional[int] = ..., checksum: _Optional[str] = ..., min_ram_mb: _Optional[int] = ..., min_disk_gb: _Optional[int] = ..., visibility: _Optional[str] = ..., owner: _Optional[str] = ..., properties: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListImagesRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListImagesResponse(_message.Message):
-    __slots__ = ("images",)
+    __slots__ = ("images", "next_page_token")
     IMAGES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     images: _containers.RepeatedCompositeFieldContainer[Image]
-    def __init__(self, images: _Optional[_Iterable[_Union[Image, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, images: _Optional[_Iterable[_Union[Image, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class GetImageRequest(_message.Message):
     __slots__ = ("ref",)
@@ -754,6 +766,90 @@ class CreateImageResponse(_message.Message):
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     image: Image
     def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ...) -> None: ...
+
+class UpdateImageRequest(_message.Message):
+    __slots__ = ("ref", "name", "visibility")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VISIBILITY_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    name: str
+    visibility: str
+    def __init__(self, ref: _Optional[str] = ..., name: _Optional[str] = ..., visibility: _Optional[str] = ...) -> None: ...
+
+class UpdateImageResponse(_message.Message):
+    __slots__ = ("image",)
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    image: Image
+    def __init__(self, image: _Optional[_Union[Image, _Mapping]] = ...) -> None: ...
+
+class ImageMember(_message.Message):
+    __slots__ = ("image_id", "member_id", "status", "created_at", "updated_at")
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    image_id: str
+    member_id: str
+    status: str
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, image_id: _Optional[str] = ..., member_id: _Optional[str] = ..., status: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class AddImageMemberRequest(_message.Message):
+    __slots__ = ("image_id", "member_id")
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    image_id: str
+    member_id: str
+    def __init__(self, image_id: _Optional[str] = ..., member_id: _Optional[str] = ...) -> None: ...
+
+class AddImageMemberResponse(_message.Message):
+    __slots__ = ("member",)
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    member: ImageMember
+    def __init__(self, member: _Optional[_Union[ImageMember, _Mapping]] = ...) -> None: ...
+
+class RemoveImageMemberRequest(_message.Message):
+    __slots__ = ("image_id", "member_id")
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    image_id: str
+    member_id: str
+    def __init__(self, image_id: _Optional[str] = ..., member_id: _Optional[str] = ...) -> None: ...
+
+class RemoveImageMemberResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListImageMembersRequest(_message.Message):
+    __slots__ = ("image_id",)
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    image_id: str
+    def __init__(self, image_id: _Optional[str] = ...) -> None: ...
+
+class ListImageMembersResponse(_message.Message):
+    __slots__ = ("members",)
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    members: _containers.RepeatedCompositeFieldContainer[ImageMember]
+    def __init__(self, members: _Optional[_Iterable[_Union[ImageMember, _Mapping]]] = ...) -> None: ...
+
+class UpdateImageMemberRequest(_message.Message):
+    __slots__ = ("image_id", "member_id", "status")
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    image_id: str
+    member_id: str
+    status: str
+    def __init__(self, image_id: _Optional[str] = ..., member_id: _Optional[str] = ..., status: _Optional[str] = ...) -> None: ...
+
+class UpdateImageMemberResponse(_message.Message):
+    __slots__ = ("member",)
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    member: ImageMember
+    def __init__(self, member: _Optional[_Union[ImageMember, _Mapping]] = ...) -> None: ...
 
 class DeleteImageRequest(_message.Message):
     __slots__ = ("ref",)

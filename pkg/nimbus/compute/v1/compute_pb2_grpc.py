@@ -147,6 +147,31 @@ class ComputeServiceStub:
                 request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.GetImageRequest.SerializeToString,
                 response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.GetImageResponse.FromString,
                 _registered_method=True)
+        self.UpdateImage = channel.unary_unary(
+                '/nimbus.compute.v1.ComputeService/UpdateImage',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.UpdateImageRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.UpdateImageResponse.FromString,
+                _registered_method=True)
+        self.AddImageMember = channel.unary_unary(
+                '/nimbus.compute.v1.ComputeService/AddImageMember',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.AddImageMemberRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.AddImageMemberResponse.FromString,
+                _registered_method=True)
+        self.RemoveImageMember = channel.unary_unary(
+                '/nimbus.compute.v1.ComputeService/RemoveImageMember',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.RemoveImageMemberRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.RemoveImageMemberResponse.FromString,
+                _registered_method=True)
+        self.ListImageMembers = channel.unary_unary(
+                '/nimbus.compute.v1.ComputeService/ListImageMembers',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ListImageMembersRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ListImageMembersResponse.FromString,
+                _registered_method=True)
+        self.UpdateImageMember = channel.unary_unary(
+                '/nimbus.compute.v1.ComputeService/UpdateImageMember',
+                request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.UpdateImageMemberRequest.SerializeToString,
+                response_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.UpdateImageMemberResponse.FromString,
+                _registered_method=True)
         self.CreateImage = channel.stream_unary(
                 '/nimbus.compute.v1.ComputeService/CreateImage',
                 request_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.CreateImageRequest.SerializeToString,
@@ -344,6 +369,43 @@ class ComputeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateImage(self, request, context):
+        """UpdateImage renames an image or changes its visibility (its project
+        or an admin; public only by admins).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddImageMember(self, request, context):
+        """Image sharing (Glance's image members): the project owning a `shared`
+        image adds member projects; a member may boot the image by id at once
+        and sees it in ListImages once it has accepted (UpdateImageMember).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveImageMember(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListImageMembers(self, request, context):
+        """ListImageMembers: the owner sees every member, a member only itself.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateImageMember(self, request, context):
+        """UpdateImageMember: the member project (only) sets its status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateImage(self, request_iterator, context):
         """CreateImage: any member uploads (Glance's default), private to the
         project unless an admin makes it public. The first message carries the
@@ -505,6 +567,31 @@ def add_ComputeServiceServicer_to_server(servicer, server):
                     servicer.GetImage,
                     request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.GetImageRequest.FromString,
                     response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.GetImageResponse.SerializeToString,
+            ),
+            'UpdateImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateImage,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.UpdateImageRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.UpdateImageResponse.SerializeToString,
+            ),
+            'AddImageMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddImageMember,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.AddImageMemberRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.AddImageMemberResponse.SerializeToString,
+            ),
+            'RemoveImageMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveImageMember,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.RemoveImageMemberRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.RemoveImageMemberResponse.SerializeToString,
+            ),
+            'ListImageMembers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListImageMembers,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ListImageMembersRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.ListImageMembersResponse.SerializeToString,
+            ),
+            'UpdateImageMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateImageMember,
+                    request_deserializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.UpdateImageMemberRequest.FromString,
+                    response_serializer=nimbus_dot_compute_dot_v1_dot_compute__pb2.UpdateImageMemberResponse.SerializeToString,
             ),
             'CreateImage': grpc.stream_unary_rpc_method_handler(
                     servicer.CreateImage,
@@ -1134,6 +1221,141 @@ class ComputeService:
             '/nimbus.compute.v1.ComputeService/GetImage',
             nimbus_dot_compute_dot_v1_dot_compute__pb2.GetImageRequest.SerializeToString,
             nimbus_dot_compute_dot_v1_dot_compute__pb2.GetImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.ComputeService/UpdateImage',
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.UpdateImageRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.UpdateImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddImageMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.ComputeService/AddImageMember',
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.AddImageMemberRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.AddImageMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveImageMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.ComputeService/RemoveImageMember',
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.RemoveImageMemberRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.RemoveImageMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListImageMembers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.ComputeService/ListImageMembers',
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.ListImageMembersRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.ListImageMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateImageMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.compute.v1.ComputeService/UpdateImageMember',
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.UpdateImageMemberRequest.SerializeToString,
+            nimbus_dot_compute_dot_v1_dot_compute__pb2.UpdateImageMemberResponse.FromString,
             options,
             channel_credentials,
             insecure,

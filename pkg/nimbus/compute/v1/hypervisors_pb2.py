@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#nimbus/compute/v1/hypervisors.proto\x12\x11nimbus.compute.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9f\x03\n\nHypervisor\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x17\n\x0f\x64isabled_reason\x18\x04 \x01(\t\x12\x19\n\x11\x61vailability_zone\x18\x05 \x01(\t\x12\x17\n\x0fhypervisor_type\x18\x06 \x01(\t\x12\r\n\x05vcpus\x18\x07 \x01(\x05\x12\x11\n\tmemory_mb\x18\x08 \x01(\x05\x12\x0f\n\x07\x64isk_gb\x18\t \x01(\x05\x12\x12\n\nvcpus_used\x18\n \x01(\x05\x12\x16\n\x0ememory_mb_used\x18\x0b \x01(\x05\x12\x14\n\x0c\x64isk_gb_used\x18\x0c \x01(\x05\x12\x1c\n\x14\x63pu_allocation_ratio\x18\r \x01(\x01\x12\x1c\n\x14ram_allocation_ratio\x18\x0e \x01(\x01\x12\x1d\n\x15\x64isk_allocation_ratio\x18\x0f \x01(\x01\x12\x17\n\x0frunning_servers\x18\x10 \x01(\x05\x12.\n\nstarted_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x18\n\x16ListHypervisorsRequest\"M\n\x17ListHypervisorsResponse\x12\x32\n\x0bhypervisors\x18\x01 \x03(\x0b\x32\x1d.nimbus.compute.v1.Hypervisor\"$\n\x14GetHypervisorRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\"J\n\x15GetHypervisorResponse\x12\x31\n\nhypervisor\x18\x01 \x01(\x0b\x32\x1d.nimbus.compute.v1.Hypervisor\"<\n\x1c\x44isableComputeServiceRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"R\n\x1d\x44isableComputeServiceResponse\x12\x31\n\nhypervisor\x18\x01 \x01(\x0b\x32\x1d.nimbus.compute.v1.Hypervisor\"+\n\x1b\x45nableComputeServiceRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\"Q\n\x1c\x45nableComputeServiceResponse\x12\x31\n\nhypervisor\x18\x01 \x01(\x0b\x32\x1d.nimbus.compute.v1.Hypervisor2\xd6\x03\n\x11HypervisorService\x12h\n\x0fListHypervisors\x12).nimbus.compute.v1.ListHypervisorsRequest\x1a*.nimbus.compute.v1.ListHypervisorsResponse\x12\x62\n\rGetHypervisor\x12\'.nimbus.compute.v1.GetHypervisorRequest\x1a(.nimbus.compute.v1.GetHypervisorResponse\x12z\n\x15\x44isableComputeService\x12/.nimbus.compute.v1.DisableComputeServiceRequest\x1a\x30.nimbus.compute.v1.DisableComputeServiceResponse\x12w\n\x14\x45nableComputeService\x12..nimbus.compute.v1.EnableComputeServiceRequest\x1a/.nimbus.compute.v1.EnableComputeServiceResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#nimbus/compute/v1/hypervisors.proto\x12\x11nimbus.compute.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9f\x03\n\nHypervisor\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x17\n\x0f\x64isabled_reason\x18\x04 \x01(\t\x12\x19\n\x11\x61vailability_zone\x18\x05 \x01(\t\x12\x17\n\x0fhypervisor_type\x18\x06 \x01(\t\x12\r\n\x05vcpus\x18\x07 \x01(\x05\x12\x11\n\tmemory_mb\x18\x08 \x01(\x05\x12\x0f\n\x07\x64isk_gb\x18\t \x01(\x05\x12\x12\n\nvcpus_used\x18\n \x01(\x05\x12\x16\n\x0ememory_mb_used\x18\x0b \x01(\x05\x12\x14\n\x0c\x64isk_gb_used\x18\x0c \x01(\x05\x12\x1c\n\x14\x63pu_allocation_ratio\x18\r \x01(\x01\x12\x1c\n\x14ram_allocation_ratio\x18\x0e \x01(\x01\x12\x1d\n\x15\x64isk_allocation_ratio\x18\x0f \x01(\x01\x12\x17\n\x0frunning_servers\x18\x10 \x01(\x05\x12.\n\nstarted_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"?\n\x16ListHypervisorsRequest\x12\x11\n\tpage_size\x18\x0e \x01(\x05\x12\x12\n\npage_token\x18\x0f \x01(\t\"f\n\x17ListHypervisorsResponse\x12\x32\n\x0bhypervisors\x18\x01 \x03(\x0b\x32\x1d.nimbus.compute.v1.Hypervisor\x12\x17\n\x0fnext_page_token\x18\x0f \x01(\t\"$\n\x14GetHypervisorRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\"J\n\x15GetHypervisorResponse\x12\x31\n\nhypervisor\x18\x01 \x01(\x0b\x32\x1d.nimbus.compute.v1.Hypervisor\"<\n\x1c\x44isableComputeServiceRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"R\n\x1d\x44isableComputeServiceResponse\x12\x31\n\nhypervisor\x18\x01 \x01(\x0b\x32\x1d.nimbus.compute.v1.Hypervisor\"+\n\x1b\x45nableComputeServiceRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\"Q\n\x1c\x45nableComputeServiceResponse\x12\x31\n\nhypervisor\x18\x01 \x01(\x0b\x32\x1d.nimbus.compute.v1.Hypervisor2\xd6\x03\n\x11HypervisorService\x12h\n\x0fListHypervisors\x12).nimbus.compute.v1.ListHypervisorsRequest\x1a*.nimbus.compute.v1.ListHypervisorsResponse\x12\x62\n\rGetHypervisor\x12\'.nimbus.compute.v1.GetHypervisorRequest\x1a(.nimbus.compute.v1.GetHypervisorResponse\x12z\n\x15\x44isableComputeService\x12/.nimbus.compute.v1.DisableComputeServiceRequest\x1a\x30.nimbus.compute.v1.DisableComputeServiceResponse\x12w\n\x14\x45nableComputeService\x12..nimbus.compute.v1.EnableComputeServiceRequest\x1a/.nimbus.compute.v1.EnableComputeServiceResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,21 +35,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HYPERVISOR']._serialized_start=92
   _globals['_HYPERVISOR']._serialized_end=507
   _globals['_LISTHYPERVISORSREQUEST']._serialized_start=509
-  _globals['_LISTHYPERVISORSREQUEST']._serialized_end=533
-  _globals['_LISTHYPERVISORSRESPONSE']._serialized_start=535
-  _globals['_LISTHYPERVISORSRESPONSE']._serialized_end=612
-  _globals['_GETHYPERVISORREQUEST']._serialized_start=614
-  _globals['_GETHYPERVISORREQUEST']._serialized_end=650
-  _globals['_GETHYPERVISORRESPONSE']._serialized_start=652
-  _globals['_GETHYPERVISORRESPONSE']._serialized_end=726
-  _globals['_DISABLECOMPUTESERVICEREQUEST']._serialized_start=728
-  _globals['_DISABLECOMPUTESERVICEREQUEST']._serialized_end=788
-  _globals['_DISABLECOMPUTESERVICERESPONSE']._serialized_start=790
-  _globals['_DISABLECOMPUTESERVICERESPONSE']._serialized_end=872
-  _globals['_ENABLECOMPUTESERVICEREQUEST']._serialized_start=874
-  _globals['_ENABLECOMPUTESERVICEREQUEST']._serialized_end=917
-  _globals['_ENABLECOMPUTESERVICERESPONSE']._serialized_start=919
-  _globals['_ENABLECOMPUTESERVICERESPONSE']._serialized_end=1000
-  _globals['_HYPERVISORSERVICE']._serialized_start=1003
-  _globals['_HYPERVISORSERVICE']._serialized_end=1473
+  _globals['_LISTHYPERVISORSREQUEST']._serialized_end=572
+  _globals['_LISTHYPERVISORSRESPONSE']._serialized_start=574
+  _globals['_LISTHYPERVISORSRESPONSE']._serialized_end=676
+  _globals['_GETHYPERVISORREQUEST']._serialized_start=678
+  _globals['_GETHYPERVISORREQUEST']._serialized_end=714
+  _globals['_GETHYPERVISORRESPONSE']._serialized_start=716
+  _globals['_GETHYPERVISORRESPONSE']._serialized_end=790
+  _globals['_DISABLECOMPUTESERVICEREQUEST']._serialized_start=792
+  _globals['_DISABLECOMPUTESERVICEREQUEST']._serialized_end=852
+  _globals['_DISABLECOMPUTESERVICERESPONSE']._serialized_start=854
+  _globals['_DISABLECOMPUTESERVICERESPONSE']._serialized_end=936
+  _globals['_ENABLECOMPUTESERVICEREQUEST']._serialized_start=938
+  _globals['_ENABLECOMPUTESERVICEREQUEST']._serialized_end=981
+  _globals['_ENABLECOMPUTESERVICERESPONSE']._serialized_start=983
+  _globals['_ENABLECOMPUTESERVICERESPONSE']._serialized_end=1064
+  _globals['_HYPERVISORSERVICE']._serialized_start=1067
+  _globals['_HYPERVISORSERVICE']._serialized_end=1537
 # @@protoc_insertion_point(module_scope)

@@ -48,14 +48,20 @@ class Hypervisor(_message.Message):
     def __init__(self, host: _Optional[str] = ..., state: _Optional[str] = ..., status: _Optional[str] = ..., disabled_reason: _Optional[str] = ..., availability_zone: _Optional[str] = ..., hypervisor_type: _Optional[str] = ..., vcpus: _Optional[int] = ..., memory_mb: _Optional[int] = ..., disk_gb: _Optional[int] = ..., vcpus_used: _Optional[int] = ..., memory_mb_used: _Optional[int] = ..., disk_gb_used: _Optional[int] = ..., cpu_allocation_ratio: _Optional[float] = ..., ram_allocation_ratio: _Optional[float] = ..., disk_allocation_ratio: _Optional[float] = ..., running_servers: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListHypervisorsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListHypervisorsResponse(_message.Message):
-    __slots__ = ("hypervisors",)
+    __slots__ = ("hypervisors", "next_page_token")
     HYPERVISORS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     hypervisors: _containers.RepeatedCompositeFieldContainer[Hypervisor]
-    def __init__(self, hypervisors: _Optional[_Iterable[_Union[Hypervisor, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, hypervisors: _Optional[_Iterable[_Union[Hypervisor, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class GetHypervisorRequest(_message.Message):
     __slots__ = ("host",)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(nimbus/compute/v1/instance_actions.proto\x12\x11nimbus.compute.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x95\x02\n\x0eInstanceAction\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tserver_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x12\n\nproject_id\x18\x04 \x01(\t\x12\x0f\n\x07user_id\x18\x05 \x01(\t\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07message\x18\x08 \x01(\t\x12\x36\n\x06\x65vents\x18\t \x03(\x0b\x32&.nimbus.compute.v1.InstanceActionEvent\"\xd8\x01\n\x13InstanceActionEvent\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inish_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06result\x18\x04 \x01(\t\x12\x0c\n\x04host\x18\x05 \x01(\t\x12\x0f\n\x07host_id\x18\x06 \x01(\t\x12\x11\n\ttraceback\x18\x07 \x01(\t\x12\x0f\n\x07\x64\x65tails\x18\x08 \x01(\t\"/\n\x1aListInstanceActionsRequest\x12\x11\n\tserver_id\x18\x01 \x01(\t\"Q\n\x1bListInstanceActionsResponse\x12\x32\n\x07\x61\x63tions\x18\x01 \x03(\x0b\x32!.nimbus.compute.v1.InstanceAction\"A\n\x18GetInstanceActionRequest\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"N\n\x19GetInstanceActionResponse\x12\x31\n\x06\x61\x63tion\x18\x01 \x01(\x0b\x32!.nimbus.compute.v1.InstanceAction2\xfd\x01\n\x15InstanceActionService\x12t\n\x13ListInstanceActions\x12-.nimbus.compute.v1.ListInstanceActionsRequest\x1a..nimbus.compute.v1.ListInstanceActionsResponse\x12n\n\x11GetInstanceAction\x12+.nimbus.compute.v1.GetInstanceActionRequest\x1a,.nimbus.compute.v1.GetInstanceActionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(nimbus/compute/v1/instance_actions.proto\x12\x11nimbus.compute.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x95\x02\n\x0eInstanceAction\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tserver_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x12\n\nproject_id\x18\x04 \x01(\t\x12\x0f\n\x07user_id\x18\x05 \x01(\t\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07message\x18\x08 \x01(\t\x12\x36\n\x06\x65vents\x18\t \x03(\x0b\x32&.nimbus.compute.v1.InstanceActionEvent\"\xd8\x01\n\x13InstanceActionEvent\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inish_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06result\x18\x04 \x01(\t\x12\x0c\n\x04host\x18\x05 \x01(\t\x12\x0f\n\x07host_id\x18\x06 \x01(\t\x12\x11\n\ttraceback\x18\x07 \x01(\t\x12\x0f\n\x07\x64\x65tails\x18\x08 \x01(\t\"V\n\x1aListInstanceActionsRequest\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x0e \x01(\x05\x12\x12\n\npage_token\x18\x0f \x01(\t\"j\n\x1bListInstanceActionsResponse\x12\x32\n\x07\x61\x63tions\x18\x01 \x03(\x0b\x32!.nimbus.compute.v1.InstanceAction\x12\x17\n\x0fnext_page_token\x18\x0f \x01(\t\"A\n\x18GetInstanceActionRequest\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"N\n\x19GetInstanceActionResponse\x12\x31\n\x06\x61\x63tion\x18\x01 \x01(\x0b\x32!.nimbus.compute.v1.InstanceAction2\xfd\x01\n\x15InstanceActionService\x12t\n\x13ListInstanceActions\x12-.nimbus.compute.v1.ListInstanceActionsRequest\x1a..nimbus.compute.v1.ListInstanceActionsResponse\x12n\n\x11GetInstanceAction\x12+.nimbus.compute.v1.GetInstanceActionRequest\x1a,.nimbus.compute.v1.GetInstanceActionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,13 +37,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INSTANCEACTIONEVENT']._serialized_start=377
   _globals['_INSTANCEACTIONEVENT']._serialized_end=593
   _globals['_LISTINSTANCEACTIONSREQUEST']._serialized_start=595
-  _globals['_LISTINSTANCEACTIONSREQUEST']._serialized_end=642
-  _globals['_LISTINSTANCEACTIONSRESPONSE']._serialized_start=644
-  _globals['_LISTINSTANCEACTIONSRESPONSE']._serialized_end=725
-  _globals['_GETINSTANCEACTIONREQUEST']._serialized_start=727
-  _globals['_GETINSTANCEACTIONREQUEST']._serialized_end=792
-  _globals['_GETINSTANCEACTIONRESPONSE']._serialized_start=794
-  _globals['_GETINSTANCEACTIONRESPONSE']._serialized_end=872
-  _globals['_INSTANCEACTIONSERVICE']._serialized_start=875
-  _globals['_INSTANCEACTIONSERVICE']._serialized_end=1128
+  _globals['_LISTINSTANCEACTIONSREQUEST']._serialized_end=681
+  _globals['_LISTINSTANCEACTIONSRESPONSE']._serialized_start=683
+  _globals['_LISTINSTANCEACTIONSRESPONSE']._serialized_end=789
+  _globals['_GETINSTANCEACTIONREQUEST']._serialized_start=791
+  _globals['_GETINSTANCEACTIONREQUEST']._serialized_end=856
+  _globals['_GETINSTANCEACTIONRESPONSE']._serialized_start=858
+  _globals['_GETINSTANCEACTIONRESPONSE']._serialized_end=936
+  _globals['_INSTANCEACTIONSERVICE']._serialized_start=939
+  _globals['_INSTANCEACTIONSERVICE']._serialized_end=1192
 # @@protoc_insertion_point(module_scope)

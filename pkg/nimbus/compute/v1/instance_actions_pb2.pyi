@@ -52,16 +52,22 @@ class InstanceActionEvent(_message.Message):
     def __init__(self, event: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., result: _Optional[str] = ..., host: _Optional[str] = ..., host_id: _Optional[str] = ..., traceback: _Optional[str] = ..., details: _Optional[str] = ...) -> None: ...
 
 class ListInstanceActionsRequest(_message.Message):
-    __slots__ = ("server_id",)
+    __slots__ = ("server_id", "page_size", "page_token")
     SERVER_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     server_id: str
-    def __init__(self, server_id: _Optional[str] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, server_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListInstanceActionsResponse(_message.Message):
-    __slots__ = ("actions",)
+    __slots__ = ("actions", "next_page_token")
     ACTIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     actions: _containers.RepeatedCompositeFieldContainer[InstanceAction]
-    def __init__(self, actions: _Optional[_Iterable[_Union[InstanceAction, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, actions: _Optional[_Iterable[_Union[InstanceAction, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class GetInstanceActionRequest(_message.Message):
     __slots__ = ("server_id", "request_id")

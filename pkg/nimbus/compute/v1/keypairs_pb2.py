@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n nimbus/compute/v1/keypairs.proto\x12\x11nimbus.compute.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc3\x01\n\x07Keypair\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x12\n\npublic_key\x18\x03 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x04 \x01(\t\x12\x1a\n\x12\x66ingerprint_sha256\x18\x05 \x01(\t\x12\x10\n\x08key_type\x18\x06 \x01(\t\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nproject_id\x18\x08 \x01(\t\"}\n\x14\x43reateKeypairRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x32\n\talgorithm\x18\x02 \x01(\x0e\x32\x1f.nimbus.compute.v1.KeyAlgorithm\x12\x12\n\npublic_key\x18\x03 \x01(\t\x12\x0f\n\x07user_id\x18\x04 \x01(\t\"Y\n\x15\x43reateKeypairResponse\x12+\n\x07keypair\x18\x01 \x01(\x0b\x32\x1a.nimbus.compute.v1.Keypair\x12\x13\n\x0bprivate_key\x18\x02 \x01(\t\"I\n\x14ImportKeypairRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\"D\n\x15ImportKeypairResponse\x12+\n\x07keypair\x18\x01 \x01(\x0b\x32\x1a.nimbus.compute.v1.Keypair\"2\n\x11GetKeypairRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"A\n\x12GetKeypairResponse\x12+\n\x07keypair\x18\x01 \x01(\x0b\x32\x1a.nimbus.compute.v1.Keypair\"&\n\x13ListKeypairsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"D\n\x14ListKeypairsResponse\x12,\n\x08keypairs\x18\x01 \x03(\x0b\x32\x1a.nimbus.compute.v1.Keypair\"5\n\x14\x44\x65leteKeypairRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"\x17\n\x15\x44\x65leteKeypairResponse*d\n\x0cKeyAlgorithm\x12\x1d\n\x19KEY_ALGORITHM_UNSPECIFIED\x10\x00\x12\x19\n\x15KEY_ALGORITHM_ED25519\x10\x01\x12\x1a\n\x16KEY_ALGORITHM_RSA_2048\x10\x02\x32\xf8\x03\n\x0eKeypairService\x12\x62\n\rCreateKeypair\x12\'.nimbus.compute.v1.CreateKeypairRequest\x1a(.nimbus.compute.v1.CreateKeypairResponse\x12\x62\n\rImportKeypair\x12\'.nimbus.compute.v1.ImportKeypairRequest\x1a(.nimbus.compute.v1.ImportKeypairResponse\x12Y\n\nGetKeypair\x12$.nimbus.compute.v1.GetKeypairRequest\x1a%.nimbus.compute.v1.GetKeypairResponse\x12_\n\x0cListKeypairs\x12&.nimbus.compute.v1.ListKeypairsRequest\x1a\'.nimbus.compute.v1.ListKeypairsResponse\x12\x62\n\rDeleteKeypair\x12\'.nimbus.compute.v1.DeleteKeypairRequest\x1a(.nimbus.compute.v1.DeleteKeypairResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n nimbus/compute/v1/keypairs.proto\x12\x11nimbus.compute.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc3\x01\n\x07Keypair\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x12\n\npublic_key\x18\x03 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x04 \x01(\t\x12\x1a\n\x12\x66ingerprint_sha256\x18\x05 \x01(\t\x12\x10\n\x08key_type\x18\x06 \x01(\t\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nproject_id\x18\x08 \x01(\t\"}\n\x14\x43reateKeypairRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x32\n\talgorithm\x18\x02 \x01(\x0e\x32\x1f.nimbus.compute.v1.KeyAlgorithm\x12\x12\n\npublic_key\x18\x03 \x01(\t\x12\x0f\n\x07user_id\x18\x04 \x01(\t\"Y\n\x15\x43reateKeypairResponse\x12+\n\x07keypair\x18\x01 \x01(\x0b\x32\x1a.nimbus.compute.v1.Keypair\x12\x13\n\x0bprivate_key\x18\x02 \x01(\t\"I\n\x14ImportKeypairRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\"D\n\x15ImportKeypairResponse\x12+\n\x07keypair\x18\x01 \x01(\x0b\x32\x1a.nimbus.compute.v1.Keypair\"2\n\x11GetKeypairRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"A\n\x12GetKeypairResponse\x12+\n\x07keypair\x18\x01 \x01(\x0b\x32\x1a.nimbus.compute.v1.Keypair\"M\n\x13ListKeypairsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x0e \x01(\x05\x12\x12\n\npage_token\x18\x0f \x01(\t\"]\n\x14ListKeypairsResponse\x12,\n\x08keypairs\x18\x01 \x03(\x0b\x32\x1a.nimbus.compute.v1.Keypair\x12\x17\n\x0fnext_page_token\x18\x0f \x01(\t\"5\n\x14\x44\x65leteKeypairRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"\x17\n\x15\x44\x65leteKeypairResponse*d\n\x0cKeyAlgorithm\x12\x1d\n\x19KEY_ALGORITHM_UNSPECIFIED\x10\x00\x12\x19\n\x15KEY_ALGORITHM_ED25519\x10\x01\x12\x1a\n\x16KEY_ALGORITHM_RSA_2048\x10\x02\x32\xf8\x03\n\x0eKeypairService\x12\x62\n\rCreateKeypair\x12\'.nimbus.compute.v1.CreateKeypairRequest\x1a(.nimbus.compute.v1.CreateKeypairResponse\x12\x62\n\rImportKeypair\x12\'.nimbus.compute.v1.ImportKeypairRequest\x1a(.nimbus.compute.v1.ImportKeypairResponse\x12Y\n\nGetKeypair\x12$.nimbus.compute.v1.GetKeypairRequest\x1a%.nimbus.compute.v1.GetKeypairResponse\x12_\n\x0cListKeypairs\x12&.nimbus.compute.v1.ListKeypairsRequest\x1a\'.nimbus.compute.v1.ListKeypairsResponse\x12\x62\n\rDeleteKeypair\x12\'.nimbus.compute.v1.DeleteKeypairRequest\x1a(.nimbus.compute.v1.DeleteKeypairResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'nimbus.compute.v1.keypairs_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_KEYALGORITHM']._serialized_start=958
-  _globals['_KEYALGORITHM']._serialized_end=1058
+  _globals['_KEYALGORITHM']._serialized_start=1022
+  _globals['_KEYALGORITHM']._serialized_end=1122
   _globals['_KEYPAIR']._serialized_start=89
   _globals['_KEYPAIR']._serialized_end=284
   _globals['_CREATEKEYPAIRREQUEST']._serialized_start=286
@@ -49,13 +49,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETKEYPAIRRESPONSE']._serialized_start=701
   _globals['_GETKEYPAIRRESPONSE']._serialized_end=766
   _globals['_LISTKEYPAIRSREQUEST']._serialized_start=768
-  _globals['_LISTKEYPAIRSREQUEST']._serialized_end=806
-  _globals['_LISTKEYPAIRSRESPONSE']._serialized_start=808
-  _globals['_LISTKEYPAIRSRESPONSE']._serialized_end=876
-  _globals['_DELETEKEYPAIRREQUEST']._serialized_start=878
-  _globals['_DELETEKEYPAIRREQUEST']._serialized_end=931
-  _globals['_DELETEKEYPAIRRESPONSE']._serialized_start=933
-  _globals['_DELETEKEYPAIRRESPONSE']._serialized_end=956
-  _globals['_KEYPAIRSERVICE']._serialized_start=1061
-  _globals['_KEYPAIRSERVICE']._serialized_end=1565
+  _globals['_LISTKEYPAIRSREQUEST']._serialized_end=845
+  _globals['_LISTKEYPAIRSRESPONSE']._serialized_start=847
+  _globals['_LISTKEYPAIRSRESPONSE']._serialized_end=940
+  _globals['_DELETEKEYPAIRREQUEST']._serialized_start=942
+  _globals['_DELETEKEYPAIRREQUEST']._serialized_end=995
+  _globals['_DELETEKEYPAIRRESPONSE']._serialized_start=997
+  _globals['_DELETEKEYPAIRRESPONSE']._serialized_end=1020
+  _globals['_KEYPAIRSERVICE']._serialized_start=1125
+  _globals['_KEYPAIRSERVICE']._serialized_end=1629
 # @@protoc_insertion_point(module_scope)

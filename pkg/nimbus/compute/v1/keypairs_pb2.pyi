@@ -90,16 +90,22 @@ class GetKeypairResponse(_message.Message):
     def __init__(self, keypair: _Optional[_Union[Keypair, _Mapping]] = ...) -> None: ...
 
 class ListKeypairsRequest(_message.Message):
-    __slots__ = ("user_id",)
+    __slots__ = ("user_id", "page_size", "page_token")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     user_id: str
-    def __init__(self, user_id: _Optional[str] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, user_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListKeypairsResponse(_message.Message):
-    __slots__ = ("keypairs",)
+    __slots__ = ("keypairs", "next_page_token")
     KEYPAIRS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     keypairs: _containers.RepeatedCompositeFieldContainer[Keypair]
-    def __init__(self, keypairs: _Optional[_Iterable[_Union[Keypair, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, keypairs: _Optional[_Iterable[_Union[Keypair, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class DeleteKeypairRequest(_message.Message):
     __slots__ = ("name", "user_id")

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from nimbus.compute.v1 import compute_pb2 as nimbus_dot_compute_dot_v1_dot_compute__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"nimbus/compute/v1/migrations.proto\x12\x11nimbus.compute.v1\x1a\x1fnimbus/compute/v1/compute.proto\"H\n\x15ListMigrationsRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x11\n\tserver_id\x18\x03 \x01(\t\"J\n\x16ListMigrationsResponse\x12\x30\n\nmigrations\x18\x01 \x03(\x0b\x32\x1c.nimbus.compute.v1.Migration2y\n\x10MigrationService\x12\x65\n\x0eListMigrations\x12(.nimbus.compute.v1.ListMigrationsRequest\x1a).nimbus.compute.v1.ListMigrationsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"nimbus/compute/v1/migrations.proto\x12\x11nimbus.compute.v1\x1a\x1fnimbus/compute/v1/compute.proto\"o\n\x15ListMigrationsRequest\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x11\n\tserver_id\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x0e \x01(\x05\x12\x12\n\npage_token\x18\x0f \x01(\t\"c\n\x16ListMigrationsResponse\x12\x30\n\nmigrations\x18\x01 \x03(\x0b\x32\x1c.nimbus.compute.v1.Migration\x12\x17\n\x0fnext_page_token\x18\x0f \x01(\t2y\n\x10MigrationService\x12\x65\n\x0eListMigrations\x12(.nimbus.compute.v1.ListMigrationsRequest\x1a).nimbus.compute.v1.ListMigrationsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,9 +33,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'nimbus.compute.v1.migration
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_LISTMIGRATIONSREQUEST']._serialized_start=90
-  _globals['_LISTMIGRATIONSREQUEST']._serialized_end=162
-  _globals['_LISTMIGRATIONSRESPONSE']._serialized_start=164
-  _globals['_LISTMIGRATIONSRESPONSE']._serialized_end=238
-  _globals['_MIGRATIONSERVICE']._serialized_start=240
-  _globals['_MIGRATIONSERVICE']._serialized_end=361
+  _globals['_LISTMIGRATIONSREQUEST']._serialized_end=201
+  _globals['_LISTMIGRATIONSRESPONSE']._serialized_start=203
+  _globals['_LISTMIGRATIONSRESPONSE']._serialized_end=302
+  _globals['_MIGRATIONSERVICE']._serialized_start=304
+  _globals['_MIGRATIONSERVICE']._serialized_end=425
 # @@protoc_insertion_point(module_scope)

@@ -171,14 +171,20 @@ class GetNetworkResponse(_message.Message):
     def __init__(self, network: _Optional[_Union[Network, _Mapping]] = ...) -> None: ...
 
 class ListNetworksRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListNetworksResponse(_message.Message):
-    __slots__ = ("networks",)
+    __slots__ = ("networks", "next_page_token")
     NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     networks: _containers.RepeatedCompositeFieldContainer[Network]
-    def __init__(self, networks: _Optional[_Iterable[_Union[Network, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, networks: _Optional[_Iterable[_Union[Network, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class UpdateNetworkRequest(_message.Message):
     __slots__ = ("id", "name")
@@ -241,16 +247,22 @@ class GetSubnetResponse(_message.Message):
     def __init__(self, subnet: _Optional[_Union[Subnet, _Mapping]] = ...) -> None: ...
 
 class ListSubnetsRequest(_message.Message):
-    __slots__ = ("network_id",)
+    __slots__ = ("network_id", "page_size", "page_token")
     NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     network_id: str
-    def __init__(self, network_id: _Optional[str] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, network_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListSubnetsResponse(_message.Message):
-    __slots__ = ("subnets",)
+    __slots__ = ("subnets", "next_page_token")
     SUBNETS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     subnets: _containers.RepeatedCompositeFieldContainer[Subnet]
-    def __init__(self, subnets: _Optional[_Iterable[_Union[Subnet, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, subnets: _Optional[_Iterable[_Union[Subnet, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class UpdateSubnetRequest(_message.Message):
     __slots__ = ("id", "name")
@@ -309,18 +321,24 @@ class GetPortResponse(_message.Message):
     def __init__(self, port: _Optional[_Union[Port, _Mapping]] = ...) -> None: ...
 
 class ListPortsRequest(_message.Message):
-    __slots__ = ("network_id", "device_id")
+    __slots__ = ("network_id", "device_id", "page_size", "page_token")
     NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     network_id: str
     device_id: str
-    def __init__(self, network_id: _Optional[str] = ..., device_id: _Optional[str] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, network_id: _Optional[str] = ..., device_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListPortsResponse(_message.Message):
-    __slots__ = ("ports",)
+    __slots__ = ("ports", "next_page_token")
     PORTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     ports: _containers.RepeatedCompositeFieldContainer[Port]
-    def __init__(self, ports: _Optional[_Iterable[_Union[Port, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, ports: _Optional[_Iterable[_Union[Port, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class UpdatePortRequest(_message.Message):
     __slots__ = ("id", "name")

@@ -109,14 +109,20 @@ class GetSecurityGroupResponse(_message.Message):
     def __init__(self, security_group: _Optional[_Union[SecurityGroup, _Mapping]] = ...) -> None: ...
 
 class ListSecurityGroupsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListSecurityGroupsResponse(_message.Message):
-    __slots__ = ("security_groups",)
+    __slots__ = ("security_groups", "next_page_token")
     SECURITY_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     security_groups: _containers.RepeatedCompositeFieldContainer[SecurityGroup]
-    def __init__(self, security_groups: _Optional[_Iterable[_Union[SecurityGroup, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, security_groups: _Optional[_Iterable[_Union[SecurityGroup, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class UpdateSecurityGroupRequest(_message.Message):
     __slots__ = ("id", "name", "description")

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%nimbus/compute/v1/server_groups.proto\x12\x11nimbus.compute.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"/\n\x10ServerGroupRules\x12\x1b\n\x13max_server_per_host\x18\x01 \x01(\x05\"\x83\x03\n\x0bServerGroup\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nproject_id\x18\x03 \x01(\t\x12\x0f\n\x07user_id\x18\x04 \x01(\t\x12\x35\n\x06policy\x18\x05 \x01(\x0e\x32%.nimbus.compute.v1.ServerGroup.Policy\x12\x32\n\x05rules\x18\x06 \x01(\x0b\x32#.nimbus.compute.v1.ServerGroupRules\x12\x0f\n\x07members\x18\x07 \x03(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x88\x01\n\x06Policy\x12\x16\n\x12POLICY_UNSPECIFIED\x10\x00\x12\x13\n\x0fPOLICY_AFFINITY\x10\x01\x12\x18\n\x14POLICY_ANTI_AFFINITY\x10\x02\x12\x18\n\x14POLICY_SOFT_AFFINITY\x10\x03\x12\x1d\n\x19POLICY_SOFT_ANTI_AFFINITY\x10\x04\"\x93\x01\n\x18\x43reateServerGroupRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x35\n\x06policy\x18\x02 \x01(\x0e\x32%.nimbus.compute.v1.ServerGroup.Policy\x12\x32\n\x05rules\x18\x03 \x01(\x0b\x32#.nimbus.compute.v1.ServerGroupRules\"Q\n\x19\x43reateServerGroupResponse\x12\x34\n\x0cserver_group\x18\x01 \x01(\x0b\x32\x1e.nimbus.compute.v1.ServerGroup\"#\n\x15GetServerGroupRequest\x12\n\n\x02id\x18\x01 \x01(\t\"N\n\x16GetServerGroupResponse\x12\x34\n\x0cserver_group\x18\x01 \x01(\x0b\x32\x1e.nimbus.compute.v1.ServerGroup\"/\n\x17ListServerGroupsRequest\x12\x14\n\x0c\x61ll_projects\x18\x01 \x01(\x08\"Q\n\x18ListServerGroupsResponse\x12\x35\n\rserver_groups\x18\x01 \x03(\x0b\x32\x1e.nimbus.compute.v1.ServerGroup\"&\n\x18\x44\x65leteServerGroupRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x1b\n\x19\x44\x65leteServerGroupResponse2\xc8\x03\n\x12ServerGroupService\x12n\n\x11\x43reateServerGroup\x12+.nimbus.compute.v1.CreateServerGroupRequest\x1a,.nimbus.compute.v1.CreateServerGroupResponse\x12\x65\n\x0eGetServerGroup\x12(.nimbus.compute.v1.GetServerGroupRequest\x1a).nimbus.compute.v1.GetServerGroupResponse\x12k\n\x10ListServerGroups\x12*.nimbus.compute.v1.ListServerGroupsRequest\x1a+.nimbus.compute.v1.ListServerGroupsResponse\x12n\n\x11\x44\x65leteServerGroup\x12+.nimbus.compute.v1.DeleteServerGroupRequest\x1a,.nimbus.compute.v1.DeleteServerGroupResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%nimbus/compute/v1/server_groups.proto\x12\x11nimbus.compute.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"/\n\x10ServerGroupRules\x12\x1b\n\x13max_server_per_host\x18\x01 \x01(\x05\"\x83\x03\n\x0bServerGroup\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nproject_id\x18\x03 \x01(\t\x12\x0f\n\x07user_id\x18\x04 \x01(\t\x12\x35\n\x06policy\x18\x05 \x01(\x0e\x32%.nimbus.compute.v1.ServerGroup.Policy\x12\x32\n\x05rules\x18\x06 \x01(\x0b\x32#.nimbus.compute.v1.ServerGroupRules\x12\x0f\n\x07members\x18\x07 \x03(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x88\x01\n\x06Policy\x12\x16\n\x12POLICY_UNSPECIFIED\x10\x00\x12\x13\n\x0fPOLICY_AFFINITY\x10\x01\x12\x18\n\x14POLICY_ANTI_AFFINITY\x10\x02\x12\x18\n\x14POLICY_SOFT_AFFINITY\x10\x03\x12\x1d\n\x19POLICY_SOFT_ANTI_AFFINITY\x10\x04\"\x93\x01\n\x18\x43reateServerGroupRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x35\n\x06policy\x18\x02 \x01(\x0e\x32%.nimbus.compute.v1.ServerGroup.Policy\x12\x32\n\x05rules\x18\x03 \x01(\x0b\x32#.nimbus.compute.v1.ServerGroupRules\"Q\n\x19\x43reateServerGroupResponse\x12\x34\n\x0cserver_group\x18\x01 \x01(\x0b\x32\x1e.nimbus.compute.v1.ServerGroup\"#\n\x15GetServerGroupRequest\x12\n\n\x02id\x18\x01 \x01(\t\"N\n\x16GetServerGroupResponse\x12\x34\n\x0cserver_group\x18\x01 \x01(\x0b\x32\x1e.nimbus.compute.v1.ServerGroup\"V\n\x17ListServerGroupsRequest\x12\x14\n\x0c\x61ll_projects\x18\x01 \x01(\x08\x12\x11\n\tpage_size\x18\x0e \x01(\x05\x12\x12\n\npage_token\x18\x0f \x01(\t\"j\n\x18ListServerGroupsResponse\x12\x35\n\rserver_groups\x18\x01 \x03(\x0b\x32\x1e.nimbus.compute.v1.ServerGroup\x12\x17\n\x0fnext_page_token\x18\x0f \x01(\t\"&\n\x18\x44\x65leteServerGroupRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x1b\n\x19\x44\x65leteServerGroupResponse2\xc8\x03\n\x12ServerGroupService\x12n\n\x11\x43reateServerGroup\x12+.nimbus.compute.v1.CreateServerGroupRequest\x1a,.nimbus.compute.v1.CreateServerGroupResponse\x12\x65\n\x0eGetServerGroup\x12(.nimbus.compute.v1.GetServerGroupRequest\x1a).nimbus.compute.v1.GetServerGroupResponse\x12k\n\x10ListServerGroups\x12*.nimbus.compute.v1.ListServerGroupsRequest\x1a+.nimbus.compute.v1.ListServerGroupsResponse\x12n\n\x11\x44\x65leteServerGroup\x12+.nimbus.compute.v1.DeleteServerGroupRequest\x1a,.nimbus.compute.v1.DeleteServerGroupResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,13 +47,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETSERVERGROUPRESPONSE']._serialized_start=802
   _globals['_GETSERVERGROUPRESPONSE']._serialized_end=880
   _globals['_LISTSERVERGROUPSREQUEST']._serialized_start=882
-  _globals['_LISTSERVERGROUPSREQUEST']._serialized_end=929
-  _globals['_LISTSERVERGROUPSRESPONSE']._serialized_start=931
-  _globals['_LISTSERVERGROUPSRESPONSE']._serialized_end=1012
-  _globals['_DELETESERVERGROUPREQUEST']._serialized_start=1014
-  _globals['_DELETESERVERGROUPREQUEST']._serialized_end=1052
-  _globals['_DELETESERVERGROUPRESPONSE']._serialized_start=1054
-  _globals['_DELETESERVERGROUPRESPONSE']._serialized_end=1081
-  _globals['_SERVERGROUPSERVICE']._serialized_start=1084
-  _globals['_SERVERGROUPSERVICE']._serialized_end=1540
+  _globals['_LISTSERVERGROUPSREQUEST']._serialized_end=968
+  _globals['_LISTSERVERGROUPSRESPONSE']._serialized_start=970
+  _globals['_LISTSERVERGROUPSRESPONSE']._serialized_end=1076
+  _globals['_DELETESERVERGROUPREQUEST']._serialized_start=1078
+  _globals['_DELETESERVERGROUPREQUEST']._serialized_end=1116
+  _globals['_DELETESERVERGROUPRESPONSE']._serialized_start=1118
+  _globals['_DELETESERVERGROUPRESPONSE']._serialized_end=1145
+  _globals['_SERVERGROUPSERVICE']._serialized_start=1148
+  _globals['_SERVERGROUPSERVICE']._serialized_end=1604
 # @@protoc_insertion_point(module_scope)

@@ -77,16 +77,22 @@ class GetServerGroupResponse(_message.Message):
     def __init__(self, server_group: _Optional[_Union[ServerGroup, _Mapping]] = ...) -> None: ...
 
 class ListServerGroupsRequest(_message.Message):
-    __slots__ = ("all_projects",)
+    __slots__ = ("all_projects", "page_size", "page_token")
     ALL_PROJECTS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     all_projects: bool
-    def __init__(self, all_projects: _Optional[bool] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, all_projects: _Optional[bool] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListServerGroupsResponse(_message.Message):
-    __slots__ = ("server_groups",)
+    __slots__ = ("server_groups", "next_page_token")
     SERVER_GROUPS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     server_groups: _containers.RepeatedCompositeFieldContainer[ServerGroup]
-    def __init__(self, server_groups: _Optional[_Iterable[_Union[ServerGroup, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, server_groups: _Optional[_Iterable[_Union[ServerGroup, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class DeleteServerGroupRequest(_message.Message):
     __slots__ = ("id",)

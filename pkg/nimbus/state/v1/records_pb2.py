@@ -27,7 +27,7 @@ from nimbus.compute.v1 import compute_pb2 as nimbus_dot_compute_dot_v1_dot_compu
 from nimbus.volume.v1 import volume_pb2 as nimbus_dot_volume_dot_v1_dot_volume__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dnimbus/state/v1/records.proto\x12\x0fnimbus.state.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fnimbus/compute/v1/compute.proto\x1a\x1dnimbus/volume/v1/volume.proto\">\n\tResources\x12\r\n\x05vcpus\x18\x01 \x01(\x05\x12\x11\n\tmemory_mb\x18\x02 \x01(\x05\x12\x0f\n\x07\x64isk_gb\x18\x03 \x01(\x05\"\xa1\x06\n\x0eInstanceRecord\x12)\n\x06server\x18\x01 \x01(\x0b\x32\x19.nimbus.compute.v1.Server\x12\x12\n\nalternates\x18\x02 \x03(\t\x12\x13\n\x0btried_hosts\x18\x03 \x03(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x33\n\x0ftask_changed_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tuser_data\x18\x06 \x01(\x0c\x12\x33\n\x0bpersonality\x18\x07 \x03(\x0b\x32\x1e.nimbus.compute.v1.Personality\x12\x44\n\x0bpublic_keys\x18\x08 \x03(\x0b\x32/.nimbus.state.v1.InstanceRecord.PublicKeysEntry\x12\x33\n\x08networks\x18\t \x03(\x0b\x32!.nimbus.compute.v1.NetworkRequest\x12\x15\n\rnetworks_mode\x18\n \x01(\t\x12<\n\rblock_devices\x18\x0b \x03(\x0b\x32%.nimbus.compute.v1.BlockDeviceMapping\x12:\n\x0fscheduler_hints\x18\x0c \x01(\x0b\x32!.nimbus.compute.v1.SchedulerHints\x12\x13\n\x0b\x66orced_host\x18\r \x01(\t\x12\x14\n\x0cgroup_policy\x18\x0e \x01(\t\x12\x1a\n\x12group_max_per_host\x18\x0f \x01(\x05\x12\x34\n\x10\x62uild_started_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12<\n\x11migration_context\x18\x11 \x01(\x0b\x32!.nimbus.state.v1.MigrationContext\x12\x30\n\x07volumes\x18\x12 \x03(\x0b\x32\x1f.nimbus.state.v1.InstanceVolume\x1a\x31\n\x0fPublicKeysEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x82\x03\n\x10MigrationContext\x12\x14\n\x0cmigration_id\x18\x01 \x01(\t\x12\x13\n\x0bsource_host\x18\x02 \x01(\t\x12\x11\n\tdest_host\x18\x03 \x01(\t\x12-\n\nold_flavor\x18\x04 \x01(\x0b\x32\x19.nimbus.compute.v1.Flavor\x12-\n\nnew_flavor\x18\x05 \x01(\x0b\x32\x19.nimbus.compute.v1.Flavor\x12\x30\n\x0cold_vm_state\x18\x06 \x01(\x0e\x32\x1a.nimbus.compute.v1.VmState\x12\x14\n\x0cupsize_vcpus\x18\x07 \x01(\x05\x12\x15\n\rupsize_ram_mb\x18\x08 \x01(\x05\x12\x16\n\x0e\x64ownsize_vcpus\x18\t \x01(\x05\x12\x17\n\x0f\x64ownsize_ram_mb\x18\n \x01(\x05\x12\x13\n\x0btried_hosts\x18\x0b \x03(\t\x12\x16\n\x0erequested_host\x18\x0c \x01(\t\x12\x15\n\rdest_reverted\x18\r \x01(\x08\"B\n\x0fMigrationRecord\x12/\n\tmigration\x18\x01 \x01(\x0b\x32\x1c.nimbus.compute.v1.Migration\"\xa9\x02\n\nNodeRecord\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x17\n\x0fhypervisor_type\x18\x02 \x01(\t\x12)\n\x05total\x18\x03 \x01(\x0b\x32\x1a.nimbus.state.v1.Resources\x12,\n\x08reserved\x18\x04 \x01(\x0b\x32\x1a.nimbus.state.v1.Resources\x12\x1c\n\x14\x63pu_allocation_ratio\x18\x05 \x01(\x01\x12\x1c\n\x14ram_allocation_ratio\x18\x06 \x01(\x01\x12\x1d\n\x15\x64isk_allocation_ratio\x18\x07 \x01(\x01\x12\x10\n\x08\x64isabled\x18\x08 \x01(\x08\x12.\n\nstarted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Z\n\rProviderUsage\x12\x0c\n\x04host\x18\x01 \x01(\t\x12(\n\x04used\x18\x02 \x01(\x0b\x32\x1a.nimbus.state.v1.Resources\x12\x11\n\tconsumers\x18\x03 \x01(\x05\"r\n\nAllocation\x12\x13\n\x0b\x63onsumer_id\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x12\n\nproject_id\x18\x03 \x01(\t\x12-\n\tresources\x18\x04 \x01(\x0b\x32\x1a.nimbus.state.v1.Resources\"\xb4\x01\n\x13InstanceActionEvent\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inish_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06result\x18\x04 \x01(\t\x12\x0c\n\x04host\x18\x05 \x01(\t\x12\x0f\n\x07\x64\x65tails\x18\x06 \x01(\t\"\xe5\x01\n\x0eInstanceAction\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x12\n\nproject_id\x18\x04 \x01(\t\x12\x0f\n\x07user_id\x18\x05 \x01(\t\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07message\x18\x07 \x01(\t\x12\x34\n\x06\x65vents\x18\x08 \x03(\x0b\x32$.nimbus.state.v1.InstanceActionEvent\"H\n\x0bImageRecord\x12\'\n\x05image\x18\x01 \x01(\x0b\x32\x18.nimbus.compute.v1.Image\x12\x10\n\x08location\x18\x02 \x01(\t\"%\n\x05\x45\x63\x32Id\x12\x0e\n\x06\x65\x63\x32_id\x18\x01 \x01(\t\x12\x0c\n\x04uuid\x18\x02 \x01(\t\"\x81\x01\n\x0b\x43lientToken\x12\x16\n\x0erequest_sha256\x18\x01 \x01(\x0c\x12\x16\n\x0ereservation_id\x18\x02 \x01(\t\x12\x12\n\nserver_ids\x18\x03 \x03(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x7f\n\x14\x43omputeServiceStatus\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x10\n\x08\x64isabled\x18\x02 \x01(\x08\x12\x17\n\x0f\x64isabled_reason\x18\x03 \x01(\t\x12.\n\nupdated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"d\n\x0cVolumeRecord\x12(\n\x06volume\x18\x01 \x01(\x0b\x32\x18.nimbus.volume.v1.Volume\x12\x14\n\x0c\x65xtend_to_gb\x18\x02 \x01(\x05\x12\x14\n\x0csnapshot_ids\x18\x03 \x03(\t\"O\n\x0eSnapshotRecord\x12,\n\x08snapshot\x18\x01 \x01(\x0b\x32\x1a.nimbus.volume.v1.Snapshot\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\"P\n\x10VolumeConnection\x12\x0e\n\x06\x64river\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x10\n\x08monitors\x18\x04 \x03(\t\"\xc3\x02\n\x0eInstanceVolume\x12\x11\n\tvolume_id\x18\x01 \x01(\t\x12\x15\n\rattachment_id\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x03 \x01(\t\x12\x34\n\x05state\x18\x04 \x01(\x0e\x32%.nimbus.state.v1.InstanceVolume.State\x12\x35\n\nconnection\x18\x05 \x01(\x0b\x32!.nimbus.state.v1.VolumeConnection\x12\x1d\n\x15\x64\x65lete_on_termination\x18\x06 \x01(\x08\x12\r\n\x05\x65rror\x18\x07 \x01(\t\"\\\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x13\n\x0fSTATE_ATTACHING\x10\x01\x12\x12\n\x0eSTATE_ATTACHED\x10\x02\x12\x13\n\x0fSTATE_DETACHING\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dnimbus/state/v1/records.proto\x12\x0fnimbus.state.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fnimbus/compute/v1/compute.proto\x1a\x1dnimbus/volume/v1/volume.proto\">\n\tResources\x12\r\n\x05vcpus\x18\x01 \x01(\x05\x12\x11\n\tmemory_mb\x18\x02 \x01(\x05\x12\x0f\n\x07\x64isk_gb\x18\x03 \x01(\x05\"\xbd\x06\n\x0eInstanceRecord\x12)\n\x06server\x18\x01 \x01(\x0b\x32\x19.nimbus.compute.v1.Server\x12\x12\n\nalternates\x18\x02 \x03(\t\x12\x13\n\x0btried_hosts\x18\x03 \x03(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x33\n\x0ftask_changed_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tuser_data\x18\x06 \x01(\x0c\x12\x33\n\x0bpersonality\x18\x07 \x03(\x0b\x32\x1e.nimbus.compute.v1.Personality\x12\x44\n\x0bpublic_keys\x18\x08 \x03(\x0b\x32/.nimbus.state.v1.InstanceRecord.PublicKeysEntry\x12\x33\n\x08networks\x18\t \x03(\x0b\x32!.nimbus.compute.v1.NetworkRequest\x12\x15\n\rnetworks_mode\x18\n \x01(\t\x12<\n\rblock_devices\x18\x0b \x03(\x0b\x32%.nimbus.compute.v1.BlockDeviceMapping\x12:\n\x0fscheduler_hints\x18\x0c \x01(\x0b\x32!.nimbus.compute.v1.SchedulerHints\x12\x13\n\x0b\x66orced_host\x18\r \x01(\t\x12\x14\n\x0cgroup_policy\x18\x0e \x01(\t\x12\x1a\n\x12group_max_per_host\x18\x0f \x01(\x05\x12\x34\n\x10\x62uild_started_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12<\n\x11migration_context\x18\x11 \x01(\x0b\x32!.nimbus.state.v1.MigrationContext\x12\x1a\n\x12\x62uild_inputs_apart\x18\x12 \x01(\x08\x12\x30\n\x07volumes\x18\x13 \x03(\x0b\x32\x1f.nimbus.state.v1.InstanceVolume\x1a\x31\n\x0fPublicKeysEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x82\x03\n\x10MigrationContext\x12\x14\n\x0cmigration_id\x18\x01 \x01(\t\x12\x13\n\x0bsource_host\x18\x02 \x01(\t\x12\x11\n\tdest_host\x18\x03 \x01(\t\x12-\n\nold_flavor\x18\x04 \x01(\x0b\x32\x19.nimbus.compute.v1.Flavor\x12-\n\nnew_flavor\x18\x05 \x01(\x0b\x32\x19.nimbus.compute.v1.Flavor\x12\x30\n\x0cold_vm_state\x18\x06 \x01(\x0e\x32\x1a.nimbus.compute.v1.VmState\x12\x14\n\x0cupsize_vcpus\x18\x07 \x01(\x05\x12\x15\n\rupsize_ram_mb\x18\x08 \x01(\x05\x12\x16\n\x0e\x64ownsize_vcpus\x18\t \x01(\x05\x12\x17\n\x0f\x64ownsize_ram_mb\x18\n \x01(\x05\x12\x13\n\x0btried_hosts\x18\x0b \x03(\t\x12\x16\n\x0erequested_host\x18\x0c \x01(\t\x12\x15\n\rdest_reverted\x18\r \x01(\x08\"B\n\x0fMigrationRecord\x12/\n\tmigration\x18\x01 \x01(\x0b\x32\x1c.nimbus.compute.v1.Migration\"\xa9\x02\n\nNodeRecord\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x17\n\x0fhypervisor_type\x18\x02 \x01(\t\x12)\n\x05total\x18\x03 \x01(\x0b\x32\x1a.nimbus.state.v1.Resources\x12,\n\x08reserved\x18\x04 \x01(\x0b\x32\x1a.nimbus.state.v1.Resources\x12\x1c\n\x14\x63pu_allocation_ratio\x18\x05 \x01(\x01\x12\x1c\n\x14ram_allocation_ratio\x18\x06 \x01(\x01\x12\x1d\n\x15\x64isk_allocation_ratio\x18\x07 \x01(\x01\x12\x10\n\x08\x64isabled\x18\x08 \x01(\x08\x12.\n\nstarted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Z\n\rProviderUsage\x12\x0c\n\x04host\x18\x01 \x01(\t\x12(\n\x04used\x18\x02 \x01(\x0b\x32\x1a.nimbus.state.v1.Resources\x12\x11\n\tconsumers\x18\x03 \x01(\x05\"r\n\nAllocation\x12\x13\n\x0b\x63onsumer_id\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x12\n\nproject_id\x18\x03 \x01(\t\x12-\n\tresources\x18\x04 \x01(\x0b\x32\x1a.nimbus.state.v1.Resources\"\xb4\x01\n\x13InstanceActionEvent\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inish_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06result\x18\x04 \x01(\t\x12\x0c\n\x04host\x18\x05 \x01(\t\x12\x0f\n\x07\x64\x65tails\x18\x06 \x01(\t\"\xe5\x01\n\x0eInstanceAction\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x12\n\nproject_id\x18\x04 \x01(\t\x12\x0f\n\x07user_id\x18\x05 \x01(\t\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07message\x18\x07 \x01(\t\x12\x34\n\x06\x65vents\x18\x08 \x03(\x0b\x32$.nimbus.state.v1.InstanceActionEvent\"H\n\x0bImageRecord\x12\'\n\x05image\x18\x01 \x01(\x0b\x32\x18.nimbus.compute.v1.Image\x12\x10\n\x08location\x18\x02 \x01(\t\"%\n\x05\x45\x63\x32Id\x12\x0e\n\x06\x65\x63\x32_id\x18\x01 \x01(\t\x12\x0c\n\x04uuid\x18\x02 \x01(\t\"\x81\x01\n\x0b\x43lientToken\x12\x16\n\x0erequest_sha256\x18\x01 \x01(\x0c\x12\x16\n\x0ereservation_id\x18\x02 \x01(\t\x12\x12\n\nserver_ids\x18\x03 \x03(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x7f\n\x14\x43omputeServiceStatus\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x10\n\x08\x64isabled\x18\x02 \x01(\x08\x12\x17\n\x0f\x64isabled_reason\x18\x03 \x01(\t\x12.\n\nupdated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"U\n\x0b\x42uildInputs\x12\x11\n\tuser_data\x18\x01 \x01(\x0c\x12\x33\n\x0bpersonality\x18\x02 \x03(\x0b\x32\x1e.nimbus.compute.v1.Personality\"\x87\x02\n\x0bReservation\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x31\n\x08template\x18\x03 \x01(\x0b\x32\x1f.nimbus.state.v1.InstanceRecord\x12\x32\n\x0c\x62uild_inputs\x18\x04 \x01(\x0b\x32\x1c.nimbus.state.v1.BuildInputs\x12\x12\n\nserver_ids\x18\x05 \x03(\t\x12\x0f\n\x07written\x18\x06 \x01(\x05\x12\x10\n\x08numbered\x18\x07 \x01(\x08\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"d\n\x0cVolumeRecord\x12(\n\x06volume\x18\x01 \x01(\x0b\x32\x18.nimbus.volume.v1.Volume\x12\x14\n\x0c\x65xtend_to_gb\x18\x02 \x01(\x05\x12\x14\n\x0csnapshot_ids\x18\x03 \x03(\t\"O\n\x0eSnapshotRecord\x12,\n\x08snapshot\x18\x01 \x01(\x0b\x32\x1a.nimbus.volume.v1.Snapshot\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\"P\n\x10VolumeConnection\x12\x0e\n\x06\x64river\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x10\n\x08monitors\x18\x04 \x03(\t\"\xc3\x02\n\x0eInstanceVolume\x12\x11\n\tvolume_id\x18\x01 \x01(\t\x12\x15\n\rattachment_id\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x03 \x01(\t\x12\x34\n\x05state\x18\x04 \x01(\x0e\x32%.nimbus.state.v1.InstanceVolume.State\x12\x35\n\nconnection\x18\x05 \x01(\x0b\x32!.nimbus.state.v1.VolumeConnection\x12\x1d\n\x15\x64\x65lete_on_termination\x18\x06 \x01(\x08\x12\r\n\x05\x65rror\x18\x07 \x01(\t\"\\\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x13\n\x0fSTATE_ATTACHING\x10\x01\x12\x12\n\x0eSTATE_ATTACHED\x10\x02\x12\x13\n\x0fSTATE_DETACHING\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,39 +39,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RESOURCES']._serialized_start=147
   _globals['_RESOURCES']._serialized_end=209
   _globals['_INSTANCERECORD']._serialized_start=212
-  _globals['_INSTANCERECORD']._serialized_end=1013
-  _globals['_INSTANCERECORD_PUBLICKEYSENTRY']._serialized_start=964
-  _globals['_INSTANCERECORD_PUBLICKEYSENTRY']._serialized_end=1013
-  _globals['_MIGRATIONCONTEXT']._serialized_start=1016
-  _globals['_MIGRATIONCONTEXT']._serialized_end=1402
-  _globals['_MIGRATIONRECORD']._serialized_start=1404
-  _globals['_MIGRATIONRECORD']._serialized_end=1470
-  _globals['_NODERECORD']._serialized_start=1473
-  _globals['_NODERECORD']._serialized_end=1770
-  _globals['_PROVIDERUSAGE']._serialized_start=1772
-  _globals['_PROVIDERUSAGE']._serialized_end=1862
-  _globals['_ALLOCATION']._serialized_start=1864
-  _globals['_ALLOCATION']._serialized_end=1978
-  _globals['_INSTANCEACTIONEVENT']._serialized_start=1981
-  _globals['_INSTANCEACTIONEVENT']._serialized_end=2161
-  _globals['_INSTANCEACTION']._serialized_start=2164
-  _globals['_INSTANCEACTION']._serialized_end=2393
-  _globals['_IMAGERECORD']._serialized_start=2395
-  _globals['_IMAGERECORD']._serialized_end=2467
-  _globals['_EC2ID']._serialized_start=2469
-  _globals['_EC2ID']._serialized_end=2506
-  _globals['_CLIENTTOKEN']._serialized_start=2509
-  _globals['_CLIENTTOKEN']._serialized_end=2638
-  _globals['_COMPUTESERVICESTATUS']._serialized_start=2640
-  _globals['_COMPUTESERVICESTATUS']._serialized_end=2767
-  _globals['_VOLUMERECORD']._serialized_start=2769
-  _globals['_VOLUMERECORD']._serialized_end=2869
-  _globals['_SNAPSHOTRECORD']._serialized_start=2871
-  _globals['_SNAPSHOTRECORD']._serialized_end=2950
-  _globals['_VOLUMECONNECTION']._serialized_start=2952
-  _globals['_VOLUMECONNECTION']._serialized_end=3032
-  _globals['_INSTANCEVOLUME']._serialized_start=3035
-  _globals['_INSTANCEVOLUME']._serialized_end=3358
-  _globals['_INSTANCEVOLUME_STATE']._serialized_start=3266
-  _globals['_INSTANCEVOLUME_STATE']._serialized_end=3358
+  _globals['_INSTANCERECORD']._serialized_end=1041
+  _globals['_INSTANCERECORD_PUBLICKEYSENTRY']._serialized_start=992
+  _globals['_INSTANCERECORD_PUBLICKEYSENTRY']._serialized_end=1041
+  _globals['_MIGRATIONCONTEXT']._serialized_start=1044
+  _globals['_MIGRATIONCONTEXT']._serialized_end=1430
+  _globals['_MIGRATIONRECORD']._serialized_start=1432
+  _globals['_MIGRATIONRECORD']._serialized_end=1498
+  _globals['_NODERECORD']._serialized_start=1501
+  _globals['_NODERECORD']._serialized_end=1798
+  _globals['_PROVIDERUSAGE']._serialized_start=1800
+  _globals['_PROVIDERUSAGE']._serialized_end=1890
+  _globals['_ALLOCATION']._serialized_start=1892
+  _globals['_ALLOCATION']._serialized_end=2006
+  _globals['_INSTANCEACTIONEVENT']._serialized_start=2009
+  _globals['_INSTANCEACTIONEVENT']._serialized_end=2189
+  _globals['_INSTANCEACTION']._serialized_start=2192
+  _globals['_INSTANCEACTION']._serialized_end=2421
+  _globals['_IMAGERECORD']._serialized_start=2423
+  _globals['_IMAGERECORD']._serialized_end=2495
+  _globals['_EC2ID']._serialized_start=2497
+  _globals['_EC2ID']._serialized_end=2534
+  _globals['_CLIENTTOKEN']._serialized_start=2537
+  _globals['_CLIENTTOKEN']._serialized_end=2666
+  _globals['_COMPUTESERVICESTATUS']._serialized_start=2668
+  _globals['_COMPUTESERVICESTATUS']._serialized_end=2795
+  _globals['_BUILDINPUTS']._serialized_start=2797
+  _globals['_BUILDINPUTS']._serialized_end=2882
+  _globals['_RESERVATION']._serialized_start=2885
+  _globals['_RESERVATION']._serialized_end=3148
+  _globals['_VOLUMERECORD']._serialized_start=3150
+  _globals['_VOLUMERECORD']._serialized_end=3250
+  _globals['_SNAPSHOTRECORD']._serialized_start=3252
+  _globals['_SNAPSHOTRECORD']._serialized_end=3331
+  _globals['_VOLUMECONNECTION']._serialized_start=3333
+  _globals['_VOLUMECONNECTION']._serialized_end=3413
+  _globals['_INSTANCEVOLUME']._serialized_start=3416
+  _globals['_INSTANCEVOLUME']._serialized_end=3739
+  _globals['_INSTANCEVOLUME_STATE']._serialized_start=3647
+  _globals['_INSTANCEVOLUME_STATE']._serialized_end=3739
 # @@protoc_insertion_point(module_scope)

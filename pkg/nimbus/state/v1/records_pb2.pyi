@@ -23,7 +23,7 @@ class Resources(_message.Message):
     def __init__(self, vcpus: _Optional[int] = ..., memory_mb: _Optional[int] = ..., disk_gb: _Optional[int] = ...) -> None: ...
 
 class InstanceRecord(_message.Message):
-    __slots__ = ("server", "alternates", "tried_hosts", "request_id", "task_changed_at", "user_data", "personality", "public_keys", "networks", "networks_mode", "block_devices", "scheduler_hints", "forced_host", "group_policy", "group_max_per_host", "build_started_at", "migration_context", "volumes")
+    __slots__ = ("server", "alternates", "tried_hosts", "request_id", "task_changed_at", "user_data", "personality", "public_keys", "networks", "networks_mode", "block_devices", "scheduler_hints", "forced_host", "group_policy", "group_max_per_host", "build_started_at", "migration_context", "build_inputs_apart", "volumes")
     class PublicKeysEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -48,6 +48,7 @@ class InstanceRecord(_message.Message):
     GROUP_MAX_PER_HOST_FIELD_NUMBER: _ClassVar[int]
     BUILD_STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     MIGRATION_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    BUILD_INPUTS_APART_FIELD_NUMBER: _ClassVar[int]
     VOLUMES_FIELD_NUMBER: _ClassVar[int]
     server: _compute_pb2.Server
     alternates: _containers.RepeatedScalarFieldContainer[str]
@@ -66,8 +67,9 @@ class InstanceRecord(_message.Message):
     group_max_per_host: int
     build_started_at: _timestamp_pb2.Timestamp
     migration_context: MigrationContext
+    build_inputs_apart: bool
     volumes: _containers.RepeatedCompositeFieldContainer[InstanceVolume]
-    def __init__(self, server: _Optional[_Union[_compute_pb2.Server, _Mapping]] = ..., alternates: _Optional[_Iterable[str]] = ..., tried_hosts: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ..., task_changed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_data: _Optional[bytes] = ..., personality: _Optional[_Iterable[_Union[_compute_pb2.Personality, _Mapping]]] = ..., public_keys: _Optional[_Mapping[str, str]] = ..., networks: _Optional[_Iterable[_Union[_compute_pb2.NetworkRequest, _Mapping]]] = ..., networks_mode: _Optional[str] = ..., block_devices: _Optional[_Iterable[_Union[_compute_pb2.BlockDeviceMapping, _Mapping]]] = ..., scheduler_hints: _Optional[_Union[_compute_pb2.SchedulerHints, _Mapping]] = ..., forced_host: _Optional[str] = ..., group_policy: _Optional[str] = ..., group_max_per_host: _Optional[int] = ..., build_started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., migration_context: _Optional[_Union[MigrationContext, _Mapping]] = ..., volumes: _Optional[_Iterable[_Union[InstanceVolume, _Mapping]]] = ...) -> None: ...
+    def __init__(self, server: _Optional[_Union[_compute_pb2.Server, _Mapping]] = ..., alternates: _Optional[_Iterable[str]] = ..., tried_hosts: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ..., task_changed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., user_data: _Optional[bytes] = ..., personality: _Optional[_Iterable[_Union[_compute_pb2.Personality, _Mapping]]] = ..., public_keys: _Optional[_Mapping[str, str]] = ..., networks: _Optional[_Iterable[_Union[_compute_pb2.NetworkRequest, _Mapping]]] = ..., networks_mode: _Optional[str] = ..., block_devices: _Optional[_Iterable[_Union[_compute_pb2.BlockDeviceMapping, _Mapping]]] = ..., scheduler_hints: _Optional[_Union[_compute_pb2.SchedulerHints, _Mapping]] = ..., forced_host: _Optional[str] = ..., group_policy: _Optional[str] = ..., group_max_per_host: _Optional[int] = ..., build_started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., migration_context: _Optional[_Union[MigrationContext, _Mapping]] = ..., build_inputs_apart: _Optional[bool] = ..., volumes: _Optional[_Iterable[_Union[InstanceVolume, _Mapping]]] = ...) -> None: ...
 
 class MigrationContext(_message.Message):
     __slots__ = ("migration_id", "source_host", "dest_host", "old_flavor", "new_flavor", "old_vm_state", "upsize_vcpus", "upsize_ram_mb", "downsize_vcpus", "downsize_ram_mb", "tried_hosts", "requested_host", "dest_reverted")
@@ -224,6 +226,34 @@ class ComputeServiceStatus(_message.Message):
     disabled_reason: str
     updated_at: _timestamp_pb2.Timestamp
     def __init__(self, host: _Optional[str] = ..., disabled: _Optional[bool] = ..., disabled_reason: _Optional[str] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class BuildInputs(_message.Message):
+    __slots__ = ("user_data", "personality")
+    USER_DATA_FIELD_NUMBER: _ClassVar[int]
+    PERSONALITY_FIELD_NUMBER: _ClassVar[int]
+    user_data: bytes
+    personality: _containers.RepeatedCompositeFieldContainer[_compute_pb2.Personality]
+    def __init__(self, user_data: _Optional[bytes] = ..., personality: _Optional[_Iterable[_Union[_compute_pb2.Personality, _Mapping]]] = ...) -> None: ...
+
+class Reservation(_message.Message):
+    __slots__ = ("reservation_id", "project_id", "template", "build_inputs", "server_ids", "written", "numbered", "created_at")
+    RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    BUILD_INPUTS_FIELD_NUMBER: _ClassVar[int]
+    SERVER_IDS_FIELD_NUMBER: _ClassVar[int]
+    WRITTEN_FIELD_NUMBER: _ClassVar[int]
+    NUMBERED_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    reservation_id: str
+    project_id: str
+    template: InstanceRecord
+    build_inputs: BuildInputs
+    server_ids: _containers.RepeatedScalarFieldContainer[str]
+    written: int
+    numbered: bool
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, reservation_id: _Optional[str] = ..., project_id: _Optional[str] = ..., template: _Optional[_Union[InstanceRecord, _Mapping]] = ..., build_inputs: _Optional[_Union[BuildInputs, _Mapping]] = ..., server_ids: _Optional[_Iterable[str]] = ..., written: _Optional[int] = ..., numbered: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class VolumeRecord(_message.Message):
     __slots__ = ("volume", "extend_to_gb", "snapshot_ids")
