@@ -223,6 +223,10 @@ class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
 
         def step(rec: R.VolumeRecord) -> L.Change:
             L.require_volume_status(rec.volume, L.DELETABLE, "delete")
+            if rec.volume.attachments:   # e.g. a boot volume that failed: its server holds it
+                raise errors.FailedPrecondition(
+                    f"cannot delete volume {rec.volume.id}: it is attached to server "
+                    f"{rec.volume.attachments[0].server_id}")
             if rec.snapshot_ids:
                 raise errors.FailedPrecondition(
                     f"cannot delete volume {rec.volume.id}: it has {len(rec.snapshot_ids)} "

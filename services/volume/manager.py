@@ -23,6 +23,9 @@ step left), so a volume ends available, error or gone, never creating.
 from __future__ import annotations
 
 import asyncio
+import uuid
+
+import grpc
 
 from nimbus import crashpoints, errors, log, quota
 from nimbus.compute.v1 import compute_pb2 as C
@@ -305,7 +308,6 @@ class VolumeManager:
 
 async def ensure_volume_type(store: Store, name: str, backend: str) -> None:
     """The default type exists (created by the first manager that needs it)."""
-    import uuid
     if await store.get_raw(keys.volume_type(name)) is None:
         try:
             await store.create(keys.volume_type(name), V.VolumeType(
@@ -318,8 +320,6 @@ async def ensure_volume_type(store: Store, name: str, backend: str) -> None:
 def image_source(api, metadata):
     """Images through the API (its DownloadImage, with the service token),
     as agents fetch them: the manager never reads the image store itself."""
-    import grpc
-
     async def fetch(image_id: str):
         try:
             image = (await api.GetImage(C.GetImageRequest(ref=image_id), metadata=metadata,

@@ -3,6 +3,7 @@
 its transitional status while no manager runs, and the next manager's first
 list finishes it. Nothing ends stuck, nothing is left on the backend."""
 
+import asyncio
 import os
 
 import pytest
@@ -47,3 +48,32 @@ async def test_volume_manager_killed_mid_step(etcd, tmp_path, crash_at):
             got = await quotas.GetQuotaUsage(quotas_pb2.GetQuotaUsageRequest(project_id="crash"),
                                              metadata=ADMIN)
             assert (got.usage.volumes.in_use, got.usage.gigabytes.in_use) == (0, 0)
+
+
+async def test_a_standby_manager_takes_over_from_a_killed_leader(etcd, tmp_path):
+    """Two managers of one backend: the leader dies (kill -9, at a crash
+    point) mid-create; the standby is elected once the leader's lease runs
+    out and finishes the volume."""
+    from nimbus.etcd import free_port
+    async with Stack(etcd.endpoint, str(tmp_path), hosts=1, volume_manager=True,
+                     subprocesses=("volume",), crash_at="volume-created") as stack:
+        # The first manager leads (its key is there) before the standby starts.
+        from nimbus.store import keys
+        async with asyncio.timeout(30):
+            while await stack.store.get_raw(keys.leader("volume-manager-file")) is None:
+                await asyncio.sleep(0.05)
+        standby = stack._subprocess("volume", stack._for(f"127.0.0.1:{free_port()}"))
+        standby.extra_env = {}
+        await standby.start()
+        try:
+            me = user("lou", "standby")
+            vol = (await stack.volumes.CreateVolume(V.CreateVolumeRequest(size_gb=1),
+                                                    metadata=me)).volume
+            leader = stack.volume_manager
+            assert await leader.exited(30) == 137
+            done = await stack.wait_volume(
+                vol.id, lambda v: v is not None and v.status == VS.VOLUME_STATUS_AVAILABLE, timeout=60)
+            assert done.fault == "" and os.path.getsize(volume_file(stack, vol.id)) == 1 << 30
+            assert standby.proc.poll() is None
+        finally:
+            await standby.stop()

@@ -23,6 +23,11 @@ volume's fault).
 
 from __future__ import annotations
 
+import asyncio
+import os
+
+from nimbus.imagebackend import qemu_img
+
 GIB = 1 << 30
 BACKENDS = ("file", "rbd")
 
@@ -34,6 +39,28 @@ class BackendError(Exception):
 class BackendBusy(BackendError):
     """Refused until something else goes first (a snapshot's clones): the
     record goes back to where it was, with the reason as its fault."""
+
+
+async def fetch_to_raw(image, chunks, fetched: str, raw: str, size_gb: int) -> None:
+    """An image's bytes into `fetched`, checked (readable, no backing file,
+    a virtual size that fits the volume), then as raw at `raw` (a raw image
+    is renamed, anything else converted). The caller removes both after."""
+    with open(fetched, "wb") as f:
+        async for chunk in chunks():
+            await asyncio.to_thread(f.write, chunk)
+    try:
+        info = await qemu_img.info(fetched)
+    except qemu_img.QemuImgError as exc:
+        raise BackendError(f"image {image.id} is not a readable disk image: {exc}") from None
+    if info.get("backing-filename"):
+        raise BackendError(f"image {image.id} has a backing file")
+    if info["virtual-size"] > size_gb * GIB:
+        raise BackendError(f"image {image.id} is {info['virtual-size'] / GIB:.2f} GB, "
+                           f"larger than the volume ({size_gb} GB)")
+    if info.get("format") == "raw":
+        os.replace(fetched, raw)
+    else:
+        await qemu_img.convert_to_raw(fetched, info["format"], raw)
 
 
 def make(kind: str, *, root: str = "", ceph_conf: str = "", volumes_pool: str = "volumes",

@@ -16,8 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from nimbus.imagebackend import qemu_img
-from nimbus.volumebackend import GIB, BackendError
+from nimbus.volumebackend import GIB, BackendError, fetch_to_raw
 
 
 class FileBackend:
@@ -85,22 +84,7 @@ class FileBackend:
         final = self.volume_path(volume_id)
         fetched = final + ".image"
         try:
-            with open(fetched, "wb") as f:
-                async for chunk in chunks():
-                    await asyncio.to_thread(f.write, chunk)
-            try:
-                info = await qemu_img.info(fetched)
-            except qemu_img.QemuImgError as exc:
-                raise BackendError(f"image {image.id} is not a readable disk image: {exc}") from None
-            if info.get("backing-filename"):
-                raise BackendError(f"image {image.id} has a backing file")
-            if info["virtual-size"] > size_gb * GIB:
-                raise BackendError(f"image {image.id} is {info['virtual-size'] / GIB:.2f} GB, "
-                                   f"larger than the volume ({size_gb} GB)")
-            if info.get("format") == "raw":
-                os.replace(fetched, final + ".part")
-            else:
-                await qemu_img.convert_to_raw(fetched, info["format"], final + ".part")
+            await fetch_to_raw(image, chunks, fetched, final + ".part", size_gb)
             await self._publish(final + ".part", final, size_gb)
         finally:
             for leftover in (fetched, final + ".part"):

@@ -30,10 +30,9 @@ import os
 
 import rbd
 
-from nimbus.imagebackend import ImageError, qemu_img
-from nimbus.imagebackend.local import check_fits
+from nimbus.imagebackend import ImageError
 from nimbus.imagebackend.rbd import _clone, _Cluster, _grow, _import_file, _remove_image
-from nimbus.volumebackend import GIB, BackendBusy, BackendError
+from nimbus.volumebackend import GIB, BackendBusy, BackendError, fetch_to_raw
 
 
 def _volume(volume_id: str) -> str:
@@ -152,24 +151,7 @@ class RbdBackend:
         fetched = os.path.join(self.cache_dir, f"{name}.image")
         raw = os.path.join(self.cache_dir, f"{name}.raw")
         try:
-            with open(fetched, "wb") as f:
-                async for chunk in chunks():
-                    f.write(chunk)
-            try:
-                info = await qemu_img.info(fetched)
-            except qemu_img.QemuImgError as exc:
-                raise BackendError(f"image {image.id} is not a readable disk image: {exc}") from None
-            if info.get("backing-filename"):
-                raise BackendError(f"image {image.id} has a backing file")
-            try:
-                check_fits(info, size_gb)
-            except ImageError:
-                raise BackendError(f"image {image.id} is {info['virtual-size'] / GIB:.2f} GB, "
-                                   f"larger than the volume ({size_gb} GB)") from None
-            if info["format"] == "raw":
-                os.replace(fetched, raw)
-            else:
-                await qemu_img.convert_to_raw(fetched, info["format"], raw)
+            await fetch_to_raw(image, chunks, fetched, raw, size_gb)
             await self.cluster.call(_import_file, self.pool, name, raw)
         finally:
             for leftover in (fetched, raw):
