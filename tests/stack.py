@@ -164,7 +164,7 @@ class Stack:
 
     async def __aenter__(self) -> "Stack":
         # The tests' own view of etcd (a conductor may be another process).
-        self.store = await Store.connect(self.cfg.etcd_endpoint, self.cfg.etcd_prefix)
+        self.store = await Store.for_config(self.cfg)
         self.scheduler = await SchedulerProcess(self._for(self.cfg.scheduler_address)).start()
         await self.start_conductor()
         if "compute" in self.subprocesses:

@@ -28,6 +28,12 @@ class Config:
     health_address: str = ""
     # Seconds one etcd call may take before the caller gets UNAVAILABLE.
     etcd_timeout: float = 5.0
+    # TLS to etcd (its --trusted-ca-file / --client-cert-auth): the CA that
+    # signed etcd's certificate, and this client's certificate and key for
+    # etcd's client-cert auth; "" plaintext. Read at start.
+    etcd_ca: str = ""
+    etcd_cert: str = ""
+    etcd_key: str = dataclasses.field(default="", repr=False)
     listen: str = ""
     api_address: str = DEFAULT_API_ADDRESS
     conductor_address: str = DEFAULT_CONDUCTOR_ADDRESS

@@ -12,6 +12,7 @@ from nimbus import config, log, metrics
 from nimbus.healthport import HealthPort
 from nimbus.rpc import auth
 from nimbus.rpc.server import Server, wait_for_signal
+from nimbus.store.store import etcd_credentials
 
 
 class ServiceProcess:
@@ -51,12 +52,20 @@ class ServiceProcess:
             await close()
 
 
+def _etcd_tls_problem(cfg: config.Config) -> str | None:
+    try:
+        etcd_credentials(cfg)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def main(process: type[ServiceProcess], argv: list[str] | None, description: str,
          default_listen: str = "", check: Callable[[config.Config], str | None] | None = None) -> None:
     log.configure()
     cfg = config.parse(argv, description, default_listen)
     problem = auth.exposure_problem(cfg, cfg.listen or default_listen) or (
-        check(cfg) if check else None)
+        check(cfg) if check else None) or _etcd_tls_problem(cfg)
     if problem:
         raise SystemExit(f"{description}: {problem}")
 

@@ -31,7 +31,7 @@ class ComputeProcess(process.ServiceProcess):
         if auth.mode(cfg) == "noauth":
             _log.warning("noauth mode: 'Bearer <user>:<project>' tokens are trusted as they are; "
                          "the user 'admin' is an admin. Development only.")
-        self.store = await Store.connect(cfg.etcd_endpoint, cfg.etcd_prefix, cfg.etcd_timeout)
+        self.store = await Store.for_config(cfg)
         self.closers.append(self.store.close)
         self.catalog = Catalog(self.store)
         self.instances = Informer(self.store, keys.INSTANCES, records_pb2.InstanceRecord)

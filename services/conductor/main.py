@@ -26,7 +26,7 @@ class ConductorProcess(process.ServiceProcess):
 
     async def start(self) -> "ConductorProcess":
         cfg = self.cfg
-        self.store = await Store.connect(cfg.etcd_endpoint, cfg.etcd_prefix, cfg.etcd_timeout)
+        self.store = await Store.for_config(cfg)
         self.closers.append(self.store.close)
         self.conductor = Conductor(self.store, cfg.max_attempts, cfg.node_ttl)
         self.scheduler_channel = channel(cfg.scheduler_address, tls.client(cfg))

@@ -36,7 +36,7 @@ class DatabaseProcess(process.ServiceProcess):
         cfg = self.cfg
         if cfg.guest_launch not in ("local", "none"):
             raise SystemExit("--guest-launch is local or none")
-        self.store = await Store.connect(cfg.etcd_endpoint, cfg.etcd_prefix)
+        self.store = await Store.for_config(cfg)
         self.closers.append(self.store.close)
         self.instances = Informer(self.store, keys.DB_INSTANCES, R.InstanceRecord)
         self.guests = Informer(self.store, keys.GUESTS, R.GuestRecord)

@@ -13,7 +13,7 @@ from nimbus.store.store import Store
 class SchedulerProcess(process.ServiceProcess):
     async def start(self) -> "SchedulerProcess":
         cfg = self.cfg
-        self.store = await Store.connect(cfg.etcd_endpoint, cfg.etcd_prefix, cfg.etcd_timeout)
+        self.store = await Store.for_config(cfg)
         self.closers.append(self.store.close)
         self.hosts = HostManager(self.store)
         self.spawn(self.hosts.nodes.run())

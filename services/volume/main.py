@@ -33,7 +33,7 @@ class VolumeManagerProcess(process.ServiceProcess):
             async def close_backend():
                 backend.close()   # waits for librados calls in flight
             self.closers.append(close_backend)
-        self.store = await Store.connect(cfg.etcd_endpoint, cfg.etcd_prefix, cfg.etcd_timeout)
+        self.store = await Store.for_config(cfg)
         self.closers.append(self.store.close)
         self.api_channel = channel(cfg.api_address, tls.client(cfg))
         self.closers.append(self.api_channel.close)

@@ -147,6 +147,29 @@ def endpoints_of(spec: str) -> list[str]:
     return out
 
 
+def etcd_credentials(cfg) -> grpc.ChannelCredentials | None:
+    """TLS credentials for etcd from cfg.etcd_ca/etcd_cert/etcd_key, or None
+    (plaintext) when no CA is given."""
+    if not cfg.etcd_ca:
+        if cfg.etcd_cert or cfg.etcd_key:
+            raise ValueError("--etcd-cert/--etcd-key need --etcd-ca (the CA of etcd's certificate)")
+        return None
+    if bool(cfg.etcd_cert) != bool(cfg.etcd_key):
+        raise ValueError("--etcd-cert and --etcd-key go together")
+
+    def read(path: str) -> bytes | None:
+        if not path:
+            return None
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except OSError as exc:
+            raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+    return grpc.ssl_channel_credentials(root_certificates=read(cfg.etcd_ca),
+                                        private_key=read(cfg.etcd_key),
+                                        certificate_chain=read(cfg.etcd_cert))
+
+
 class _Channel:
     """What Store.close needs of the connection (it once was an aetcd.Client)."""
 
@@ -171,22 +194,34 @@ class Store:
 
     @classmethod
     async def connect(cls, endpoint: str, prefix: str = "/nimbus/",
-                      timeout: float = DEFAULT_TIMEOUT) -> "Store":
+                      timeout: float = DEFAULT_TIMEOUT,
+                      credentials: grpc.ChannelCredentials | None = None) -> "Store":
         """Connect to one etcd endpoint or to several members of a cluster
         ('h1:p1,h2:p2,h3:p3'), and refuse an etcd version known to crash
         (RuntimeError). With several, one gRPC channel holds them all: when
         the member in use goes away, calls fail over to the next that
-        answers (calls in flight get UNAVAILABLE; their callers retry)."""
+        answers (calls in flight get UNAVAILABLE; their callers retry).
+        With `credentials` (etcd_credentials) the channel is TLS."""
         members = endpoints_of(endpoint)
         target = members[0] if len(members) == 1 else "ipv4:" + ",".join(
             f"{socket.gethostbyname(m.rpartition(':')[0])}:{m.rpartition(':')[2]}" for m in members)
-        channel = grpc.aio.insecure_channel(target, options=[
+        options = [
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             # Reconnect to a member that comes back within a second or so.
             ("grpc.initial_reconnect_backoff_ms", 100),
             ("grpc.max_reconnect_backoff_ms", 1000),
-        ])
+        ]
+        if credentials is None:
+            channel = grpc.aio.insecure_channel(target, options=options)
+        else:
+            # The ipv4: list of several members has no host name to check the
+            # certificate against: the first member's name stands for all
+            # (an etcd cluster's certificate names every member, or *.domain).
+            if len(members) > 1:
+                options.append(("grpc.ssl_target_name_override",
+                                members[0].rpartition(":")[0]))
+            channel = grpc.aio.secure_channel(target, credentials, options=options)
         client = _Channel(channel)
         store = cls(client, prefix, timeout)
         # With several members a call made while the channel moves to the
@@ -208,6 +243,12 @@ class Store:
             raise RuntimeError(f"refusing etcd at {endpoint}: {problem}")
         store.healthy.set()
         return store
+
+    @classmethod
+    async def for_config(cls, cfg) -> "Store":
+        """The store a nimbus process uses: its endpoints, prefix, deadline and TLS."""
+        return await cls.connect(cfg.etcd_endpoint, cfg.etcd_prefix, cfg.etcd_timeout,
+                                 etcd_credentials(cfg))
 
     async def version(self) -> str:
         return (await self._maintenance.Status(rpc.StatusRequest())).version
