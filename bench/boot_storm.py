@@ -629,10 +629,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, metavar="N",
                         help="measure N rounds on the same stack and report the medians")
     parser.add_argument("--json", metavar="PATH", help="also write the numbers as JSON")
+    parser.add_argument("--stall", type=float, default=STALL, metavar="S",
+                        help="seconds without a watch event after which the rest counts as stuck")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs) afterwards")
     parser.add_argument("--profile", metavar="DIR",
                         help="run every nimbus process under cProfile, writing DIR/<name>.prof")
     args = parser.parse_args(argv)
+    globals()["STALL"] = args.stall   # the phases read the module's STALL
     if min(args.servers, args.hosts, args.concurrency, args.repeat) < 1:
         parser.error("--servers, --hosts, --concurrency and --repeat must be at least 1")
     args.host_prefix = "bench"
