@@ -18,7 +18,8 @@ from nimbus.services.database.guests import GUEST, GuestHub, raise_for
 from nimbus.verifiers import generate_password, verifier
 from nimbus.store import keys
 from nimbus.store.informer import Informer
-from nimbus.store.store import Store, now
+from nimbus.services.database.datastores import resolve
+from nimbus.store.store import ExtraCompareFailed, Store, now
 
 W = D.WatchInstancesResponse
 
@@ -244,6 +245,35 @@ class DatabaseServicer(database_pb2_grpc.DatabaseServiceServicer):
             r.instance.updated_at.CopyFrom(now())
         done = await self.store.update(keys.db_instance(request.id), R.InstanceRecord, mutate)
         return D.DetachReplicaResponse(instance=done.msg.instance)
+
+    async def ResizeVolume(self, request, context):
+        rec = await self._ready(request.id)
+        inst = rec.instance
+        if request.size_gb <= inst.volume.size_gb:
+            raise errors.InvalidArgument("size_gb", f"volumes only grow: larger than the current "
+                                         f"{inst.volume.size_gb} GB")
+        _, version = await resolve(self.store, inst.datastore.type, inst.datastore.version, "")
+        if request.size_gb > version.max_accepted_volume_size:
+            raise errors.InvalidArgument("size_gb", f"volume size {request.size_gb} GB exceeds the "
+                                         f"maximum accepted {version.max_accepted_volume_size} GB")
+
+        async def plan():
+            return await quotas.plan(self.store, inst.project_id,
+                                     {"volumes": request.size_gb - inst.volume.size_gb})
+        fragment = await plan()
+
+        def mutate(r: R.InstanceRecord):
+            if r.instance.volume.size_gb != inst.volume.size_gb:
+                raise errors.FailedPrecondition(f"database instance {inst.id} was resized meanwhile")
+            r.instance.volume.size_gb = request.size_gb
+            r.instance.updated_at.CopyFrom(now())
+            return fragment.compares, fragment.ops
+        while True:
+            try:
+                done = await self.store.update(keys.db_instance(inst.id), R.InstanceRecord, mutate)
+                return D.ResizeVolumeResponse(instance=done.msg.instance)
+            except ExtraCompareFailed:
+                fragment = await plan()   # the usage moved: plan again
 
     async def IsRootEnabled(self, request, context):
         rec = (await self._get(request.instance_id)).msg

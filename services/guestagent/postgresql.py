@@ -112,7 +112,10 @@ class PostgreSQL(Datastore):
         return [os.path.join(BIN, "postgres"), "-D", self.data, "-c", "listen_addresses=127.0.0.1",
                 "-c", f"port={self.port}", "-c", f"unix_socket_directories={self.rundir}",
                 # Segments in the data dir, not /dev/shm: a killed server leaves none behind.
-                "-c", "dynamic_shared_memory_type=mmap"]
+                "-c", "dynamic_shared_memory_type=mmap",
+                # WAL kept for replicas: two pg_basebackups at once (replica_count 2)
+                # lost the segment their stream was about to read without it.
+                "-c", "wal_keep_size=64MB"]
 
     async def sql(self, *statements: str, database: str = "postgres") -> list[list[str]]:
         """Statements (or psql meta-commands such as \\c db) in one session,

@@ -426,3 +426,17 @@ class DetachReplicaResponse(_message.Message):
     INSTANCE_FIELD_NUMBER: _ClassVar[int]
     instance: Instance
     def __init__(self, instance: _Optional[_Union[Instance, _Mapping]] = ...) -> None: ...
+
+class ResizeVolumeRequest(_message.Message):
+    __slots__ = ("id", "size_gb")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_GB_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    size_gb: int
+    def __init__(self, id: _Optional[str] = ..., size_gb: _Optional[int] = ...) -> None: ...
+
+class ResizeVolumeResponse(_message.Message):
+    __slots__ = ("instance",)
+    INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    instance: Instance
+    def __init__(self, instance: _Optional[_Union[Instance, _Mapping]] = ...) -> None: ...
