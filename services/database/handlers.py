@@ -18,7 +18,8 @@ from nimbus.services.database.guests import GUEST, GuestHub, raise_for
 from nimbus.verifiers import generate_password, verifier
 from nimbus.store import keys
 from nimbus.store.informer import Informer
-from nimbus.store.store import Store, now
+from nimbus.services.database.datastores import resolve
+from nimbus.store.store import ExtraCompareFailed, Store, now
 
 W = D.WatchInstancesResponse
 
@@ -52,33 +53,42 @@ class DatabaseServicer(database_pb2_grpc.DatabaseServiceServicer):
         who = caller()
         got = await validation.check_create(request, self.store, self.default_datastore,
                                             self.compute, self.backups, who)
-        instance_id = str(uuid.uuid4())
+        request = got.request
+        count = max(1, request.replica_count) if got.source else 1
+        name = request.name.strip()
+        names = [f"{name}-{i + 1}" for i in range(count)] if count > 1 else [name]
         created = now()
-        inst = D.Instance(
-            id=instance_id, name=request.name.strip(), project_id=who.project_id,
-            user_id=who.user_id, task_status=D.TASK_STATUS_BUILDING,
-            service_status=D.SERVICE_STATUS_NEW,
-            datastore=D.DatastoreRef(type=got.datastore.name, version=got.version.name),
-            flavor_ref=got.flavor.id, volume=request.volume, locality=request.locality,
-            availability_zone=request.availability_zone, nics=request.nics,
-            created_at=created, updated_at=created)
-        status.refresh(inst)
         deadline = now()
         deadline.FromDatetime(created.ToDatetime() + timedelta(seconds=self.usage_timeout))
-        rec = R.InstanceRecord(
-            instance=inst, stage=R.STAGE_ACCEPTED, manager=got.version.manager,
-            image=got.version.image, databases=request.databases,
-            users=guest_users(got.version.manager, request.users), guest_id=str(uuid.uuid4()),
-            server_name=f"trove-{instance_id}", deadline=deadline,
-            restore_backup_id=got.restore.backup.id if got.restore else "")
-        key = keys.db_instance(instance_id)
+        records = []
+        for instance_name in names:
+            instance_id = str(uuid.uuid4())
+            inst = D.Instance(
+                id=instance_id, name=instance_name, project_id=who.project_id,
+                user_id=who.user_id, task_status=D.TASK_STATUS_BUILDING,
+                service_status=D.SERVICE_STATUS_NEW,
+                datastore=D.DatastoreRef(type=got.datastore.name, version=got.version.name),
+                flavor_ref=got.flavor.id, volume=request.volume, locality=request.locality,
+                availability_zone=request.availability_zone, nics=request.nics,
+                replica_of=got.source.id if got.source else "",
+                created_at=created, updated_at=created)
+            status.refresh(inst)
+            records.append(R.InstanceRecord(
+                instance=inst, stage=R.STAGE_ACCEPTED, manager=got.version.manager,
+                image=got.version.image, databases=request.databases,
+                users=guest_users(got.version.manager, request.users), guest_id=str(uuid.uuid4()),
+                server_name=f"trove-{instance_id}", deadline=deadline,
+                restore_backup_id=got.restore.backup.id if got.restore else ""))
+        ids = [keys.db_instance(r.instance.id) for r in records]
         while True:
             plan = await quotas.plan(self.store, who.project_id,
-                                     quotas.deltas(request.volume.size_gb))
-            resp = await self.store.txn([self.store.mod_is(key, 0), *plan.compares],
-                                        [self.store.put(key, rec), *plan.ops])
+                                     quotas.deltas(request.volume.size_gb, count))
+            resp = await self.store.txn(
+                [*(self.store.mod_is(k, 0) for k in ids), *plan.compares],
+                [*(self.store.put(k, r) for k, r in zip(ids, records)), *plan.ops])
             if resp.succeeded:
-                return D.CreateInstanceResponse(instance=inst)
+                return D.CreateInstanceResponse(instance=records[0].instance,
+                                                instances=[r.instance for r in records])
 
     async def _get(self, instance_id: str):
         who = caller()
@@ -104,6 +114,11 @@ class DatabaseServicer(database_pb2_grpc.DatabaseServiceServicer):
 
     async def DeleteInstance(self, request, context):
         got = await self._get(request.id)
+        items, _ = await self.store.list(keys.DB_INSTANCES, R.InstanceRecord)
+        replicas = sorted(v.msg.instance.id for _, v in items if v.msg.instance.replica_of == request.id)
+        if replicas:
+            raise errors.FailedPrecondition(f"database instance {request.id} has replicas "
+                                            f"({', '.join(replicas)}): detach or delete them first")
 
         def mutate(rec: R.InstanceRecord):
             rec.instance.task_status = D.TASK_STATUS_DELETING
@@ -218,6 +233,47 @@ class DatabaseServicer(database_pb2_grpc.DatabaseServiceServicer):
             r.instance.root_enabled = True
         await self.store.update(keys.db_instance(request.instance_id), R.InstanceRecord, mutate)
         return D.EnableRootResponse(name=name, password=password)
+
+    async def DetachReplica(self, request, context):
+        rec = await self._ready(request.id)
+        if not rec.instance.replica_of:
+            raise errors.FailedPrecondition(f"database instance {request.id} is not a replica")
+        raise_for(await self.hub.call(rec.guest_id, promote=G.Promote()))
+
+        def mutate(r: R.InstanceRecord):
+            r.instance.replica_of = ""
+            r.instance.updated_at.CopyFrom(now())
+        done = await self.store.update(keys.db_instance(request.id), R.InstanceRecord, mutate)
+        return D.DetachReplicaResponse(instance=done.msg.instance)
+
+    async def ResizeVolume(self, request, context):
+        rec = await self._ready(request.id)
+        inst = rec.instance
+        if request.size_gb <= inst.volume.size_gb:
+            raise errors.InvalidArgument("size_gb", f"volumes only grow: larger than the current "
+                                         f"{inst.volume.size_gb} GB")
+        _, version = await resolve(self.store, inst.datastore.type, inst.datastore.version, "")
+        if request.size_gb > version.max_accepted_volume_size:
+            raise errors.InvalidArgument("size_gb", f"volume size {request.size_gb} GB exceeds the "
+                                         f"maximum accepted {version.max_accepted_volume_size} GB")
+
+        async def plan():
+            return await quotas.plan(self.store, inst.project_id,
+                                     {"volumes": request.size_gb - inst.volume.size_gb})
+        fragment = await plan()
+
+        def mutate(r: R.InstanceRecord):
+            if r.instance.volume.size_gb != inst.volume.size_gb:
+                raise errors.FailedPrecondition(f"database instance {inst.id} was resized meanwhile")
+            r.instance.volume.size_gb = request.size_gb
+            r.instance.updated_at.CopyFrom(now())
+            return fragment.compares, fragment.ops
+        while True:
+            try:
+                done = await self.store.update(keys.db_instance(inst.id), R.InstanceRecord, mutate)
+                return D.ResizeVolumeResponse(instance=done.msg.instance)
+            except ExtraCompareFailed:
+                fragment = await plan()   # the usage moved: plan again
 
     async def IsRootEnabled(self, request, context):
         rec = (await self._get(request.instance_id)).msg

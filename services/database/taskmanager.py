@@ -37,8 +37,10 @@ from nimbus.services.database.compute import ComputeClient
 from nimbus.services.database.controller import Controller
 from nimbus.services.database.guests import GuestHub, new_credential
 from nimbus.services.database.validation import LOCALITIES
+from nimbus.services.guestagent.datastore import REPLICATION_PREFIX
 from nimbus.services.guestagent.main import CONFIG_PATH, PLUGINS
 from nimbus.store import keys
+from nimbus.verifiers import generate_password, verifier
 from nimbus.store.informer import DELETED, Informer
 from nimbus.store.store import Store, now
 from nimbus.watch import absent_unless_read, until
@@ -281,10 +283,30 @@ class TaskManager:
             prepare.restore.CopyFrom(G.RestoreFrom(
                 backup_id=source.msg.backup.id, checksum_sha256=source.msg.backup.checksum_sha256,
                 size_bytes=source.msg.backup.size_bytes))
+        if rec.instance.replica_of:
+            prepare.replicate.CopyFrom(await self._replication_source(rec))
         result = await self.hub.call(rec.guest_id, timeout=max(1.0, remaining(rec)), prepare=prepare)
         if not result.ok:
             raise BuildFailed(D.TASK_STATUS_BUILDING_ERROR_GUEST, f"prepare failed: {result.error}")
         self.prepared.add(rec.guest_id)
+
+    async def _replication_source(self, rec: R.InstanceRecord) -> G.ReplicateFrom:
+        """A fresh replication password for this attempt: its verifier to the
+        source's guest, the password itself only to the replica's (never etcd)."""
+        got = await self.store.get(keys.db_instance(rec.instance.replica_of), R.InstanceRecord)
+        if got is None or got.msg.instance.status != status.READY:
+            raise BuildFailed(D.TASK_STATUS_BUILDING_ERROR_GUEST,
+                              f"the source {rec.instance.replica_of} is not ACTIVE")
+        source = got.msg
+        password = generate_password()
+        user = f"{REPLICATION_PREFIX}_{rec.instance.id.replace('-', '')[:12]}"
+        result = await self.hub.call(source.guest_id, enable_replication=G.GuestUser(
+            name=user, host="%", verifier=verifier(source.manager, password)))
+        if not result.ok:
+            raise BuildFailed(D.TASK_STATUS_BUILDING_ERROR_GUEST,
+                              f"the source refused replication: {result.error}")
+        return G.ReplicateFrom(host=source.instance.host, port=source.instance.port,
+                               user=user, password=password)
 
     # ---- delete -------------------------------------------------------------------
 

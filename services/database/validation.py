@@ -19,9 +19,10 @@ from nimbus.database.v1 import datastores_pb2 as S
 from nimbus.database.v1 import records_pb2 as R
 from nimbus.services.database import naming
 from nimbus.services.database.datastores import resolve
+from nimbus.store import keys
 
 LOCALITIES = {"affinity": 1, "anti-affinity": 2}   # ServerGroup.Policy
-NOT_YET = "is not supported yet: replication comes with the next step of issue 10"
+MAX_REPLICAS = 3
 
 
 @dataclasses.dataclass
@@ -30,21 +31,63 @@ class Resolved:
     version: S.DatastoreVersion
     flavor: C.Flavor
     restore: R.BackupRecord | None = None
+    request: D.CreateInstanceRequest | None = None   # as a replica's source completed it
+    source: D.Instance | None = None
 
 
 def check_shape(req: D.CreateInstanceRequest) -> None:
     name = req.name.strip()
     if not name or len(name) > 255:
         raise errors.InvalidArgument("name", "1 to 255 characters are required")
-    if not req.flavor_ref:
+    if req.replica_of:
+        check_replica_shape(req)
+    elif req.replica_count:
+        raise errors.InvalidArgument("replica_count", "applies only with replica_of")
+    elif not req.flavor_ref:
         raise errors.InvalidArgument("flavor_ref", "a flavor is required")
-    for field in ("replica_of", "replica_count"):
-        if getattr(req, field):
-            raise errors.InvalidArgument(field, NOT_YET)
     if req.locality and req.locality not in LOCALITIES:
         raise errors.InvalidArgument("locality", "one of affinity, anti-affinity")
     if req.volume.size_gb < 0:
         raise errors.InvalidArgument("volume.size_gb", "must be positive")
+
+
+def check_replica_shape(req: D.CreateInstanceRequest) -> None:
+    """Trove's replica rules: the source gives the datastore, the flavor,
+    the volume, the databases and the users."""
+    if not 0 <= req.replica_count <= MAX_REPLICAS:
+        raise errors.InvalidArgument("replica_count", f"1 to {MAX_REPLICAS}")
+    for field, given in (("flavor_ref", req.flavor_ref), ("volume.size_gb", req.volume.size_gb),
+                         ("databases", len(req.databases)), ("users", len(req.users)),
+                         ("restore_point", req.HasField("restore_point"))):
+        if given:
+            raise errors.InvalidArgument(field, "a replica takes it from its source (replica_of)")
+
+
+async def replica_source(store, req: D.CreateInstanceRequest, who) -> D.Instance:
+    """The source: the caller's, ACTIVE, not itself a replica."""
+    got = await store.get(keys.db_instance(req.replica_of), R.InstanceRecord)
+    if got is None or (got.msg.instance.project_id != who.project_id and not who.is_admin):
+        raise errors.NotFound("database instance", req.replica_of)
+    source = got.msg.instance
+    if source.replica_of:
+        raise errors.InvalidArgument("replica_of", "Cannot create a replica of a replica: "
+                                     f"{source.id} replicates {source.replica_of}")
+    if req.datastore.type and req.datastore.type != source.datastore.type:
+        raise errors.InvalidArgument("datastore.type", f"the source is {source.datastore.type}")
+    if source.status != D.INSTANCE_STATUS_ACTIVE:
+        raise errors.FailedPrecondition(f"the source {source.id} is "
+                                        f"{D.InstanceStatus.Name(source.status)}, not ACTIVE")
+    return source
+
+
+def replica_request(req: D.CreateInstanceRequest, source: D.Instance) -> D.CreateInstanceRequest:
+    """The request as its source completes it."""
+    out = D.CreateInstanceRequest()
+    out.CopyFrom(req)
+    out.datastore.CopyFrom(source.datastore)
+    out.flavor_ref = source.flavor_ref
+    out.volume.CopyFrom(source.volume)
+    return out
 
 
 def check_schema(manager: str, databases, users, field_prefix: str = "") -> None:
@@ -118,6 +161,10 @@ async def _call(call, not_found: errors.NotFound, field: str):
 async def check_create(req: D.CreateInstanceRequest, store, default_datastore: str,
                        compute, backups=None, who=None) -> Resolved:
     check_shape(req)
+    source = None
+    if req.replica_of:
+        source = await replica_source(store, req, who)
+        req = replica_request(req, source)
     ds, version = await resolve(store, req.datastore.type, req.datastore.version, default_datastore)
     check_volume(req, version)
     check_schema(version.manager, req.databases, req.users)
@@ -140,4 +187,4 @@ async def check_create(req: D.CreateInstanceRequest, store, default_datastore: s
     if req.HasField("restore_point"):
         restore = await backups.restore_source(who.project_id, who.is_admin, req.restore_point.backup_ref,
                                                ds.name, req.volume.size_gb, version.volume_support)
-    return Resolved(ds, version, flavor, restore)
+    return Resolved(ds, version, flavor, restore, req, source)

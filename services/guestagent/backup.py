@@ -67,9 +67,29 @@ async def upload_requests(datastore: Datastore, backup_id: str, failure: list):
         errors.cancel()
 
 
-async def load(datastore: Datastore, chunks: AsyncIterator[bytes], source: G.RestoreFrom) -> None:
-    """Feed the backup into the datastore's client, filtered line by line
-    (`restore_keep`); the bytes' checksum must be the recorded one."""
+async def command_output(argv: list[str], env: dict) -> AsyncIterator[bytes]:
+    """A command's stdout in chunks; DatastoreError at the end if it failed."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env=env, cwd="/")
+    errors = asyncio.create_task(_stderr(proc))
+    try:
+        while chunk := await proc.stdout.read(CHUNK):
+            yield chunk
+        rc = await proc.wait()
+        if rc != 0:
+            raise _failed(argv[0], rc, await errors)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        errors.cancel()
+
+
+async def load(datastore: Datastore, chunks: AsyncIterator[bytes], source: G.RestoreFrom | None) -> None:
+    """Feed a dump into the datastore's client, filtered line by line
+    (`restore_keep`); a backup's checksum must be the recorded one
+    (`source`; None for a replica's live copy)."""
     argv, env = datastore.restore_command()
     proc = await asyncio.create_subprocess_exec(
         *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
@@ -97,7 +117,7 @@ async def load(datastore: Datastore, chunks: AsyncIterator[bytes], source: G.Res
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-    if (size, digest.hexdigest()) != (source.size_bytes, source.checksum_sha256):
+    if source is not None and (size, digest.hexdigest()) != (source.size_bytes, source.checksum_sha256):
         raise DatastoreError(f"backup {source.backup_id}: {size} bytes arrived with checksum "
                              f"{digest.hexdigest()[:12]}, not the recorded {source.size_bytes} "
                              f"({source.checksum_sha256[:12]})")

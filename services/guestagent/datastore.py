@@ -29,6 +29,11 @@ from nimbus.etcd import free_port
 from nimbus.database.v1 import guest_pb2 as G
 
 
+# Replication accounts are nimbus_repl_<replica>: one per replica, so a new
+# replica never resets the password an existing one reconnects with.
+REPLICATION_PREFIX = "nimbus_repl"
+
+
 class DatastoreError(Exception):
     """A datastore operation failed; `code` is the gRPC status name for the user."""
 
@@ -151,6 +156,26 @@ class Datastore:
     async def enable_root(self, root: G.GuestUser) -> None:
         raise NotImplementedError
 
+    async def enable_replication(self, account: G.GuestUser) -> None:
+        """On a source: the replication account (created or reset)."""
+        raise NotImplementedError
+
+    async def clone_replica(self, source: G.ReplicateFrom, admin_password: str) -> None:
+        """On a new replica: copy the source and follow it, read-only."""
+        raise NotImplementedError
+
+    async def promote(self, _cmd=None) -> None:
+        """A replica stops following its source and takes writes."""
+        raise NotImplementedError
+
+    @property
+    def replica_marker(self) -> str:
+        return os.path.join(self.root, "replica")
+
+    @property
+    def is_replica(self) -> bool:
+        return os.path.exists(self.replica_marker)
+
     async def backup_command(self) -> tuple[list[str], dict, str]:
         """(argv, environment, tool name) of a dump to stdout (backup.py)."""
         raise NotImplementedError
@@ -197,11 +222,17 @@ class Datastore:
             chown(path)
         password = self.admin_password()
         fresh = not self.prepared
+        if prepare.HasField("replicate"):
+            if fresh:
+                await self.clone_replica(prepare.replicate, password)
+                self._save_state()
+            else:
+                await self.start()
+            return
         if fresh:
             if not os.listdir(self.data):
                 await self.initialise(password)
-            if not self.port:
-                self.port = self.requested_port or free_port()
+            self.choose_port()
             await self._start_on_a_free_port()
         else:
             await self.start()
@@ -214,10 +245,17 @@ class Datastore:
         await self.create_databases(prepare.databases)
         await self.create_users(list(prepare.users))
         if fresh:
-            tmp = os.path.join(self.root, "state.json.tmp")
-            with open(tmp, "w") as f:
-                json.dump({"port": self.port, "manager": self.manager}, f)
-            os.replace(tmp, os.path.join(self.root, "state.json"))
+            self._save_state()
+
+    def _save_state(self) -> None:
+        tmp = os.path.join(self.root, "state.json.tmp")
+        with open(tmp, "w") as f:
+            json.dump({"port": self.port, "manager": self.manager}, f)
+        os.replace(tmp, os.path.join(self.root, "state.json"))
+
+    def choose_port(self) -> None:
+        if not self.port:
+            self.port = self.requested_port or free_port()
 
     async def _start_on_a_free_port(self, attempts: int = 3) -> None:
         """A port chosen free can be taken by someone else before the server

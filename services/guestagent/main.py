@@ -89,6 +89,8 @@ class GuestAgent:
             "enable_root": self.datastore.enable_root,
             "new_credential": self._keep_credential,
             "take_backup": self._take_backup,
+            "enable_replication": self.datastore.enable_replication,
+            "promote": self.datastore.promote,
         }
         self.stub: guest_pb2_grpc.GuestAgentServiceStub | None = None
 

@@ -6,10 +6,12 @@ exists only once root is enabled."""
 from __future__ import annotations
 
 import os
+import secrets
 
 from nimbus.database.v1 import database_pb2 as D
-from nimbus.services.guestagent.datastore import (Datastore, DatastoreError, chown, privileged,
-                                                  quote_literal, run)
+from nimbus.services.guestagent import backup
+from nimbus.services.guestagent.datastore import (REPLICATION_PREFIX, Datastore, DatastoreError, chown,
+                                                  privileged, quote_literal, run)
 
 ADMIN = "nimbus_admin"
 SYSTEM_DATABASES = ("information_schema", "mysql", "performance_schema", "sys")
@@ -56,7 +58,19 @@ class MariaDB(Datastore):
         return ["mariadbd", "--no-defaults", f"--datadir={self.data}", f"--socket={self.socket}",
                 f"--port={self.port}", "--bind-address=127.0.0.1", "--skip-name-resolve",
                 f"--pid-file={os.path.join(self.rundir, 'mysqld.pid')}",
-                f"--tmpdir={self.tmpdir}", "--innodb-buffer-pool-size=16M", "--skip-log-bin"]
+                f"--tmpdir={self.tmpdir}", "--innodb-buffer-pool-size=16M",
+                # A binary log for replicas to follow (GTID), a server id of its own.
+                "--log-bin=mariadb-bin", f"--server-id={self.server_id}",
+                *(["--read-only"] if self.is_replica else [])]
+
+    @property
+    def server_id(self) -> int:
+        path = os.path.join(self.root, "server-id")
+        if not os.path.exists(path):
+            with open(path, "w") as f:
+                f.write(str(secrets.randbelow(2**31 - 2) + 1))
+        with open(path) as f:
+            return int(f.read())
 
     async def sql(self, statement: str, as_root: bool = False) -> list[list[str]]:
         argv = ["mariadb", "--no-defaults", f"--socket={self.socket}", "--batch",
@@ -119,7 +133,8 @@ class MariaDB(Datastore):
     async def accounts(self) -> list[tuple[str, str]]:
         rows = await self.sql("SELECT User, Host FROM mysql.user ORDER BY User, Host")
         return [(r[0], r[1]) for r in rows if r[0] not in SYSTEM_USERS
-                and r[0] != os.environ.get("NIMBUS_DATASTORE_USER", "nimbus-db")]
+                and r[0] != os.environ.get("NIMBUS_DATASTORE_USER", "nimbus-db")
+                and not r[0].startswith(REPLICATION_PREFIX)]
 
     async def create_users(self, users) -> None:
         if not users:
@@ -197,7 +212,49 @@ class MariaDB(Datastore):
         system = {ADMIN, self.root_user, "mariadb.sys", "PUBLIC",
                   os.environ.get("NIMBUS_DATASTORE_USER", "nimbus-db")}
         marks = [q + name.encode() + q + b"@" for name in system for q in (b"`", b"'")]
+        marks += [q + REPLICATION_PREFIX.encode() for q in (b"`", b"'")]
 
         def keep(line: bytes) -> bool:
             return line.startswith(b"INSERT") or not any(m in line for m in marks)
         return keep
+
+    # ---- replication: GTID ------------------------------------------------------
+
+    async def enable_replication(self, account) -> None:
+        who = f"{lit(account.name)}@'%'"
+        # The rights of a replica's copy too (mariadb-dump --master-data --system=users).
+        await self.sql(f"CREATE OR REPLACE USER {who} IDENTIFIED BY PASSWORD {lit(account.verifier)}; "
+                       "GRANT REPLICATION SLAVE, SELECT, RELOAD, BINLOG MONITOR, SHOW VIEW, TRIGGER, "
+                       f"EVENT, LOCK TABLES ON *.* TO {who}")
+
+    def _remote(self, source) -> tuple[list[str], dict]:
+        return (["--no-defaults", "-h", source.host, "-P", str(source.port), "--protocol=TCP",
+                 f"--user={source.user}"], {**os.environ, "MYSQL_PWD": source.password})
+
+    async def clone_replica(self, source, admin_password: str) -> None:
+        """Initialised and secured as any instance, then a consistent copy of
+        the source (its databases and accounts, with the GTID position it
+        was taken at) and CHANGE MASTER ... MASTER_USE_GTID=slave_pos."""
+        if not os.listdir(self.data):
+            await self.initialise(admin_password)
+        self.choose_port()
+        await self._start_on_a_free_port()
+        await self.secure(admin_password)
+        remote, env = self._remote(source)
+        out = await run(["mariadb", *remote, "--connect-timeout=5", "--batch", "--skip-column-names",
+                         "-e", "SHOW DATABASES"], env=env)
+        databases = [d for d in out.split() if d not in SYSTEM_DATABASES]
+        dump = ["mariadb-dump", *remote, "--single-transaction", "--gtid", "--master-data=1",
+                "--routines", "--triggers", "--events", "--system=users",
+                *(["--databases", *databases] if databases else [])]
+        await backup.load(self, backup.command_output(dump, env), None)
+        await self.sql(f"CHANGE MASTER TO MASTER_HOST={lit(source.host)}, MASTER_PORT={source.port}, "
+                       f"MASTER_USER={lit(source.user)}, MASTER_PASSWORD={lit(source.password)}, "
+                       "MASTER_USE_GTID=slave_pos; START SLAVE; SET GLOBAL read_only=ON")
+        open(self.replica_marker, "w").close()
+
+    async def promote(self, _cmd=None) -> None:
+        if not self.is_replica:
+            return
+        await self.sql("STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only=OFF")
+        os.unlink(self.replica_marker)

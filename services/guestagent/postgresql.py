@@ -21,7 +21,8 @@ import secrets
 import shutil
 
 from nimbus.database.v1 import database_pb2 as D
-from nimbus.services.guestagent.datastore import Datastore, DatastoreError, chown, privileged, quote_literal, run
+from nimbus.services.guestagent.datastore import (REPLICATION_PREFIX, Datastore, DatastoreError, chown,
+                                                  privileged, quote_literal, run)
 from nimbus.verifiers import scram_sha256
 
 BIN = os.environ.get("NIMBUS_POSTGRES_BIN", "/usr/lib/postgresql/15/bin")
@@ -111,7 +112,10 @@ class PostgreSQL(Datastore):
         return [os.path.join(BIN, "postgres"), "-D", self.data, "-c", "listen_addresses=127.0.0.1",
                 "-c", f"port={self.port}", "-c", f"unix_socket_directories={self.rundir}",
                 # Segments in the data dir, not /dev/shm: a killed server leaves none behind.
-                "-c", "dynamic_shared_memory_type=mmap"]
+                "-c", "dynamic_shared_memory_type=mmap",
+                # WAL kept for replicas: two pg_basebackups at once (replica_count 2)
+                # lost the segment their stream was about to read without it.
+                "-c", "wal_keep_size=64MB"]
 
     async def sql(self, *statements: str, database: str = "postgres") -> list[list[str]]:
         """Statements (or psql meta-commands such as \\c db) in one session,
@@ -119,20 +123,27 @@ class PostgreSQL(Datastore):
         if not statements:
             return []
         argv = ["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1",
-                f"host=127.0.0.1 port={self.port} user={ADMIN} dbname={database} connect_timeout=5"]
+                f"host={self._host} port={self.port} user={ADMIN} dbname={database} connect_timeout=5"]
         for statement in statements:
             argv += ["-c", statement]
         out = await run(argv, env={"PGPASSWORD": self._connect_password()})
         return [line.split("\t") for line in out.splitlines() if line]
 
+    @property
+    def _host(self) -> str:
+        """A replica's copy carries its source's admin password: there the
+        agent uses its own unix socket (trusted for nimbus_admin alone)."""
+        return self.rundir if self.is_replica else "127.0.0.1"
+
     def ready(self) -> bool:
-        """postmaster.pid's status line reads 'ready' once it accepts connections."""
+        """postmaster.pid's status line reads 'ready' ('standby' on a
+        replica) once it accepts connections."""
         try:
             with open(os.path.join(self.data, "postmaster.pid")) as f:
                 lines = f.read().splitlines()
         except OSError:
             return False
-        return len(lines) >= 8 and lines[7].strip() == "ready"
+        return len(lines) >= 8 and lines[7].strip() in ("ready", "standby")
 
     async def ping(self) -> bool:
         try:
@@ -165,7 +176,8 @@ class PostgreSQL(Datastore):
 
     async def roles(self) -> list[str]:
         rows = await self.sql("SELECT rolname FROM pg_roles WHERE rolcanlogin ORDER BY rolname")
-        return [r[0] for r in rows if r[0] not in (ADMIN, self.root_user)]
+        return [r[0] for r in rows if r[0] not in (ADMIN, self.root_user)
+                and not r[0].startswith(REPLICATION_PREFIX)]
 
     async def create_users(self, users) -> None:
         if not users:
@@ -254,8 +266,8 @@ class PostgreSQL(Datastore):
         """Drop the roles section's statements about nimbus_admin and
         postgres (this instance has its own); from the first \\connect on,
         the databases' own contents pass untouched."""
-        own = re.compile(rb'^(CREATE|ALTER|COMMENT ON) ROLE "?(%s|%s)"?[ ;]'
-                         % (ADMIN.encode(), self.root_user.encode()))
+        own = re.compile(rb'^(CREATE|ALTER|COMMENT ON) ROLE "?(%s|%s|%s\w*)"?[ ;]'
+                         % (ADMIN.encode(), self.root_user.encode(), REPLICATION_PREFIX.encode()))
         in_roles = True
 
         def keep(line: bytes) -> bool:
@@ -264,3 +276,47 @@ class PostgreSQL(Datastore):
                 in_roles = False
             return not (in_roles and own.match(line))
         return keep
+
+    # ---- replication: physical streaming ------------------------------------
+
+    async def enable_replication(self, account) -> None:
+        exists = await self.sql(f"SELECT 1 FROM pg_roles WHERE rolname = {quote_literal(account.name)}")
+        verb = "ALTER" if exists else "CREATE"
+        # initdb's pg_hba.conf already lets 127.0.0.1 connect for replication (SCRAM).
+        await self.sql(f"{verb} ROLE {ident(account.name)} REPLICATION LOGIN "
+                       f"PASSWORD {quote_literal(account.verifier)}")
+
+    @property
+    def _hba(self) -> str:
+        return os.path.join(self.data, "pg_hba.conf")
+
+    async def clone_replica(self, source, admin_password: str) -> None:
+        """pg_basebackup -R: the source's files and a standby.signal plus
+        primary_conninfo, so the server starts as a hot standby streaming WAL."""
+        if not os.path.exists(os.path.join(self.data, "PG_VERSION")):
+            await run(privileged([os.path.join(BIN, "pg_basebackup"), "-d",
+                                  f"host={source.host} port={source.port} user={source.user}",
+                                  "-D", self.data, "-X", "stream", "-R", "-c", "fast"]),
+                      env={"PGPASSWORD": source.password}, timeout=600)
+            os.chmod(self.data, 0o700)
+            with open(self._hba) as f:
+                rules = f.read()
+            with open(self._hba, "w") as f:
+                f.write(f"local all {ADMIN} trust\n{rules}")
+            open(self.replica_marker, "w").close()
+        self.choose_port()
+        await self._start_on_a_free_port()
+
+    async def promote(self, _cmd=None) -> None:
+        if not self.is_replica:
+            return
+        await self.sql("SELECT pg_promote(true, 60)")
+        # Its own admin password now, and no copy of the replication one.
+        await self.sql(f"ALTER ROLE {ADMIN} PASSWORD {quote_literal(scram_sha256(self.admin_password()))}",
+                       "ALTER SYSTEM RESET primary_conninfo")
+        with open(self._hba) as f:
+            rules = f.read().split("\n", 1)[1]
+        with open(self._hba, "w") as f:
+            f.write(rules)
+        os.unlink(self.replica_marker)
+        await self.sql("SELECT pg_reload_conf()")

@@ -40,7 +40,7 @@ BAD = [
      "users[0].databases[0]"),
     (dict(users=[U(name="app", password="long-enough", host="%")]), INV, "users[0].name"),
     (dict(locality="near"), INV, "locality"),
-    (dict(replica_of="db0"), INV, "replica_of"),
+    (dict(replica_of="db0"), INV, "flavor_ref"),   # a replica takes its flavor from the source
     (dict(replica_count=2), INV, "replica_count"),
     (dict(restore_point=D.RestorePoint(backup_ref="no-such-backup")), NF, "backup"),
     (dict(restore_point=D.RestorePoint()), INV, "restore_point.backup_ref"),

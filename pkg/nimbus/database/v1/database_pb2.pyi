@@ -118,7 +118,7 @@ class Fault(_message.Message):
     def __init__(self, message: _Optional[str] = ..., details: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Instance(_message.Message):
-    __slots__ = ("id", "name", "project_id", "user_id", "status", "task_status", "service_status", "datastore", "flavor_ref", "volume", "locality", "availability_zone", "host", "port", "server_id", "server_group_id", "security_group_id", "fault", "root_enabled", "created_at", "updated_at", "nics")
+    __slots__ = ("id", "name", "project_id", "user_id", "status", "task_status", "service_status", "datastore", "flavor_ref", "volume", "locality", "availability_zone", "host", "port", "server_id", "server_group_id", "security_group_id", "fault", "root_enabled", "created_at", "updated_at", "nics", "replica_of")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -141,6 +141,7 @@ class Instance(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     NICS_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_OF_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     project_id: str
@@ -163,7 +164,8 @@ class Instance(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
     nics: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., status: _Optional[_Union[InstanceStatus, str]] = ..., task_status: _Optional[_Union[TaskStatus, str]] = ..., service_status: _Optional[_Union[ServiceStatus, str]] = ..., datastore: _Optional[_Union[DatastoreRef, _Mapping]] = ..., flavor_ref: _Optional[str] = ..., volume: _Optional[_Union[VolumeSpec, _Mapping]] = ..., locality: _Optional[str] = ..., availability_zone: _Optional[str] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., server_id: _Optional[str] = ..., server_group_id: _Optional[str] = ..., security_group_id: _Optional[str] = ..., fault: _Optional[_Union[Fault, _Mapping]] = ..., root_enabled: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., nics: _Optional[_Iterable[str]] = ...) -> None: ...
+    replica_of: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., status: _Optional[_Union[InstanceStatus, str]] = ..., task_status: _Optional[_Union[TaskStatus, str]] = ..., service_status: _Optional[_Union[ServiceStatus, str]] = ..., datastore: _Optional[_Union[DatastoreRef, _Mapping]] = ..., flavor_ref: _Optional[str] = ..., volume: _Optional[_Union[VolumeSpec, _Mapping]] = ..., locality: _Optional[str] = ..., availability_zone: _Optional[str] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., server_id: _Optional[str] = ..., server_group_id: _Optional[str] = ..., security_group_id: _Optional[str] = ..., fault: _Optional[_Union[Fault, _Mapping]] = ..., root_enabled: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., nics: _Optional[_Iterable[str]] = ..., replica_of: _Optional[str] = ...) -> None: ...
 
 class CreateInstanceRequest(_message.Message):
     __slots__ = ("name", "flavor_ref", "datastore", "volume", "databases", "users", "locality", "availability_zone", "nics", "replica_of", "replica_count", "restore_point")
@@ -200,10 +202,12 @@ class RestorePoint(_message.Message):
     def __init__(self, backup_ref: _Optional[str] = ...) -> None: ...
 
 class CreateInstanceResponse(_message.Message):
-    __slots__ = ("instance",)
+    __slots__ = ("instance", "instances")
     INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    INSTANCES_FIELD_NUMBER: _ClassVar[int]
     instance: Instance
-    def __init__(self, instance: _Optional[_Union[Instance, _Mapping]] = ...) -> None: ...
+    instances: _containers.RepeatedCompositeFieldContainer[Instance]
+    def __init__(self, instance: _Optional[_Union[Instance, _Mapping]] = ..., instances: _Optional[_Iterable[_Union[Instance, _Mapping]]] = ...) -> None: ...
 
 class GetInstanceRequest(_message.Message):
     __slots__ = ("id",)
@@ -410,3 +414,29 @@ class IsRootEnabledResponse(_message.Message):
     ROOT_ENABLED_FIELD_NUMBER: _ClassVar[int]
     root_enabled: bool
     def __init__(self, root_enabled: _Optional[bool] = ...) -> None: ...
+
+class DetachReplicaRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class DetachReplicaResponse(_message.Message):
+    __slots__ = ("instance",)
+    INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    instance: Instance
+    def __init__(self, instance: _Optional[_Union[Instance, _Mapping]] = ...) -> None: ...
+
+class ResizeVolumeRequest(_message.Message):
+    __slots__ = ("id", "size_gb")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_GB_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    size_gb: int
+    def __init__(self, id: _Optional[str] = ..., size_gb: _Optional[int] = ...) -> None: ...
+
+class ResizeVolumeResponse(_message.Message):
+    __slots__ = ("instance",)
+    INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    instance: Instance
+    def __init__(self, instance: _Optional[_Union[Instance, _Mapping]] = ...) -> None: ...

@@ -118,6 +118,16 @@ class DatabaseServiceStub:
                 request_serializer=nimbus_dot_database_dot_v1_dot_database__pb2.IsRootEnabledRequest.SerializeToString,
                 response_deserializer=nimbus_dot_database_dot_v1_dot_database__pb2.IsRootEnabledResponse.FromString,
                 _registered_method=True)
+        self.DetachReplica = channel.unary_unary(
+                '/nimbus.database.v1.DatabaseService/DetachReplica',
+                request_serializer=nimbus_dot_database_dot_v1_dot_database__pb2.DetachReplicaRequest.SerializeToString,
+                response_deserializer=nimbus_dot_database_dot_v1_dot_database__pb2.DetachReplicaResponse.FromString,
+                _registered_method=True)
+        self.ResizeVolume = channel.unary_unary(
+                '/nimbus.database.v1.DatabaseService/ResizeVolume',
+                request_serializer=nimbus_dot_database_dot_v1_dot_database__pb2.ResizeVolumeRequest.SerializeToString,
+                response_deserializer=nimbus_dot_database_dot_v1_dot_database__pb2.ResizeVolumeResponse.FromString,
+                _registered_method=True)
 
 
 class DatabaseServiceServicer:
@@ -233,6 +243,22 @@ class DatabaseServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DetachReplica(self, request, context):
+        """DetachReplica promotes a replica to a standalone, writable instance.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResizeVolume(self, request, context):
+        """ResizeVolume grows an ACTIVE instance's volume (never shrinks), with
+        its quota in the same transaction. Until volumes exist (issue 8) the
+        data lives in a directory and only the record and the quota change.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DatabaseServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -315,6 +341,16 @@ def add_DatabaseServiceServicer_to_server(servicer, server):
                     servicer.IsRootEnabled,
                     request_deserializer=nimbus_dot_database_dot_v1_dot_database__pb2.IsRootEnabledRequest.FromString,
                     response_serializer=nimbus_dot_database_dot_v1_dot_database__pb2.IsRootEnabledResponse.SerializeToString,
+            ),
+            'DetachReplica': grpc.unary_unary_rpc_method_handler(
+                    servicer.DetachReplica,
+                    request_deserializer=nimbus_dot_database_dot_v1_dot_database__pb2.DetachReplicaRequest.FromString,
+                    response_serializer=nimbus_dot_database_dot_v1_dot_database__pb2.DetachReplicaResponse.SerializeToString,
+            ),
+            'ResizeVolume': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResizeVolume,
+                    request_deserializer=nimbus_dot_database_dot_v1_dot_database__pb2.ResizeVolumeRequest.FromString,
+                    response_serializer=nimbus_dot_database_dot_v1_dot_database__pb2.ResizeVolumeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -753,6 +789,60 @@ class DatabaseService:
             '/nimbus.database.v1.DatabaseService/IsRootEnabled',
             nimbus_dot_database_dot_v1_dot_database__pb2.IsRootEnabledRequest.SerializeToString,
             nimbus_dot_database_dot_v1_dot_database__pb2.IsRootEnabledResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DetachReplica(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.database.v1.DatabaseService/DetachReplica',
+            nimbus_dot_database_dot_v1_dot_database__pb2.DetachReplicaRequest.SerializeToString,
+            nimbus_dot_database_dot_v1_dot_database__pb2.DetachReplicaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResizeVolume(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.database.v1.DatabaseService/ResizeVolume',
+            nimbus_dot_database_dot_v1_dot_database__pb2.ResizeVolumeRequest.SerializeToString,
+            nimbus_dot_database_dot_v1_dot_database__pb2.ResizeVolumeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -38,18 +38,36 @@ class GuestUser(_message.Message):
     def __init__(self, name: _Optional[str] = ..., host: _Optional[str] = ..., verifier: _Optional[str] = ..., databases: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Prepare(_message.Message):
-    __slots__ = ("manager", "databases", "users", "volume_size_gb", "restore")
+    __slots__ = ("manager", "databases", "users", "volume_size_gb", "restore", "replicate")
     MANAGER_FIELD_NUMBER: _ClassVar[int]
     DATABASES_FIELD_NUMBER: _ClassVar[int]
     USERS_FIELD_NUMBER: _ClassVar[int]
     VOLUME_SIZE_GB_FIELD_NUMBER: _ClassVar[int]
     RESTORE_FIELD_NUMBER: _ClassVar[int]
+    REPLICATE_FIELD_NUMBER: _ClassVar[int]
     manager: str
     databases: _containers.RepeatedCompositeFieldContainer[_database_pb2.DatabaseSpec]
     users: _containers.RepeatedCompositeFieldContainer[GuestUser]
     volume_size_gb: int
     restore: RestoreFrom
-    def __init__(self, manager: _Optional[str] = ..., databases: _Optional[_Iterable[_Union[_database_pb2.DatabaseSpec, _Mapping]]] = ..., users: _Optional[_Iterable[_Union[GuestUser, _Mapping]]] = ..., volume_size_gb: _Optional[int] = ..., restore: _Optional[_Union[RestoreFrom, _Mapping]] = ...) -> None: ...
+    replicate: ReplicateFrom
+    def __init__(self, manager: _Optional[str] = ..., databases: _Optional[_Iterable[_Union[_database_pb2.DatabaseSpec, _Mapping]]] = ..., users: _Optional[_Iterable[_Union[GuestUser, _Mapping]]] = ..., volume_size_gb: _Optional[int] = ..., restore: _Optional[_Union[RestoreFrom, _Mapping]] = ..., replicate: _Optional[_Union[ReplicateFrom, _Mapping]] = ...) -> None: ...
+
+class ReplicateFrom(_message.Message):
+    __slots__ = ("host", "port", "user", "password")
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    host: str
+    port: int
+    user: str
+    password: str
+    def __init__(self, host: _Optional[str] = ..., port: _Optional[int] = ..., user: _Optional[str] = ..., password: _Optional[str] = ...) -> None: ...
+
+class Promote(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class RestoreFrom(_message.Message):
     __slots__ = ("backup_id", "checksum_sha256", "size_bytes")
@@ -114,7 +132,7 @@ class DownloadBackupResponse(_message.Message):
     def __init__(self, data: _Optional[bytes] = ...) -> None: ...
 
 class ConnectResponse(_message.Message):
-    __slots__ = ("id", "prepare", "restart", "create_databases", "delete_database", "list_databases", "create_users", "delete_user", "list_users", "grant_access", "revoke_access", "enable_root", "new_credential", "take_backup")
+    __slots__ = ("id", "prepare", "restart", "create_databases", "delete_database", "list_databases", "create_users", "delete_user", "list_users", "grant_access", "revoke_access", "enable_root", "new_credential", "take_backup", "enable_replication", "promote")
     ID_FIELD_NUMBER: _ClassVar[int]
     PREPARE_FIELD_NUMBER: _ClassVar[int]
     RESTART_FIELD_NUMBER: _ClassVar[int]
@@ -129,6 +147,8 @@ class ConnectResponse(_message.Message):
     ENABLE_ROOT_FIELD_NUMBER: _ClassVar[int]
     NEW_CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
     TAKE_BACKUP_FIELD_NUMBER: _ClassVar[int]
+    ENABLE_REPLICATION_FIELD_NUMBER: _ClassVar[int]
+    PROMOTE_FIELD_NUMBER: _ClassVar[int]
     id: str
     prepare: Prepare
     restart: Restart
@@ -143,7 +163,9 @@ class ConnectResponse(_message.Message):
     enable_root: GuestUser
     new_credential: str
     take_backup: TakeBackup
-    def __init__(self, id: _Optional[str] = ..., prepare: _Optional[_Union[Prepare, _Mapping]] = ..., restart: _Optional[_Union[Restart, _Mapping]] = ..., create_databases: _Optional[_Union[DatabasesChange, _Mapping]] = ..., delete_database: _Optional[_Union[NameRef, _Mapping]] = ..., list_databases: _Optional[_Union[ListRequest, _Mapping]] = ..., create_users: _Optional[_Union[UsersChange, _Mapping]] = ..., delete_user: _Optional[_Union[NameRef, _Mapping]] = ..., list_users: _Optional[_Union[ListRequest, _Mapping]] = ..., grant_access: _Optional[_Union[Access, _Mapping]] = ..., revoke_access: _Optional[_Union[Access, _Mapping]] = ..., enable_root: _Optional[_Union[GuestUser, _Mapping]] = ..., new_credential: _Optional[str] = ..., take_backup: _Optional[_Union[TakeBackup, _Mapping]] = ...) -> None: ...
+    enable_replication: GuestUser
+    promote: Promote
+    def __init__(self, id: _Optional[str] = ..., prepare: _Optional[_Union[Prepare, _Mapping]] = ..., restart: _Optional[_Union[Restart, _Mapping]] = ..., create_databases: _Optional[_Union[DatabasesChange, _Mapping]] = ..., delete_database: _Optional[_Union[NameRef, _Mapping]] = ..., list_databases: _Optional[_Union[ListRequest, _Mapping]] = ..., create_users: _Optional[_Union[UsersChange, _Mapping]] = ..., delete_user: _Optional[_Union[NameRef, _Mapping]] = ..., list_users: _Optional[_Union[ListRequest, _Mapping]] = ..., grant_access: _Optional[_Union[Access, _Mapping]] = ..., revoke_access: _Optional[_Union[Access, _Mapping]] = ..., enable_root: _Optional[_Union[GuestUser, _Mapping]] = ..., new_credential: _Optional[str] = ..., take_backup: _Optional[_Union[TakeBackup, _Mapping]] = ..., enable_replication: _Optional[_Union[GuestUser, _Mapping]] = ..., promote: _Optional[_Union[Promote, _Mapping]] = ...) -> None: ...
 
 class Restart(_message.Message):
     __slots__ = ()
