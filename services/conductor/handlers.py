@@ -212,13 +212,15 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
     def __init__(self, conductor: Conductor):
         self.c = conductor
         self.store = conductor.store
+        self._node_leases: dict[str, int] = {}   # host -> its lease, checked once
 
     async def ReportNode(self, request, context):
         auth.require_service()
         node = request.node
         if not node.host:
             raise errors.InvalidArgument("node.host", "required")
-        ttl = await self.store.refresh(request.lease_id) if request.lease_id else 0
+        ttl = await self.store.refresh(request.lease_id) \
+            if await self._leases_host(request.lease_id, node.host) else 0
         lease = request.lease_id
         cached = self.c.nodes.items.get(keys.node(node.host))
         if ttl <= 0:
@@ -226,15 +228,31 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
             ttl = self.c.node_ttl
         elif cached is not None and cached.msg == node:
             return conductor_pb2.ReportNodeResponse(lease_id=lease, ttl_seconds=ttl)
-        # The node record rides on the lease; the provider usage does not
-        # (claims outlive an agent restart).
+        # The node record rides on the lease, with the key that says whose
+        # lease it is; the provider usage does not (claims outlive an agent
+        # restart).
         pkey = keys.provider(node.host)
-        await self.store.txn([], [self.store.put(keys.node(node.host), node, lease=lease)])
+        await self.store.txn([], [self.store.put(keys.node(node.host), node, lease=lease),
+                                  self.store.put(keys.node_lease(node.host, lease),
+                                                 records_pb2.NodeRecord(), lease=lease)])
+        self._node_leases[node.host] = lease
         await self.store.txn([self.store.mod_is(pkey, 0)],
                              [self.store.put(pkey, records_pb2.ProviderUsage(host=node.host))])
         if cached is None or request.lease_id != lease:
             _log.info("node registered", host=node.host, lease_ttl=ttl)
         return conductor_pb2.ReportNodeResponse(lease_id=lease, ttl_seconds=ttl)
+
+    async def _leases_host(self, lease_id: int, host: str) -> bool:
+        """Whether `lease_id` is `host`'s node lease: an agent may keep only
+        its own host alive, never refresh another host's lease it learnt."""
+        if not lease_id:
+            return False
+        if self._node_leases.get(host) == lease_id:
+            return True
+        if await self.store.get_raw(keys.node_lease(host, lease_id)) is None:
+            return False   # expired, or another host's: a new lease is granted
+        self._node_leases[host] = lease_id
+        return True
 
     async def StreamAssignments(self, request, context):
         auth.require_service()

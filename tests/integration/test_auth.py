@@ -248,6 +248,26 @@ async def test_a_host_token_cannot_act_for_another_host(jwt_stack):
                  grpc.StatusCode.PERMISSION_DENIED)
 
 
+async def test_a_host_cannot_keep_another_hosts_lease_alive(jwt_stack):
+    """A compromised agent that learnt another host's lease id cannot refresh
+    it through its own ReportNode: the conductor grants it a lease of its own."""
+    stack = jwt_stack
+    mine, other = "sim-lease-a", "sim-lease-b"
+    md = {h: bearer(auth.agent_token(stack.cfg.service_token, h)) for h in (mine, other)}
+    async with channel(stack.cfg.conductor_address) as ch:
+        conductor = conductor_pb2_grpc.ConductorServiceStub(ch)
+
+        async def report(host, lease_id=0):
+            return (await conductor.ReportNode(CD.ReportNodeRequest(
+                node=records_pb2.NodeRecord(host=host), lease_id=lease_id),
+                metadata=md[host])).lease_id
+        theirs = await report(other)
+        assert await report(other, theirs) == theirs          # its own: refreshed
+        own = await report(mine, theirs)
+        assert own and own != theirs                          # not theirs to refresh
+        assert await report(mine, own) == own
+
+
 async def test_database_service_with_jwt(jwt_stack, issuer):
     """DatabaseService takes the same tokens and table (and still its guests')."""
     from nimbus.database.v1 import database_pb2 as D, database_pb2_grpc

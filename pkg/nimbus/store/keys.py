@@ -3,6 +3,7 @@
     instances/<uuid>                 InstanceRecord
     actions/<uuid>/<request id>      InstanceAction
     nodes/<host>                     NodeRecord, on the agent's lease
+    node-leases/<host>/<lease>       empty, on that lease: the lease is the host's
     providers/<host>                 ProviderUsage (its mod_revision is the claim generation)
     allocations/<host>/<consumer>    Allocation
     flavors/<id>                     Flavor
@@ -39,6 +40,7 @@ from __future__ import annotations
 INSTANCES = "instances/"
 ACTIONS = "actions/"
 NODES = "nodes/"
+NODE_LEASES = "node-leases/"
 PROVIDERS = "providers/"
 ALLOCATIONS = "allocations/"
 MIGRATIONS = "migrations/"
@@ -69,6 +71,11 @@ def action(instance_id: str, request_id: str) -> str:
 
 def node(host: str) -> str:
     return NODES + host
+
+
+def node_lease(host: str, lease_id: int) -> str:
+    """node-leases/<host>/<lease id>, on that lease: whose lease it is."""
+    return f"{NODE_LEASES}{host}/{lease_id:x}"
 
 
 def provider(host: str) -> str:
