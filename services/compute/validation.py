@@ -8,9 +8,11 @@ MAX_NAME = 255
 MAX_METADATA_ITEMS = 128
 
 
-def validate_name(name: str, field: str = "name") -> str:
+def validate_name(name: str, field: str = "name", required: bool = True) -> str:
+    """A name (or any short text): stripped, at most MAX_NAME characters, no
+    control characters; blank is refused when `required`."""
     stripped = name.strip()
-    if not stripped:
+    if required and not stripped:
         raise errors.InvalidArgument(field, "is required and must not be blank")
     if len(stripped) > MAX_NAME:
         raise errors.InvalidArgument(field, f"must be at most {MAX_NAME} characters")

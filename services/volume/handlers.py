@@ -11,7 +11,7 @@ import uuid
 from nimbus import errors, log, pagination, quota
 from nimbus.compute.v1 import compute_pb2 as C
 from nimbus.rpc import auth
-from nimbus.services.compute.validation import validate_metadata
+from nimbus.services.compute.validation import validate_metadata, validate_name
 from nimbus.services.volume import lifecycle as L
 from nimbus.state.v1 import records_pb2 as R
 from nimbus.store import keys
@@ -23,19 +23,11 @@ from nimbus.volumebackend import BACKENDS, GIB
 _log = log.get("nimbus.volume.api")
 VS, SS = L.VS, L.SS
 DEFAULT_ZONE = "nova"   # Cinder's default storage availability zone
-MAX_TEXT = 255
 MAX_SIZE_GB = 65536     # a sanity bound below the quota (64 TB)
 
 
 def check_text(value: str, field: str, required: bool = False) -> str:
-    value = value.strip()
-    if required and not value:
-        raise errors.InvalidArgument(field, "is required and must not be blank")
-    if len(value) > MAX_TEXT:
-        raise errors.InvalidArgument(field, f"must be at most {MAX_TEXT} characters")
-    if any(ord(ch) < 32 for ch in value):
-        raise errors.InvalidArgument(field, "must not contain control characters")
-    return value
+    return validate_name(value, field, required)
 
 
 def check_size(size_gb: int, field: str, at_least: int = 1) -> int:
