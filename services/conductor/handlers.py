@@ -34,6 +34,15 @@ def max_retries_fault(instance_id: str, last: compute_pb2.Fault) -> compute_pb2.
                  f"retrying build failures for instance {instance_id}. Last error: {last.message}"))
 
 
+
+def hosts_of(rec: records_pb2.InstanceRecord) -> tuple[str, ...]:
+    """The hosts whose assignment stream carries this instance: its host,
+    and both hosts of a move (Nova's migration context)."""
+    if rec.HasField("migration_context"):
+        return (rec.server.host, rec.migration_context.source_host, rec.migration_context.dest_host)
+    return (rec.server.host,)
+
+
 class Conductor:
     """State shared by the handlers and the leader's loops."""
 
@@ -41,7 +50,8 @@ class Conductor:
         self.store = store
         self.max_attempts = max_attempts
         self.node_ttl = node_ttl
-        self.instances = Informer(store, keys.INSTANCES, records_pb2.InstanceRecord)
+        self.instances = Informer(store, keys.INSTANCES, records_pb2.InstanceRecord,
+                                  index=hosts_of)
         self.networks = Informer(store, keys.NETWORKS, networks_pb2.Network)
         self.nodes = Informer(store, keys.NODES, records_pb2.NodeRecord)
         self.providers = Informer(store, keys.PROVIDERS, records_pb2.ProviderUsage)
@@ -260,10 +270,7 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
         if not host:
             raise errors.InvalidArgument("host", "required")
         await self.c.instances.synced.wait()
-        sub = self.c.instances.subscribe(lambda rec: rec.server.host == host or (
-            # A moving server is both hosts' (Nova's migration context).
-            rec.HasField("migration_context") and host in (rec.migration_context.source_host,
-                                                            rec.migration_context.dest_host)))
+        sub = self.c.instances.subscribe(lambda rec: host in hosts_of(rec), key=host)
         self.c.consoles.register(host, sub)
         sent_inputs: set[str] = set()
         try:

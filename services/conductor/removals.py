@@ -53,7 +53,8 @@ class Remover:
         # Hosts' batches of one project all compare its usage key: run at
         # once (1,000 hosts deleting a project's servers) they lost to each
         # other round after round until agents' deadlines ran out. In this
-        # process they take turns per project instead (sorted: no deadlock).
+        # process a batch that lost once takes turns per project (sorted: no
+        # deadlock); a first try takes no turn.
         self._project_locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
         self._group = GroupCommit("removals", _next_batch, self._commit)
 
@@ -63,6 +64,8 @@ class Remover:
         await self._group.submit(host, Removal(current))
 
     async def _commit(self, host: str, batch: list[Removal]) -> None:
+        projects = sorted({r.server.project_id for r in batch})
+        batch = await self._try(host, batch, projects)   # optimistic: usually no one else
         while batch:
             projects = sorted({r.server.project_id for r in batch})
             async with contextlib.AsyncExitStack() as turns:

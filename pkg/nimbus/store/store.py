@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import socket
+import time
 from typing import Any, AsyncIterator, Callable, Iterable, TypeVar
 
 import grpc
@@ -96,6 +97,9 @@ def prefix_end(prefix: bytes) -> bytes:
     return b"\0"
 
 
+_IDEMPOTENT = frozenset({"Range", "Status"})
+
+
 class _Deadlined:
     """An etcd stub whose unary calls all carry `timeout` (a stalled etcd
     must not hang callers until their own deadline) and whose transport
@@ -109,10 +113,21 @@ class _Deadlined:
     def __getattr__(self, name: str):
         method = getattr(self._stub, name)
         timeout, ready = self._timeout, self._ready
+        # A read cut off with the member it was sent to goes to the next
+        # member once (reads are idempotent; writes are not: their callers
+        # decide, e.g. a create's client_token).
+        retry = ready and name in _IDEMPOTENT
 
         async def call(request):
+            deadline = time.monotonic() + timeout
             try:
-                return await method(request, timeout=timeout, wait_for_ready=ready)
+                try:
+                    return await method(request, timeout=timeout, wait_for_ready=ready)
+                except grpc.aio.AioRpcError as exc:
+                    left = deadline - time.monotonic()
+                    if not retry or exc.code() != grpc.StatusCode.UNAVAILABLE or left <= 0:
+                        raise
+                return await method(request, timeout=left, wait_for_ready=ready)
             except grpc.aio.AioRpcError as exc:
                 # etcd may notice the deadline first: UNKNOWN "context deadline exceeded".
                 if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED or \
