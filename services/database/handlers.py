@@ -275,6 +275,26 @@ class DatabaseServicer(database_pb2_grpc.DatabaseServiceServicer):
             except ExtraCompareFailed:
                 fragment = await plan()   # the usage moved: plan again
 
+    async def ResizeInstance(self, request, context):
+        rec = await self._ready(request.id)
+        inst = rec.instance
+        _, version = await resolve(self.store, inst.datastore.type, inst.datastore.version, "")
+        flavor = await validation.check_flavor(self.compute, request.flavor_ref, version,
+                                              inst.datastore.type)
+        if flavor.id == inst.flavor_ref:
+            raise errors.InvalidArgument("flavor_ref", f"the instance already has flavor {flavor.name}")
+
+        def mutate(r: R.InstanceRecord):
+            if r.instance.task_status != D.TASK_STATUS_NONE:
+                raise errors.FailedPrecondition(f"database instance {inst.id} is busy "
+                                                f"({D.TaskStatus.Name(r.instance.task_status)})")
+            r.instance.task_status = D.TASK_STATUS_RESIZING
+            r.resize_flavor_ref = flavor.id
+            r.instance.updated_at.CopyFrom(now())
+            status.refresh(r.instance)
+        done = await self.store.update(keys.db_instance(inst.id), R.InstanceRecord, mutate)
+        return D.ResizeInstanceResponse(instance=done.msg.instance)
+
     async def IsRootEnabled(self, request, context):
         rec = (await self._get(request.instance_id)).msg
         return D.IsRootEnabledResponse(root_enabled=rec.instance.root_enabled)
