@@ -18,6 +18,9 @@ deletes everything and checks nothing is left. A warm-up create (one
 PostgreSQL, excluded; `--no-warm-up` skips it) makes the host's initdb
 template first, as boot_storm warms its image cache.
 
+`--replica-lag S`: a PostgreSQL replica's staleness under steady writes
+(50 commits/s on the source) for S seconds, p50/p99.
+
 `--backup-mb N` (with `--count 0` alone) also measures backup and restore
 for each datastore: an instance loaded with about N MB of rows, then
 CreateBackup → COMPLETED (dump on the guest, streamed to DatabaseService,
@@ -161,6 +164,48 @@ async def backup_bench(db, backups, kind: str, megabytes: int) -> dict:
             "restore_mb_per_s_incl_create": round(mb / restore_s, 1)}
 
 
+async def replica_lag_bench(db, seconds: float) -> dict:
+    """PostgreSQL: a source writing a row every 20 ms (a server-side loop,
+    one commit each) and a replica sampled every 50 ms for the staleness of
+    its newest row (replica clock minus the row's commit time: the lag
+    plus up to one 20 ms write interval; one host, one clock)."""
+    get = lambda i: (lambda: db.GetInstance(D.GetInstanceRequest(id=i), metadata=USER))  # noqa: E731
+    active = lambda r: r.instance.status == D.INSTANCE_STATUS_ACTIVE  # noqa: E731
+    error = lambda r: r.instance.status == D.INSTANCE_STATUS_ERROR  # noqa: E731
+    psql = CLIENTS["postgresql"]
+    src = (await db.CreateInstance(create_request(200, "postgresql"), metadata=USER)).instance
+    src = (await settled(get(src.id), active, error, "source create")).instance
+    psql(src, "app", "s3cret-Pass", "app", "create table lag (id int, t timestamptz)")
+    rep = (await db.CreateInstance(D.CreateInstanceRequest(name="bench-replica", replica_of=src.id),
+                                   metadata=USER)).instance
+    rep = (await settled(get(rep.id), active, error, "replica create")).instance
+    writes = int(seconds / 0.02)
+    writer = await asyncio.create_subprocess_exec(
+        "psql", "-X", "-q", f"host={src.host} port={src.port} user=app dbname=app", "-c",
+        f"DO $$ BEGIN FOR i IN 1..{writes} LOOP INSERT INTO lag VALUES (i, clock_timestamp()); "
+        "COMMIT; PERFORM pg_sleep(0.02); END LOOP; END $$",
+        env={**os.environ, "PGPASSWORD": "s3cret-Pass"}, stdout=asyncio.subprocess.DEVNULL)
+    samples = []
+    await asyncio.sleep(1.0)
+    while writer.returncode is None:
+        out = await asyncio.to_thread(psql, rep, "app", "s3cret-Pass", "app",
+                                      "select extract(epoch from clock_timestamp() - max(t)) from lag")
+        if out.returncode == 0 and out.stdout.strip():
+            samples.append(float(out.stdout.strip()))
+        try:
+            await asyncio.wait_for(writer.wait(), 0.05)
+        except asyncio.TimeoutError:
+            pass
+    for i in (rep.id, src.id):   # the replica first: a source with replicas is not deleted
+        await db.DeleteInstance(D.DeleteInstanceRequest(id=i), metadata=USER)
+        while i in {x.id for x in (await db.ListInstances(D.ListInstancesRequest(),
+                                                          metadata=USER)).instances}:
+            await asyncio.sleep(0.2)
+    return {"writes_per_s": 50, "samples": len(samples),
+            "staleness_p50_s": round(percentile(samples, 50), 3),
+            "staleness_p99_s": round(percentile(samples, 99), 3)}
+
+
 async def run(args, stack: ProcessStack, guest_dir: str) -> dict:
     await seed(stack.api, stack.state_dir)
     await seed_datastores(stack.database, "cirros", ADMIN)
@@ -172,6 +217,8 @@ async def run(args, stack: ProcessStack, guest_dir: str) -> dict:
             backups = backups_pb2_grpc.BackupServiceStub(ch)
             measured["backup_restore"] = {kind: await backup_bench(db, backups, kind, args.backup_mb)
                                           for kind in ("postgresql", "mariadb")}
+        if args.replica_lag:
+            measured["replica_lag_postgresql"] = await replica_lag_bench(db, args.replica_lag)
         if args.count == 0:
             return measured
         kinds = [("postgresql", "mariadb")[i % 2] for i in range(args.count)]
@@ -282,6 +329,8 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=120)
     parser.add_argument("--backup-mb", type=int, default=0,
                         help="also time backup and restore of a database of about this many MB")
+    parser.add_argument("--replica-lag", type=float, default=0,
+                        help="also measure a PostgreSQL replica's lag under steady writes for this many seconds")
     parser.add_argument("--json", help="also write the result here")
     parser.add_argument("--tmpfs", action="store_true",
                         help="guests' data directories on /dev/shm instead of the state dir's disk")
