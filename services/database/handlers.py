@@ -4,6 +4,7 @@ work in the task manager and the guest agent; instances are project-scoped
 
 from __future__ import annotations
 
+import random
 import uuid
 from datetime import timedelta
 
@@ -13,7 +14,7 @@ from nimbus.database.v1 import database_pb2_grpc
 from nimbus.database.v1 import guest_pb2 as G
 from nimbus.database.v1 import records_pb2 as R
 from nimbus.rpc import auth
-from nimbus.services.database import naming, quotas, status, validation, watching
+from nimbus.services.database import naming, quotas, status, validation, warmpool, watching
 from nimbus.services.database.guests import GUEST, GuestHub, raise_for
 from nimbus.verifiers import generate_password, verifier
 from nimbus.store import keys
@@ -54,6 +55,11 @@ class DatabaseServicer(database_pb2_grpc.DatabaseServiceServicer):
         got = await validation.check_create(request, self.store, self.default_datastore,
                                             self.compute, self.backups, who)
         request = got.request
+        if (not got.source and not got.restore and got.version.warm_pool_size
+                and got.version.warm_pool_flavor == got.flavor.id and warmpool.eligible(request)):
+            claimed = await self._claim(who, got, request)
+            if claimed is not None:
+                return D.CreateInstanceResponse(instance=claimed, instances=[claimed])
         count = max(1, request.replica_count) if got.source else 1
         name = request.name.strip()
         names = [f"{name}-{i + 1}" for i in range(count)] if count > 1 else [name]
@@ -89,6 +95,33 @@ class DatabaseServicer(database_pb2_grpc.DatabaseServiceServicer):
             if resp.succeeded:
                 return D.CreateInstanceResponse(instance=records[0].instance,
                                                 instances=[r.instance for r in records])
+
+    async def _claim(self, who, got, request) -> D.Instance | None:
+        """A ready warm-pool guest for this request, or None (the cold path)."""
+        key = warmpool.pool_key(got.datastore.name, got.version.name)
+        candidates = [v for k, v in self.instances.items.items() if warmpool.ready(v.msg, key)]
+        random.shuffle(candidates)   # concurrent creates mostly try different guests
+        users = guest_users(got.version.manager, request.users)
+        for pooled in candidates:
+            rec = warmpool.claimed_record(pooled.msg, who, request.name.strip(), request.volume,
+                                          request.databases, users)
+            ikey = keys.db_instance(rec.instance.id)
+            guest = self.hub.guests.items.get(keys.guest(rec.guest_id))
+            if guest is None:
+                continue
+            guest_rec = R.GuestRecord()
+            guest_rec.CopyFrom(guest.msg)
+            guest_rec.project_id = who.project_id
+            plan = await quotas.plan(self.store, who.project_id,
+                                     quotas.deltas(request.volume.size_gb))
+            resp = await self.store.txn(
+                [self.store.mod_is(ikey, pooled.mod_revision),
+                 self.store.mod_is(keys.guest(rec.guest_id), guest.mod_revision), *plan.compares],
+                [self.store.put(ikey, rec), self.store.put(keys.guest(rec.guest_id), guest_rec),
+                 *plan.ops])
+            if resp.succeeded:
+                return rec.instance
+        return None
 
     async def _get(self, instance_id: str):
         who = caller()

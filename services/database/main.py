@@ -22,6 +22,7 @@ from nimbus.services.database.guests import GuestAuthenticator, GuestHub
 from nimbus.services.database.handlers import DatabaseServicer
 from nimbus.services.database.simulation import LocalGuests
 from nimbus.services.database.taskmanager import TaskManager
+from nimbus.services.database.warmpool import WarmPools
 from nimbus.store import keys
 from nimbus.store.election import LeaderElection
 from nimbus.store.informer import Informer
@@ -73,6 +74,7 @@ class DatabaseProcess(process.ServiceProcess):
         await self.server.start()
         self.taskmanager = TaskManager(self.store, self.instances, self.compute, self.hub,
                                        self.server.address, self.local)
+        self.warm_pools = WarmPools(self.store, self.instances, cfg.usage_timeout)
         self.election = LeaderElection(self.store, "database-taskmanager")
         for informer in informers:
             await informer.synced.wait()
@@ -82,8 +84,8 @@ class DatabaseProcess(process.ServiceProcess):
         return self
 
     async def lead(self) -> None:
-        """The leader's work: instance builds and deletes, and backups."""
-        await asyncio.gather(self.taskmanager.lead(), self.backups.lead())
+        """The leader's work: instance builds and deletes, backups, warm pools."""
+        await asyncio.gather(self.taskmanager.lead(), self.backups.lead(), self.warm_pools.lead())
 
 
 def main(argv: list[str] | None = None) -> None:

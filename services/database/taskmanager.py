@@ -147,6 +147,9 @@ class TaskManager:
             rec = await self.create_server(rec)
         if rec.stage == R.STAGE_SERVER_REQUESTED:
             rec = await self.wait_server(rec, left)
+        if rec.stage == R.STAGE_CLAIMED:
+            await self.finish_claim(rec)
+            return None
         if rec.stage in (R.STAGE_SERVER_ACTIVE, R.STAGE_PREPARE_SENT):
             await self.prepare(rec, remaining(rec))
         return max(0.05, remaining(rec)) if rec.stage != R.STAGE_DONE else None
@@ -288,6 +291,17 @@ class TaskManager:
         if not result.ok:
             raise BuildFailed(D.TASK_STATUS_BUILDING_ERROR_GUEST, f"prepare failed: {result.error}")
         self.prepared.add(rec.guest_id)
+
+    async def finish_claim(self, rec: R.InstanceRecord) -> None:
+        """A claimed warm-pool guest: its databases and users (prepare again,
+        which is idempotent on a prepared guest), then ACTIVE."""
+        result = await self.hub.call(rec.guest_id, prepare=G.Prepare(
+            manager=rec.manager, databases=rec.databases, users=rec.users,
+            volume_size_gb=rec.instance.volume.size_gb))
+        if not result.ok:
+            raise BuildFailed(D.TASK_STATUS_BUILDING_ERROR_GUEST, f"prepare failed: {result.error}")
+        await self.save(rec.instance.id, lambda r: (
+            setattr(r.instance, "task_status", D.TASK_STATUS_NONE), setattr(r, "stage", R.STAGE_DONE)))
 
     async def _replication_source(self, rec: R.InstanceRecord) -> G.ReplicateFrom:
         """A fresh replication password for this attempt: its verifier to the
