@@ -18,6 +18,9 @@ deletes everything and checks nothing is left. A warm-up create (one
 PostgreSQL, excluded; `--no-warm-up` skips it) makes the host's initdb
 template first, as boot_storm warms its image cache.
 
+`--warm-pool N`: both versions keep N prepared guests (filled before the
+creates start); a create claims one and only makes its database and user.
+
 `--replica-lag S`: a PostgreSQL replica's staleness under steady writes
 (50 commits/s on the source) for S seconds, p50/p99.
 
@@ -206,6 +209,35 @@ async def replica_lag_bench(db, seconds: float) -> dict:
             "staleness_p99_s": round(percentile(samples, 99), 3)}
 
 
+async def fill_warm_pools(stack: ProcessStack, size: int) -> set[str]:
+    """Both versions' pools at `size` on m1.tiny, and wait until they are ready."""
+    from nimbus.compute.v1 import compute_pb2 as C, compute_pb2_grpc, quotas_pb2 as Q, quotas_pb2_grpc
+    from nimbus.database.v1 import datastores_pb2 as S, datastores_pb2_grpc
+    async with grpc.aio.insecure_channel(stack.api) as api_ch, \
+            grpc.aio.insecure_channel(stack.database) as db_ch:
+        # The database servers are the service project's: room for the pools and their refill.
+        await quotas_pb2_grpc.QuotaServiceStub(api_ch).UpdateQuotas(Q.UpdateQuotasRequest(
+            project_id="service", quota_set=Q.QuotaSet(instances=-1, cores=-1, ram=-1)), metadata=ADMIN)
+        flavor = (await compute_pb2_grpc.ComputeServiceStub(api_ch).GetFlavor(
+            C.GetFlavorRequest(ref="m1.tiny"), metadata=ADMIN)).flavor
+        stores = datastores_pb2_grpc.DatastoreServiceStub(db_ch)
+        for ds in (await stores.ListDatastores(S.ListDatastoresRequest(), metadata=ADMIN)).datastores:
+            for v in ds.versions:
+                v.warm_pool_size, v.warm_pool_flavor = size, flavor.id
+                await stores.PutVersion(S.PutVersionRequest(datastore=ds.name, version=v), metadata=ADMIN)
+        db = database_pb2_grpc.DatabaseServiceStub(db_ch)
+        t0 = time.monotonic()
+        while True:
+            listed = await db.ListInstances(D.ListInstancesRequest(all_projects=True), metadata=ADMIN)
+            ready = {i.id for i in listed.instances if i.project_id == "warm-pool"
+                     and i.status == D.INSTANCE_STATUS_ACTIVE}
+            if len(ready) >= 2 * size:
+                return ready
+            if time.monotonic() - t0 > 300:
+                raise RuntimeError(f"warm pools not full after 300 s ({len(ready)})")
+            await asyncio.sleep(0.2)
+
+
 async def run(args, stack: ProcessStack, guest_dir: str) -> dict:
     await seed(stack.api, stack.state_dir)
     await seed_datastores(stack.database, "cirros", ADMIN)
@@ -221,6 +253,7 @@ async def run(args, stack: ProcessStack, guest_dir: str) -> dict:
             measured["replica_lag_postgresql"] = await replica_lag_bench(db, args.replica_lag)
         if args.count == 0:
             return measured
+        pooled_before = await fill_warm_pools(stack, args.warm_pool) if args.warm_pool else set()
         kinds = [("postgresql", "mariadb")[i % 2] for i in range(args.count)]
         marks: dict[str, dict[str, float]] = {}
         manager_of: dict[str, str] = {}
@@ -288,8 +321,8 @@ async def run(args, stack: ProcessStack, guest_dir: str) -> dict:
         wall = time.monotonic() - started
         follower.cancel()
 
-        def phase(a, b, ids_=ids):
-            return [marks[i][b] - marks[i][a] for i in ids_]
+        def phase(a, b, ids_=ids):   # claimed warm-pool guests skip the server phases
+            return [marks[i][b] - marks[i][a] for i in ids_ if a in marks[i] and b in marks[i]] or [0.0]
         first = phase("created", "connected")
         by_kind = {k: [marks[i]["connected"] - marks[i]["created"] for i in ids if manager_of[i] == k]
                    for k in ("postgresql", "mariadb")}
@@ -303,6 +336,7 @@ async def run(args, stack: ProcessStack, guest_dir: str) -> dict:
             "cpu_s_per_create": round(cpu / args.count, 3),
             "cpu_s_per_create_by_process": {k: round(v / args.count, 3) for k, v in
                                             sorted(by_process.items(), key=lambda kv: -kv[1])},
+            "warm_pool": {"per_version": args.warm_pool, "claimed": len(set(ids) & pooled_before)},
             "phases_median_s": {
                 "api_to_server_requested": round(statistics.median(phase("created", "server_requested")), 3),
                 "server_to_prepare_started": round(statistics.median(phase("server_requested", "prepare_started")), 3),
@@ -331,6 +365,8 @@ def main() -> int:
                         help="also time backup and restore of a database of about this many MB")
     parser.add_argument("--replica-lag", type=float, default=0,
                         help="also measure a PostgreSQL replica's lag under steady writes for this many seconds")
+    parser.add_argument("--warm-pool", type=int, default=0,
+                        help="keep this many warm-pool guests per datastore version before the creates")
     parser.add_argument("--json", help="also write the result here")
     parser.add_argument("--tmpfs", action="store_true",
                         help="guests' data directories on /dev/shm instead of the state dir's disk")

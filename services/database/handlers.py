@@ -103,25 +103,30 @@ class DatabaseServicer(database_pb2_grpc.DatabaseServiceServicer):
         random.shuffle(candidates)   # concurrent creates mostly try different guests
         users = guest_users(got.version.manager, request.users)
         for pooled in candidates:
-            rec = warmpool.claimed_record(pooled.msg, who, request.name.strip(), request.volume,
-                                          request.databases, users)
-            ikey = keys.db_instance(rec.instance.id)
-            guest = self.hub.guests.items.get(keys.guest(rec.guest_id))
-            if guest is None:
-                continue
-            guest_rec = R.GuestRecord()
-            guest_rec.CopyFrom(guest.msg)
-            guest_rec.project_id = who.project_id
-            plan = await quotas.plan(self.store, who.project_id,
-                                     quotas.deltas(request.volume.size_gb))
-            resp = await self.store.txn(
-                [self.store.mod_is(ikey, pooled.mod_revision),
-                 self.store.mod_is(keys.guest(rec.guest_id), guest.mod_revision), *plan.compares],
-                [self.store.put(ikey, rec), self.store.put(keys.guest(rec.guest_id), guest_rec),
-                 *plan.ops])
-            if resp.succeeded:
-                return rec.instance
+            while pooled is not None and warmpool.ready(pooled.msg, key):
+                claimed = await self._claim_one(who, pooled, request, users)
+                if claimed is not None:
+                    return claimed
+                # Lost: to another create (the guest is gone) or on the usage (try again).
+                pooled = await self.store.get(keys.db_instance(pooled.msg.instance.id), R.InstanceRecord)
         return None
+
+    async def _claim_one(self, who, pooled, request, users) -> D.Instance | None:
+        """One transaction: the pooled record (compared on its revision)
+        becomes the tenant's, its guest record too, and the tenant's usage."""
+        rec = warmpool.claimed_record(pooled.msg, who, request.name.strip(), request.volume,
+                                      request.databases, users)
+        ikey, gkey = keys.db_instance(rec.instance.id), keys.guest(rec.guest_id)
+        guest = await self.store.get(gkey, R.GuestRecord)
+        if guest is None:
+            return None
+        guest.msg.project_id = who.project_id
+        plan = await quotas.plan(self.store, who.project_id, quotas.deltas(request.volume.size_gb))
+        resp = await self.store.txn(
+            [self.store.mod_is(ikey, pooled.mod_revision), self.store.mod_is(gkey, guest.mod_revision),
+             *plan.compares],
+            [self.store.put(ikey, rec), self.store.put(gkey, guest.msg), *plan.ops])
+        return rec.instance if resp.succeeded else None
 
     async def _get(self, instance_id: str):
         who = caller()
