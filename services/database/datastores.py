@@ -26,6 +26,10 @@ def _check_version(field: str, v: S.DatastoreVersion) -> None:
     _check_name(f"{field}.name", v.name)
     if v.manager not in PLUGINS:
         raise errors.InvalidArgument(f"{field}.manager", f"one of {', '.join(sorted(PLUGINS))}")
+    if not 0 <= v.warm_pool_size <= 10:
+        raise errors.InvalidArgument(f"{field}.warm_pool_size", "0 to 10")
+    if v.warm_pool_size and not v.warm_pool_flavor:
+        raise errors.InvalidArgument(f"{field}.warm_pool_flavor", "a flavor id is required for a warm pool")
     if v.volume_support and v.max_accepted_volume_size < 1:
         raise errors.InvalidArgument(f"{field}.max_accepted_volume_size",
                                      "must be at least 1 when the version uses volumes")

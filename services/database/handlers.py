@@ -4,6 +4,7 @@ work in the task manager and the guest agent; instances are project-scoped
 
 from __future__ import annotations
 
+import random
 import uuid
 from datetime import timedelta
 
@@ -13,7 +14,7 @@ from nimbus.database.v1 import database_pb2_grpc
 from nimbus.database.v1 import guest_pb2 as G
 from nimbus.database.v1 import records_pb2 as R
 from nimbus.rpc import auth
-from nimbus.services.database import naming, quotas, status, validation, watching
+from nimbus.services.database import naming, quotas, status, validation, warmpool, watching
 from nimbus.services.database.guests import GUEST, GuestHub, raise_for
 from nimbus.verifiers import generate_password, verifier
 from nimbus.store import keys
@@ -54,6 +55,11 @@ class DatabaseServicer(database_pb2_grpc.DatabaseServiceServicer):
         got = await validation.check_create(request, self.store, self.default_datastore,
                                             self.compute, self.backups, who)
         request = got.request
+        if (not got.source and not got.restore and got.version.warm_pool_size
+                and got.version.warm_pool_flavor == got.flavor.id and warmpool.eligible(request)):
+            claimed = await self._claim(who, got, request)
+            if claimed is not None:
+                return D.CreateInstanceResponse(instance=claimed, instances=[claimed])
         count = max(1, request.replica_count) if got.source else 1
         name = request.name.strip()
         names = [f"{name}-{i + 1}" for i in range(count)] if count > 1 else [name]
@@ -89,6 +95,38 @@ class DatabaseServicer(database_pb2_grpc.DatabaseServiceServicer):
             if resp.succeeded:
                 return D.CreateInstanceResponse(instance=records[0].instance,
                                                 instances=[r.instance for r in records])
+
+    async def _claim(self, who, got, request) -> D.Instance | None:
+        """A ready warm-pool guest for this request, or None (the cold path)."""
+        key = warmpool.pool_key(got.datastore.name, got.version.name)
+        candidates = [v for k, v in self.instances.items.items() if warmpool.ready(v.msg, key)]
+        random.shuffle(candidates)   # concurrent creates mostly try different guests
+        users = guest_users(got.version.manager, request.users)
+        for pooled in candidates:
+            while pooled is not None and warmpool.ready(pooled.msg, key):
+                claimed = await self._claim_one(who, pooled, request, users)
+                if claimed is not None:
+                    return claimed
+                # Lost: to another create (the guest is gone) or on the usage (try again).
+                pooled = await self.store.get(keys.db_instance(pooled.msg.instance.id), R.InstanceRecord)
+        return None
+
+    async def _claim_one(self, who, pooled, request, users) -> D.Instance | None:
+        """One transaction: the pooled record (compared on its revision)
+        becomes the tenant's, its guest record too, and the tenant's usage."""
+        rec = warmpool.claimed_record(pooled.msg, who, request.name.strip(), request.volume,
+                                      request.databases, users)
+        ikey, gkey = keys.db_instance(rec.instance.id), keys.guest(rec.guest_id)
+        guest = await self.store.get(gkey, R.GuestRecord)
+        if guest is None:
+            return None
+        guest.msg.project_id = who.project_id
+        plan = await quotas.plan(self.store, who.project_id, quotas.deltas(request.volume.size_gb))
+        resp = await self.store.txn(
+            [self.store.mod_is(ikey, pooled.mod_revision), self.store.mod_is(gkey, guest.mod_revision),
+             *plan.compares],
+            [self.store.put(ikey, rec), self.store.put(gkey, guest.msg), *plan.ops])
+        return rec.instance if resp.succeeded else None
 
     async def _get(self, instance_id: str):
         who = caller()
@@ -274,6 +312,26 @@ class DatabaseServicer(database_pb2_grpc.DatabaseServiceServicer):
                 return D.ResizeVolumeResponse(instance=done.msg.instance)
             except ExtraCompareFailed:
                 fragment = await plan()   # the usage moved: plan again
+
+    async def ResizeInstance(self, request, context):
+        rec = await self._ready(request.id)
+        inst = rec.instance
+        _, version = await resolve(self.store, inst.datastore.type, inst.datastore.version, "")
+        flavor = await validation.check_flavor(self.compute, request.flavor_ref, version,
+                                              inst.datastore.type)
+        if flavor.id == inst.flavor_ref:
+            raise errors.InvalidArgument("flavor_ref", f"the instance already has flavor {flavor.name}")
+
+        def mutate(r: R.InstanceRecord):
+            if r.instance.task_status != D.TASK_STATUS_NONE:
+                raise errors.FailedPrecondition(f"database instance {inst.id} is busy "
+                                                f"({D.TaskStatus.Name(r.instance.task_status)})")
+            r.instance.task_status = D.TASK_STATUS_RESIZING
+            r.resize_flavor_ref = flavor.id
+            r.instance.updated_at.CopyFrom(now())
+            status.refresh(r.instance)
+        done = await self.store.update(keys.db_instance(inst.id), R.InstanceRecord, mutate)
+        return D.ResizeInstanceResponse(instance=done.msg.instance)
 
     async def IsRootEnabled(self, request, context):
         rec = (await self._get(request.instance_id)).msg

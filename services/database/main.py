@@ -23,6 +23,7 @@ from nimbus.services.database.guests import GuestAuthenticator, GuestHub
 from nimbus.services.database.handlers import DatabaseServicer
 from nimbus.services.database.simulation import LocalGuests
 from nimbus.services.database.taskmanager import TaskManager
+from nimbus.services.database.warmpool import WarmPools
 from nimbus.store import keys
 from nimbus.store.election import LeaderElection
 from nimbus.store.informer import Informer
@@ -75,6 +76,7 @@ class DatabaseProcess(process.ServiceProcess):
         self.taskmanager = TaskManager(self.store, self.instances, self.compute, self.hub,
                                        self.server.address, self.local,
                                        control_ca=_read_ca(cfg) if tls.server(cfg) else "")
+        self.warm_pools = WarmPools(self.store, self.instances, cfg.usage_timeout)
         self.election = LeaderElection(self.store, "database-taskmanager")
         for informer in informers:
             await informer.synced.wait()
@@ -84,8 +86,8 @@ class DatabaseProcess(process.ServiceProcess):
         return self
 
     async def lead(self) -> None:
-        """The leader's work: instance builds and deletes, and backups."""
-        await asyncio.gather(self.taskmanager.lead(), self.backups.lead())
+        """The leader's work: instance builds and deletes, backups, warm pools."""
+        await asyncio.gather(self.taskmanager.lead(), self.backups.lead(), self.warm_pools.lead())
 
 
 def _read_ca(cfg: config.Config) -> str:

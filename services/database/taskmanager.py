@@ -102,6 +102,9 @@ class TaskManager:
         if rec.instance.task_status == D.TASK_STATUS_DELETING:
             await self.delete(got)
             return None
+        if rec.instance.task_status == D.TASK_STATUS_RESIZING:
+            await self.resize(rec)
+            return None
         if rec.instance.task_status != D.TASK_STATUS_BUILDING:
             return None
         try:
@@ -146,6 +149,9 @@ class TaskManager:
             rec = await self.create_server(rec)
         if rec.stage == R.STAGE_SERVER_REQUESTED:
             rec = await self.wait_server(rec, left)
+        if rec.stage == R.STAGE_CLAIMED:
+            await self.finish_claim(rec)
+            return None
         if rec.stage in (R.STAGE_SERVER_ACTIVE, R.STAGE_PREPARE_SENT):
             await self.prepare(rec, remaining(rec))
         return max(0.05, remaining(rec)) if rec.stage != R.STAGE_DONE else None
@@ -290,6 +296,17 @@ class TaskManager:
             raise BuildFailed(D.TASK_STATUS_BUILDING_ERROR_GUEST, f"prepare failed: {result.error}")
         self.prepared.add(rec.guest_id)
 
+    async def finish_claim(self, rec: R.InstanceRecord) -> None:
+        """A claimed warm-pool guest: its databases and users (prepare again,
+        which is idempotent on a prepared guest), then ACTIVE."""
+        result = await self.hub.call(rec.guest_id, prepare=G.Prepare(
+            manager=rec.manager, databases=rec.databases, users=rec.users,
+            volume_size_gb=rec.instance.volume.size_gb))
+        if not result.ok:
+            raise BuildFailed(D.TASK_STATUS_BUILDING_ERROR_GUEST, f"prepare failed: {result.error}")
+        await self.save(rec.instance.id, lambda r: (
+            setattr(r.instance, "task_status", D.TASK_STATUS_NONE), setattr(r, "stage", R.STAGE_DONE)))
+
     async def _replication_source(self, rec: R.InstanceRecord) -> G.ReplicateFrom:
         """A fresh replication password for this attempt: its verifier to the
         source's guest, the password itself only to the replica's (never etcd)."""
@@ -307,6 +324,70 @@ class TaskManager:
                               f"the source refused replication: {result.error}")
         return G.ReplicateFrom(host=source.instance.host, port=source.instance.port,
                                user=user, password=password)
+
+    # ---- resize (Trove's resize_flavor) -------------------------------------------
+
+    async def resize(self, rec: R.InstanceRecord) -> None:
+        """ResizeServer, wait for RESIZED, confirm once the guest is HEALTHY
+        (revert if it is not within a minute); level-triggered: a restarted
+        leader looks at the server and goes on from where it stands."""
+        inst, target = rec.instance, rec.resize_flavor_ref
+        api, md = self.compute.compute, self.compute.metadata
+        server = (await api.GetServer(C.GetServerRequest(id=inst.server_id), metadata=md)).server
+        settled = lambda s: s is None or (s.task_state == 0 and s.vm_state in (  # noqa: E731
+            C.VM_STATE_ACTIVE, C.VM_STATE_RESIZED, C.VM_STATE_ERROR, C.VM_STATE_STOPPED))
+        try:
+            if server.vm_state != C.VM_STATE_RESIZED and server.flavor_ref != target:
+                await api.ResizeServer(C.ResizeServerRequest(id=server.id, flavor_ref=target), metadata=md)
+                server = await self._watch_server(server.id, 600, lambda s: settled(s) and (
+                    s is None or s.vm_state != C.VM_STATE_ACTIVE or s.flavor_ref == target))
+            if server is not None and server.vm_state == C.VM_STATE_RESIZED:
+                if await self._healthy(inst.id, 60):
+                    await api.ConfirmServerResize(C.ConfirmServerResizeRequest(id=server.id), metadata=md)
+                else:
+                    await api.RevertServerResize(C.RevertServerResizeRequest(id=server.id), metadata=md)
+                server = await self._watch_server(server.id, 600, settled)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise
+            await self._resized(inst.id, None, f"resize failed: {exc.code().name}: {exc.details()}")
+            return
+        except BuildFailed as exc:
+            await self._resized(inst.id, None, f"resize failed: {exc}")
+            return
+        if server is not None and server.flavor_ref == target and server.vm_state == C.VM_STATE_ACTIVE:
+            await self._resized(inst.id, target, "")
+        else:
+            state = C.VmState.Name(server.vm_state) if server else "deleted"
+            await self._resized(inst.id, None, f"resize to {target} did not complete: the server is {state}")
+
+    async def _healthy(self, instance_id: str, timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            got = self.instances.items.get(keys.db_instance(instance_id))
+            if got is not None and got.msg.instance.service_status == D.SERVICE_STATUS_HEALTHY:
+                return True
+            await asyncio.sleep(0.2)
+        return False
+
+    async def _resized(self, instance_id: str, flavor_ref: str | None, fault: str) -> None:
+        def mutate(r: R.InstanceRecord):
+            if r.instance.task_status != D.TASK_STATUS_RESIZING:
+                raise errors.FailedPrecondition("no longer resizing")
+            if flavor_ref:
+                r.instance.flavor_ref = flavor_ref
+            if fault:
+                _log.warning("resize failed", instance_id=instance_id, fault=fault)
+                r.instance.fault.CopyFrom(D.Fault(message=fault, created_at=now()))
+            r.instance.task_status = D.TASK_STATUS_NONE
+            r.resize_flavor_ref = ""
+            r.instance.updated_at.CopyFrom(now())
+            status.refresh(r.instance)
+        try:
+            await self.store.update(keys.db_instance(instance_id), R.InstanceRecord, mutate)
+        except (errors.FailedPrecondition, errors.NotFound):
+            pass
 
     # ---- delete -------------------------------------------------------------------
 

@@ -158,6 +158,18 @@ async def _call(call, not_found: errors.NotFound, field: str):
         raise
 
 
+async def check_flavor(compute, flavor_ref: str, version: S.DatastoreVersion,
+                       datastore: str = "") -> C.Flavor:
+    """The flavor exists in ComputeService and the version allows it."""
+    flavor = (await _call(compute.compute.GetFlavor(C.GetFlavorRequest(ref=flavor_ref),
+                                                    metadata=compute.metadata),
+                          errors.NotFound("flavor", flavor_ref), "flavor_ref")).flavor
+    if version.flavors and not {flavor.id, flavor.name} & set(version.flavors):
+        raise errors.InvalidArgument("flavor_ref", f"flavor {flavor_ref} is not allowed for "
+                                     f"datastore {datastore} version {version.name}")
+    return flavor
+
+
 async def check_create(req: D.CreateInstanceRequest, store, default_datastore: str,
                        compute, backups=None, who=None) -> Resolved:
     check_shape(req)
@@ -169,12 +181,7 @@ async def check_create(req: D.CreateInstanceRequest, store, default_datastore: s
     check_volume(req, version)
     check_schema(version.manager, req.databases, req.users)
     check_users_databases(req)
-    flavor = (await _call(compute.compute.GetFlavor(C.GetFlavorRequest(ref=req.flavor_ref),
-                                                    metadata=compute.metadata),
-                          errors.NotFound("flavor", req.flavor_ref), "flavor_ref")).flavor
-    if version.flavors and not {flavor.id, flavor.name} & set(version.flavors):
-        raise errors.InvalidArgument("flavor_ref", f"flavor {req.flavor_ref} is not allowed for "
-                                     f"datastore {ds.name} version {version.name}")
+    flavor = await check_flavor(compute, req.flavor_ref, version, ds.name)
     if req.availability_zone:
         zones = (await compute.aggregates.ListAvailabilityZones(
             AG.ListAvailabilityZonesRequest(), metadata=compute.metadata)).zones

@@ -5,6 +5,7 @@ before it (not those after), even once the source is deleted; a guest
 killed mid-backup leaves it FAILED; the restore checks refuse with a code."""
 
 import hashlib
+import json
 import os
 
 import grpc
@@ -172,3 +173,16 @@ async def test_backup_and_restore_refusals(dbstack):
     (GIB, 1, False), (GIB + 1, 1, True), (5 * GIB, 10, False), (0, 1, False)])
 def test_backup_too_large_compares_bytes_with_the_volume(size, volume_gb, expected):
     assert too_large(size, volume_gb) is expected
+
+
+async def test_grpcurl_reaches_the_new_rpcs_through_reflection(dbstack):
+    from test_grpcurl import grpcurl
+    rc, out, _ = await grpcurl(dbstack.address, "list", auth=None)
+    assert rc == 0 and "nimbus.database.v1.BackupService" in out.split()
+    rc, out, _ = await grpcurl(dbstack.address, "describe", "nimbus.database.v1.DatabaseService", auth=None)
+    assert rc == 0 and all(f"rpc {name}" in out for name in ("DetachReplica", "ResizeVolume", "ResizeInstance"))
+    rc, out, err = await grpcurl(dbstack.address, "nimbus.database.v1.BackupService/ListBackups", data={})
+    assert rc == 0 and json.loads(out or "{}") == {}, err
+    rc, _, err = await grpcurl(dbstack.address, "nimbus.database.v1.BackupService/GetBackup",
+                               data={"id": "nope"})
+    assert rc != 0 and "NotFound" in err, err

@@ -20,6 +20,7 @@ class InstanceStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INSTANCE_STATUS_REBOOT: _ClassVar[InstanceStatus]
     INSTANCE_STATUS_DELETING: _ClassVar[InstanceStatus]
     INSTANCE_STATUS_FAILED: _ClassVar[InstanceStatus]
+    INSTANCE_STATUS_RESIZE: _ClassVar[InstanceStatus]
 
 class TaskStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -33,6 +34,7 @@ class TaskStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_STATUS_BUILDING_ERROR_SEC_GROUP: _ClassVar[TaskStatus]
     TASK_STATUS_BUILDING_ERROR_TIMEOUT_GA: _ClassVar[TaskStatus]
     TASK_STATUS_BUILDING_ERROR_GUEST: _ClassVar[TaskStatus]
+    TASK_STATUS_RESIZING: _ClassVar[TaskStatus]
 
 class ServiceStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -52,6 +54,7 @@ INSTANCE_STATUS_SHUTDOWN: InstanceStatus
 INSTANCE_STATUS_REBOOT: InstanceStatus
 INSTANCE_STATUS_DELETING: InstanceStatus
 INSTANCE_STATUS_FAILED: InstanceStatus
+INSTANCE_STATUS_RESIZE: InstanceStatus
 TASK_STATUS_UNSPECIFIED: TaskStatus
 TASK_STATUS_NONE: TaskStatus
 TASK_STATUS_BUILDING: TaskStatus
@@ -62,6 +65,7 @@ TASK_STATUS_BUILDING_ERROR_VOLUME: TaskStatus
 TASK_STATUS_BUILDING_ERROR_SEC_GROUP: TaskStatus
 TASK_STATUS_BUILDING_ERROR_TIMEOUT_GA: TaskStatus
 TASK_STATUS_BUILDING_ERROR_GUEST: TaskStatus
+TASK_STATUS_RESIZING: TaskStatus
 SERVICE_STATUS_UNSPECIFIED: ServiceStatus
 SERVICE_STATUS_NEW: ServiceStatus
 SERVICE_STATUS_BUILDING: ServiceStatus
@@ -436,6 +440,20 @@ class ResizeVolumeRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ..., size_gb: _Optional[int] = ...) -> None: ...
 
 class ResizeVolumeResponse(_message.Message):
+    __slots__ = ("instance",)
+    INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    instance: Instance
+    def __init__(self, instance: _Optional[_Union[Instance, _Mapping]] = ...) -> None: ...
+
+class ResizeInstanceRequest(_message.Message):
+    __slots__ = ("id", "flavor_ref")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    FLAVOR_REF_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    flavor_ref: str
+    def __init__(self, id: _Optional[str] = ..., flavor_ref: _Optional[str] = ...) -> None: ...
+
+class ResizeInstanceResponse(_message.Message):
     __slots__ = ("instance",)
     INSTANCE_FIELD_NUMBER: _ClassVar[int]
     instance: Instance

@@ -128,6 +128,11 @@ class DatabaseServiceStub:
                 request_serializer=nimbus_dot_database_dot_v1_dot_database__pb2.ResizeVolumeRequest.SerializeToString,
                 response_deserializer=nimbus_dot_database_dot_v1_dot_database__pb2.ResizeVolumeResponse.FromString,
                 _registered_method=True)
+        self.ResizeInstance = channel.unary_unary(
+                '/nimbus.database.v1.DatabaseService/ResizeInstance',
+                request_serializer=nimbus_dot_database_dot_v1_dot_database__pb2.ResizeInstanceRequest.SerializeToString,
+                response_deserializer=nimbus_dot_database_dot_v1_dot_database__pb2.ResizeInstanceResponse.FromString,
+                _registered_method=True)
 
 
 class DatabaseServiceServicer:
@@ -259,6 +264,15 @@ class DatabaseServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResizeInstance(self, request, context):
+        """ResizeInstance moves an ACTIVE instance to another flavor through
+        ComputeService's resize (task RESIZING), confirmed by the task manager
+        once the datastore is HEALTHY on the new flavor, reverted otherwise.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DatabaseServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -351,6 +365,11 @@ def add_DatabaseServiceServicer_to_server(servicer, server):
                     servicer.ResizeVolume,
                     request_deserializer=nimbus_dot_database_dot_v1_dot_database__pb2.ResizeVolumeRequest.FromString,
                     response_serializer=nimbus_dot_database_dot_v1_dot_database__pb2.ResizeVolumeResponse.SerializeToString,
+            ),
+            'ResizeInstance': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResizeInstance,
+                    request_deserializer=nimbus_dot_database_dot_v1_dot_database__pb2.ResizeInstanceRequest.FromString,
+                    response_serializer=nimbus_dot_database_dot_v1_dot_database__pb2.ResizeInstanceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -843,6 +862,33 @@ class DatabaseService:
             '/nimbus.database.v1.DatabaseService/ResizeVolume',
             nimbus_dot_database_dot_v1_dot_database__pb2.ResizeVolumeRequest.SerializeToString,
             nimbus_dot_database_dot_v1_dot_database__pb2.ResizeVolumeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResizeInstance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nimbus.database.v1.DatabaseService/ResizeInstance',
+            nimbus_dot_database_dot_v1_dot_database__pb2.ResizeInstanceRequest.SerializeToString,
+            nimbus_dot_database_dot_v1_dot_database__pb2.ResizeInstanceResponse.FromString,
             options,
             channel_credentials,
             insecure,

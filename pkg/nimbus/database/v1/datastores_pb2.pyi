@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class DatastoreVersion(_message.Message):
-    __slots__ = ("name", "manager", "image", "active", "flavors", "volume_support", "max_accepted_volume_size")
+    __slots__ = ("name", "manager", "image", "active", "flavors", "volume_support", "max_accepted_volume_size", "warm_pool_size", "warm_pool_flavor")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MANAGER_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
@@ -15,6 +15,8 @@ class DatastoreVersion(_message.Message):
     FLAVORS_FIELD_NUMBER: _ClassVar[int]
     VOLUME_SUPPORT_FIELD_NUMBER: _ClassVar[int]
     MAX_ACCEPTED_VOLUME_SIZE_FIELD_NUMBER: _ClassVar[int]
+    WARM_POOL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    WARM_POOL_FLAVOR_FIELD_NUMBER: _ClassVar[int]
     name: str
     manager: str
     image: str
@@ -22,7 +24,9 @@ class DatastoreVersion(_message.Message):
     flavors: _containers.RepeatedScalarFieldContainer[str]
     volume_support: bool
     max_accepted_volume_size: int
-    def __init__(self, name: _Optional[str] = ..., manager: _Optional[str] = ..., image: _Optional[str] = ..., active: _Optional[bool] = ..., flavors: _Optional[_Iterable[str]] = ..., volume_support: _Optional[bool] = ..., max_accepted_volume_size: _Optional[int] = ...) -> None: ...
+    warm_pool_size: int
+    warm_pool_flavor: str
+    def __init__(self, name: _Optional[str] = ..., manager: _Optional[str] = ..., image: _Optional[str] = ..., active: _Optional[bool] = ..., flavors: _Optional[_Iterable[str]] = ..., volume_support: _Optional[bool] = ..., max_accepted_volume_size: _Optional[int] = ..., warm_pool_size: _Optional[int] = ..., warm_pool_flavor: _Optional[str] = ...) -> None: ...
 
 class Datastore(_message.Message):
     __slots__ = ("name", "default_version", "versions")

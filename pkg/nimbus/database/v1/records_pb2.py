@@ -28,23 +28,23 @@ from nimbus.database.v1 import database_pb2 as nimbus_dot_database_dot_v1_dot_da
 from nimbus.database.v1 import guest_pb2 as nimbus_dot_database_dot_v1_dot_guest__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n nimbus/database/v1/records.proto\x12\x12nimbus.database.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a nimbus/database/v1/backups.proto\x1a!nimbus/database/v1/database.proto\x1a\x1enimbus/database/v1/guest.proto\"\xf3\x02\n\x0eInstanceRecord\x12.\n\x08instance\x18\x01 \x01(\x0b\x32\x1c.nimbus.database.v1.Instance\x12(\n\x05stage\x18\x02 \x01(\x0e\x32\x19.nimbus.database.v1.Stage\x12\x0f\n\x07manager\x18\x03 \x01(\t\x12\r\n\x05image\x18\x04 \x01(\t\x12\x33\n\tdatabases\x18\x05 \x03(\x0b\x32 .nimbus.database.v1.DatabaseSpec\x12,\n\x05users\x18\x06 \x03(\x0b\x32\x1d.nimbus.database.v1.GuestUser\x12\x10\n\x08guest_id\x18\x07 \x01(\t\x12\x13\n\x0bserver_name\x18\x08 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x63ompute_host\x18\n \x01(\t\x12\x19\n\x11restore_backup_id\x18\x0b \x01(\t\"t\n\x0bGuestRecord\x12\x10\n\x08guest_id\x18\x01 \x01(\t\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\x12\x12\n\nproject_id\x18\x03 \x01(\t\x12\x19\n\x11\x63redential_sha256\x18\x04 \x01(\t\x12\x0f\n\x07rotated\x18\x05 \x01(\x08\">\n\x07\x44\x62Usage\x12\x11\n\tinstances\x18\x01 \x01(\x05\x12\x0f\n\x07volumes\x18\x02 \x01(\x05\x12\x0f\n\x07\x62\x61\x63kups\x18\x03 \x01(\x05\"s\n\x07\x44\x62Quota\x12\x16\n\tinstances\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x14\n\x07volumes\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x14\n\x07\x62\x61\x63kups\x18\x03 \x01(\x05H\x02\x88\x01\x01\x42\x0c\n\n_instancesB\n\n\x08_volumesB\n\n\x08_backups\"^\n\x0c\x42\x61\x63kupRecord\x12*\n\x06\x62\x61\x63kup\x18\x01 \x01(\x0b\x32\x1a.nimbus.database.v1.Backup\x12\x10\n\x08location\x18\x02 \x01(\t\x12\x10\n\x08guest_id\x18\x03 \x01(\t*\x8f\x01\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSTAGE_ACCEPTED\x10\x01\x12\x1a\n\x16STAGE_SERVER_REQUESTED\x10\x02\x12\x17\n\x13STAGE_SERVER_ACTIVE\x10\x03\x12\x16\n\x12STAGE_PREPARE_SENT\x10\x04\x12\x0e\n\nSTAGE_DONE\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n nimbus/database/v1/records.proto\x12\x12nimbus.database.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a nimbus/database/v1/backups.proto\x1a!nimbus/database/v1/database.proto\x1a\x1enimbus/database/v1/guest.proto\"\x9c\x03\n\x0eInstanceRecord\x12.\n\x08instance\x18\x01 \x01(\x0b\x32\x1c.nimbus.database.v1.Instance\x12(\n\x05stage\x18\x02 \x01(\x0e\x32\x19.nimbus.database.v1.Stage\x12\x0f\n\x07manager\x18\x03 \x01(\t\x12\r\n\x05image\x18\x04 \x01(\t\x12\x33\n\tdatabases\x18\x05 \x03(\x0b\x32 .nimbus.database.v1.DatabaseSpec\x12,\n\x05users\x18\x06 \x03(\x0b\x32\x1d.nimbus.database.v1.GuestUser\x12\x10\n\x08guest_id\x18\x07 \x01(\t\x12\x13\n\x0bserver_name\x18\x08 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x63ompute_host\x18\n \x01(\t\x12\x19\n\x11restore_backup_id\x18\x0b \x01(\t\x12\x19\n\x11resize_flavor_ref\x18\x0c \x01(\t\x12\x0c\n\x04pool\x18\r \x01(\t\"t\n\x0bGuestRecord\x12\x10\n\x08guest_id\x18\x01 \x01(\t\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\x12\x12\n\nproject_id\x18\x03 \x01(\t\x12\x19\n\x11\x63redential_sha256\x18\x04 \x01(\t\x12\x0f\n\x07rotated\x18\x05 \x01(\x08\">\n\x07\x44\x62Usage\x12\x11\n\tinstances\x18\x01 \x01(\x05\x12\x0f\n\x07volumes\x18\x02 \x01(\x05\x12\x0f\n\x07\x62\x61\x63kups\x18\x03 \x01(\x05\"s\n\x07\x44\x62Quota\x12\x16\n\tinstances\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x14\n\x07volumes\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x14\n\x07\x62\x61\x63kups\x18\x03 \x01(\x05H\x02\x88\x01\x01\x42\x0c\n\n_instancesB\n\n\x08_volumesB\n\n\x08_backups\"^\n\x0c\x42\x61\x63kupRecord\x12*\n\x06\x62\x61\x63kup\x18\x01 \x01(\x0b\x32\x1a.nimbus.database.v1.Backup\x12\x10\n\x08location\x18\x02 \x01(\t\x12\x10\n\x08guest_id\x18\x03 \x01(\t*\xa2\x01\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSTAGE_ACCEPTED\x10\x01\x12\x1a\n\x16STAGE_SERVER_REQUESTED\x10\x02\x12\x17\n\x13STAGE_SERVER_ACTIVE\x10\x03\x12\x16\n\x12STAGE_PREPARE_SENT\x10\x04\x12\x0e\n\nSTAGE_DONE\x10\x05\x12\x11\n\rSTAGE_CLAIMED\x10\x06\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'nimbus.database.v1.records_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STAGE']._serialized_start=960
-  _globals['_STAGE']._serialized_end=1103
+  _globals['_STAGE']._serialized_start=1001
+  _globals['_STAGE']._serialized_end=1163
   _globals['_INSTANCERECORD']._serialized_start=191
-  _globals['_INSTANCERECORD']._serialized_end=562
-  _globals['_GUESTRECORD']._serialized_start=564
-  _globals['_GUESTRECORD']._serialized_end=680
-  _globals['_DBUSAGE']._serialized_start=682
-  _globals['_DBUSAGE']._serialized_end=744
-  _globals['_DBQUOTA']._serialized_start=746
-  _globals['_DBQUOTA']._serialized_end=861
-  _globals['_BACKUPRECORD']._serialized_start=863
-  _globals['_BACKUPRECORD']._serialized_end=957
+  _globals['_INSTANCERECORD']._serialized_end=603
+  _globals['_GUESTRECORD']._serialized_start=605
+  _globals['_GUESTRECORD']._serialized_end=721
+  _globals['_DBUSAGE']._serialized_start=723
+  _globals['_DBUSAGE']._serialized_end=785
+  _globals['_DBQUOTA']._serialized_start=787
+  _globals['_DBQUOTA']._serialized_end=902
+  _globals['_BACKUPRECORD']._serialized_start=904
+  _globals['_BACKUPRECORD']._serialized_end=998
 # @@protoc_insertion_point(module_scope)

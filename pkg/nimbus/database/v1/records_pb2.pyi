@@ -21,15 +21,17 @@ class Stage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STAGE_SERVER_ACTIVE: _ClassVar[Stage]
     STAGE_PREPARE_SENT: _ClassVar[Stage]
     STAGE_DONE: _ClassVar[Stage]
+    STAGE_CLAIMED: _ClassVar[Stage]
 STAGE_UNSPECIFIED: Stage
 STAGE_ACCEPTED: Stage
 STAGE_SERVER_REQUESTED: Stage
 STAGE_SERVER_ACTIVE: Stage
 STAGE_PREPARE_SENT: Stage
 STAGE_DONE: Stage
+STAGE_CLAIMED: Stage
 
 class InstanceRecord(_message.Message):
-    __slots__ = ("instance", "stage", "manager", "image", "databases", "users", "guest_id", "server_name", "deadline", "compute_host", "restore_backup_id")
+    __slots__ = ("instance", "stage", "manager", "image", "databases", "users", "guest_id", "server_name", "deadline", "compute_host", "restore_backup_id", "resize_flavor_ref", "pool")
     INSTANCE_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
     MANAGER_FIELD_NUMBER: _ClassVar[int]
@@ -41,6 +43,8 @@ class InstanceRecord(_message.Message):
     DEADLINE_FIELD_NUMBER: _ClassVar[int]
     COMPUTE_HOST_FIELD_NUMBER: _ClassVar[int]
     RESTORE_BACKUP_ID_FIELD_NUMBER: _ClassVar[int]
+    RESIZE_FLAVOR_REF_FIELD_NUMBER: _ClassVar[int]
+    POOL_FIELD_NUMBER: _ClassVar[int]
     instance: _database_pb2.Instance
     stage: Stage
     manager: str
@@ -52,7 +56,9 @@ class InstanceRecord(_message.Message):
     deadline: _timestamp_pb2.Timestamp
     compute_host: str
     restore_backup_id: str
-    def __init__(self, instance: _Optional[_Union[_database_pb2.Instance, _Mapping]] = ..., stage: _Optional[_Union[Stage, str]] = ..., manager: _Optional[str] = ..., image: _Optional[str] = ..., databases: _Optional[_Iterable[_Union[_database_pb2.DatabaseSpec, _Mapping]]] = ..., users: _Optional[_Iterable[_Union[_guest_pb2.GuestUser, _Mapping]]] = ..., guest_id: _Optional[str] = ..., server_name: _Optional[str] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., compute_host: _Optional[str] = ..., restore_backup_id: _Optional[str] = ...) -> None: ...
+    resize_flavor_ref: str
+    pool: str
+    def __init__(self, instance: _Optional[_Union[_database_pb2.Instance, _Mapping]] = ..., stage: _Optional[_Union[Stage, str]] = ..., manager: _Optional[str] = ..., image: _Optional[str] = ..., databases: _Optional[_Iterable[_Union[_database_pb2.DatabaseSpec, _Mapping]]] = ..., users: _Optional[_Iterable[_Union[_guest_pb2.GuestUser, _Mapping]]] = ..., guest_id: _Optional[str] = ..., server_name: _Optional[str] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., compute_host: _Optional[str] = ..., restore_backup_id: _Optional[str] = ..., resize_flavor_ref: _Optional[str] = ..., pool: _Optional[str] = ...) -> None: ...
 
 class GuestRecord(_message.Message):
     __slots__ = ("guest_id", "instance_id", "project_id", "credential_sha256", "rotated")

@@ -1,0 +1,77 @@
+"""The warm pool with real PostgreSQL: prepared guests are claimed by
+matching creates, each by one create only, under 10 concurrent creates;
+the creates the pool cannot serve take the cold path; the pool refills;
+a claimed guest holds only its own tenant's databases."""
+
+import asyncio
+
+from nimbus.compute.v1 import compute_pb2 as C
+from nimbus.compute.v1 import quotas_pb2 as Q
+from nimbus.compute.v1 import quotas_pb2_grpc
+from nimbus.database.v1 import database_pb2 as D
+from nimbus.rpc.server import channel
+from nimbus.database.v1 import datastores_pb2 as S
+from stack import ADMIN, user
+from test_database_flow import create_request
+from dbstack import CLIENTS
+
+POOL = 2
+
+
+async def pooled(dbstack) -> set[str]:
+    listed = await dbstack.db.ListInstances(D.ListInstancesRequest(all_projects=True), metadata=ADMIN)
+    return {i.id for i in listed.instances if i.project_id == "warm-pool"
+            and i.status == D.INSTANCE_STATUS_ACTIVE}
+
+
+async def until_pooled(dbstack, n: int, timeout: float = 120) -> set[str]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while len(ready := await pooled(dbstack)) != n:
+        assert loop.time() < deadline, f"{len(ready)} pooled guests, not {n}"
+        await asyncio.sleep(0.2)
+    return ready
+
+
+async def set_pool(dbstack, size: int, flavor: str):
+    await dbstack.datastores.PutVersion(S.PutVersionRequest(datastore="postgresql", version=S.DatastoreVersion(
+        name="15", manager="postgresql", image="cirros", active=True, volume_support=True,
+        max_accepted_volume_size=10, warm_pool_size=size, warm_pool_flavor=flavor)), metadata=ADMIN)
+
+
+async def test_ten_concurrent_creates_claim_each_pooled_guest_once_and_the_rest_go_cold(dbstack):
+    # Every database server is the service project's: room for 10 creates, the pool and its refill.
+    async with channel(dbstack.stack.cfg.api_address) as ch:
+        await quotas_pb2_grpc.QuotaServiceStub(ch).UpdateQuotas(Q.UpdateQuotasRequest(
+            project_id="service", quota_set=Q.QuotaSet(instances=-1, cores=-1, ram=-1)), metadata=ADMIN)
+    flavor = (await dbstack.api.GetFlavor(C.GetFlavorRequest(ref="m1.tiny"), metadata=ADMIN)).flavor
+    await set_pool(dbstack, POOL, flavor.id)
+    before = await until_pooled(dbstack, POOL)
+
+    tenants = [user(f"u{i}", f"tenant{i}") for i in range(10)]
+    made = await asyncio.gather(*(dbstack.db.CreateInstance(create_request(name=f"db{i}", users=[
+        D.UserSpec(name="app", password=f"pass-{i}-word", databases=["app"])]), metadata=who)
+        for i, who in enumerate(tenants)))
+    ids = [m.instance.id for m in made]
+    assert len(set(ids)) == 10
+    claimed = set(ids) & before
+    assert claimed == before   # both pooled guests were taken, each by exactly one create
+    for i, inst_id in enumerate(ids):
+        done = await dbstack.wait_settled(inst_id, timeout=180)
+        assert done.status == D.INSTANCE_STATUS_ACTIVE, done.fault
+        assert done.project_id == f"tenant{i}"
+        ok = CLIENTS["postgresql"](done, "app", f"pass-{i}-word", "app")
+        assert ok.returncode == 0, ok.stderr
+        dbs = await dbstack.db.ListDatabases(D.ListDatabasesRequest(instance_id=inst_id), metadata=tenants[i])
+        assert [d.name for d in dbs.databases] == ["app"]   # nobody else's data
+    refilled = await until_pooled(dbstack, POOL, timeout=180)
+    assert not refilled & set(ids)   # new guests; a claimed one never returns to the pool
+
+    await set_pool(dbstack, 0, "")
+    await until_pooled(dbstack, 0)
+    for i, inst_id in enumerate(ids):
+        await dbstack.db.DeleteInstance(D.DeleteInstanceRequest(id=inst_id), metadata=tenants[i])
+    for inst_id in ids:
+        assert await dbstack.wait_for(inst_id, lambda x: x is None, timeout=120) is None
+    while (await dbstack.db.ListInstances(D.ListInstancesRequest(all_projects=True), metadata=ADMIN)).instances:
+        await asyncio.sleep(0.2)
