@@ -204,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--json", metavar="PATH")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs) afterwards")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="run every nimbus process under cProfile, writing DIR/<name>.prof "
+                             "(the boot phase included; times and CPU inflated)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -214,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         scheduler=f"127.0.0.1:{free_port()}",
         agent_args=["--simulate", str(args.hosts), "--host", "bench", "--vcpus", "64",
                     "--memory-mb", "262144", "--disk-gb", "10000"],
-        log_dir=os.path.join(tmp, "logs"), quiet=True)
+        log_dir=os.path.join(tmp, "logs"), quiet=True, profile_dir=args.profile)
     result = run_on(stack, tmp, args.keep, lambda: storm(args, stack))
     if result is None:
         return 130
