@@ -152,6 +152,48 @@ async def test_a_moved_root_disk_points_at_this_hosts_cache(tmp_path, source_bac
     subprocess.run(["qemu-img", "check", "-q", root.path], check=True)
 
 
+def _qemu(*args: str) -> str:
+    return subprocess.run(args, capture_output=True, check=True, text=True).stdout
+
+
+@pytest.mark.parametrize("case, new_size, in_place", [
+    ("grow", 20 << 30, True),
+    ("grow, v2 header", 3 << 30, True),
+    ("grow past what the L1 table's cluster maps", 5 << 40, False),
+    ("same size", 1 << 30, False),
+    ("with a snapshot", 2 << 30, False),
+    ("backing longer than the overlay", 2 << 30, False),
+])
+async def test_grow_in_place_is_what_qemu_img_resize_makes(tmp_path, case, new_size, in_place):
+    """The header rewrite leaves an image equal, block for block, to qemu-img
+    resize's, consistent (qemu-img check), writable past the old end; it
+    refuses what qemu-img must do, leaving the file as it was."""
+    base, ours, theirs = (str(tmp_path / n) for n in ("base", "ours", "theirs"))
+    _qemu("qemu-img", "create", "-q", "-f", "qcow2", base, "2G" if "longer" in case else "64M")
+    _qemu("qemu-io", "-f", "qcow2", "-c", "write -P 0x11 0 1M", base)
+    _qemu("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base,
+          *(["-o", "compat=0.10"] if "v2" in case else []), ours, "1G")
+    _qemu("qemu-io", "-f", "qcow2", "-c", "write -P 0x22 512k 1M", "-c",
+          "write -P 0x33 1000M 8M", ours)
+    if "snapshot" in case:
+        _qemu("qemu-img", "snapshot", "-c", "s1", ours)
+    shutil.copyfile(ours, theirs)
+    before = open(ours, "rb").read()
+    backing_size = json.loads(_qemu("qemu-img", "info", "--output=json", base))["virtual-size"]
+    assert qemu_img.grow_in_place(ours, new_size, backing_size) is in_place
+    if not in_place:
+        assert open(ours, "rb").read() == before
+        return
+    _qemu("qemu-img", "resize", "-q", theirs, str(new_size))
+    _qemu("qemu-img", "check", "-q", ours)
+    _qemu("qemu-img", "compare", "-q", ours, theirs)   # exit 0: the same guest-visible bytes
+    assert json.loads(_qemu("qemu-img", "info", "--output=json", ours))["virtual-size"] == new_size
+    out = _qemu("qemu-io", "-f", "qcow2", "-c", f"write -P 0x44 {new_size - (1 << 20)} 1M", "-c",
+                f"read -P 0x44 {new_size - (1 << 20)} 1M", "-c", "read -P 0x22 512k 1M", ours)
+    assert "Pattern verification failed" not in out
+    _qemu("qemu-img", "check", "-q", ours)
+
+
 @pytest.mark.parametrize("make, root_gb, message", [
     (["create", "-q", "-f", "qcow2", "{img}", "2G"], 1, "larger than the flavor's root disk"),
     (["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", "{other}", "{img}", "64M"], 1,

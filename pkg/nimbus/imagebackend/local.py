@@ -129,7 +129,7 @@ class LocalBackend:
         want = (backing_name(base), info["format"])
         if qemu_img.backing_of(root) != want:   # made before backing names were relative
             await qemu_img.run("rebase", "-u", "-b", want[0], "-F", want[1], root)
-        if root_gb:
+        if root_gb and not qemu_img.grow_in_place(root, root_gb * GiB, int(info["virtual-size"])):
             await qemu_img.run("resize", "-q", root, f"{root_gb}G")
         config = os.path.join(instance_dir, CONFIG_DRIVE)
         return (DiskSource(kind="file", format="qcow2", path=root),
