@@ -29,8 +29,8 @@ import grpc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from boot_storm import (USER, BenchStack, Watch, bench_api, create_many,  # noqa: E402
-                        etcd_range, etcd_revision, etcd_writes_by_kind, percentile, snapshot,
-                        run_on, warm_up)
+                        etcd_range, etcd_revision, etcd_rpcs, etcd_writes_by_kind, percentile,
+                        snapshot, run_on, warm_up)
 
 from nimbus.compute.v1 import compute_pb2 as C  # noqa: E402
 from nimbus.etcd import free_port  # noqa: E402
@@ -137,6 +137,7 @@ async def storm(args, stack) -> dict:
                 for i in ids), TIMEOUT)
             pids = {**stack.pids(), "bench client": os.getpid()}
             endpoint = stack.etcd.endpoint
+            rpcs0 = etcd_rpcs(endpoint)
             cpu0, rev0, t0 = snapshot(pids), etcd_revision(endpoint), time.perf_counter()
             called_at: dict[str, float] = {}
             queue = collections.deque(ids)
@@ -155,6 +156,7 @@ async def storm(args, stack) -> dict:
             complete = await tracker.until(
                 lambda: all(i in tracker.done_at or i in tracker.errors for i in ids), TIMEOUT)
             t1, cpu1, rev1 = time.perf_counter(), snapshot(pids), etcd_revision(endpoint)
+            rpcs1 = etcd_rpcs(endpoint)
             await asyncio.sleep(0.5)   # the sources' clean-up may trail the last ACTIVE
             matched, per_host = allocations_match_instances(endpoint, stack.state_dir)
             writes = await etcd_writes_by_kind(endpoint, rev0, rev1)
@@ -171,6 +173,8 @@ async def storm(args, stack) -> dict:
         "cpu_ms_per_op": sum(v for k, v in cpu.items() if k != "bench client"),
         "cpu_ms_per_op_by_process": cpu,
         "etcd_writes_per_op": (rev1 - rev0) / n, "etcd_writes_by_kind": writes,
+        "etcd_rpcs_per_op": {m: (rpcs1[m] - rpcs0[m]) / n for m in sorted(rpcs1)
+                             if rpcs1[m] - rpcs0[m]},
         "time_to_resized_p50_ms": percentile(to_resized, 50),
         "time_to_resized_p99_ms": percentile(to_resized, 99),
         "allocations_equal_instances": matched, "allocations_and_instances_per_host": per_host,
@@ -190,6 +194,8 @@ def report(r: dict) -> str:
               f"{'allocations = instances per host':32} {r['allocations_equal_instances']}",
               "CPU ms per resize+confirm: " + ", ".join(
                   f"{k} {v:.1f}" for k, v in r["cpu_ms_per_op_by_process"].items()),
+              "etcd requests per resize+confirm (all kinds): " + ", ".join(
+                  f"{m} {c:.2f}" for m, c in r["etcd_rpcs_per_op"].items()),
               "etcd write transactions: " + ", ".join(
                   f"{k} {v}" for k, v in list(r["etcd_writes_by_kind"].items())[:12])]
     if r["errors"] or r["call_errors"]:
@@ -204,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--json", metavar="PATH")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs) afterwards")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="run every nimbus process under cProfile, writing DIR/<name>.prof "
+                             "(the boot phase included; times and CPU inflated)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -214,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         scheduler=f"127.0.0.1:{free_port()}",
         agent_args=["--simulate", str(args.hosts), "--host", "bench", "--vcpus", "64",
                     "--memory-mb", "262144", "--disk-gb", "10000"],
-        log_dir=os.path.join(tmp, "logs"), quiet=True)
+        log_dir=os.path.join(tmp, "logs"), quiet=True, profile_dir=args.profile)
     result = run_on(stack, tmp, args.keep, lambda: storm(args, stack))
     if result is None:
         return 130

@@ -46,19 +46,48 @@ class Fragment:
         return self.compares, self.ops
 
 
+async def read(store: Store, wanted: dict[str, type]) -> dict[str, Versioned | None]:
+    """Several records in ONE round trip (a read-only transaction): each
+    key of `wanted` -> its record (None: absent), all at one revision."""
+    if not wanted:
+        return {}
+    names = list(wanted)
+    resp = await store.txn([], [store.get_op(name) for name in names])
+    found = {}
+    for name, each in zip(names, resp.responses):
+        kvs = each.response_range.kvs
+        found[name] = (Versioned(wanted[name].FromString(kvs[0].value), kvs[0].mod_revision)
+                       if kvs else None)
+    return found
+
+
+def allocation_keys(changes) -> dict[str, type]:
+    """What allocations() reads for `changes`: for read() to fetch in the
+    caller's one round trip, together with the caller's own records."""
+    wanted = {keys.allocation(host, consumer): R.Allocation for host, consumer in changes}
+    wanted.update({keys.provider(host): R.ProviderUsage for host, _ in changes})
+    return wanted
+
+
 async def allocations(store: Store, changes: dict[tuple[str, str], R.Resources | None],
                       nodes: dict[str, R.NodeRecord] | None = None,
-                      project_id: str = "") -> Fragment:
+                      project_id: str = "", known: dict[str, Versioned | None] | None = None
+                      ) -> Fragment:
     """(compares, ops) setting each (host, consumer)'s allocation to the
     given resources (None: remove it), with every touched host's usage.
-    A host in `nodes` must fit what it gains (else NoRoom)."""
+    A host in `nodes` must fit what it gains (else NoRoom). `known` holds
+    records already read (read() of allocation_keys); the rest is read in
+    one round trip. Every record read is compared on its mod_revision."""
+    wanted = allocation_keys(changes)
+    known = dict(known or {})
+    known.update(await read(store, {k: cls for k, cls in wanted.items() if k not in known}))
     frag = Fragment()
     # host -> [vcpus, memory_mb, disk_gb, consumers], signed (Resources clamps at 0).
     deltas: dict[str, list[int]] = {}
     projects = {}
     for (host, consumer), want in changes.items():
         akey = keys.allocation(host, consumer)
-        current = await store.get(akey, R.Allocation)
+        current = known[akey]
         frag.compares.append(store.mod_is(akey, current.mod_revision if current else 0))
         delta = deltas.setdefault(host, [0, 0, 0, 0])
         for sign, res in ((-1, current.msg.resources if current else None), (+1, want)):
@@ -79,7 +108,7 @@ async def allocations(store: Store, changes: dict[tuple[str, str], R.Resources |
         if not (vcpus or memory_mb or disk_gb or count):
             continue
         pkey = keys.provider(host)
-        usage = await store.get(pkey, R.ProviderUsage)
+        usage = known[pkey]
         used = R.ProviderUsage(host=host)
         if usage is not None:
             used.CopyFrom(usage.msg)
@@ -138,3 +167,32 @@ def with_status(store: Store, current: Versioned, status: str,
     new.migration.updated_at.CopyFrom(now())
     key = keys.migration(new.migration.id)
     return Fragment([store.mod_is(key, current.mod_revision)], [store.put(key, new)]), new
+
+
+class Recent:
+    """The migration records this process wrote last, so a move's next step
+    need not read them back. A record is only taken while the instance is
+    still at the revision that wrote both (every write of a migration also
+    writes its instance, in one transaction): then nothing can have changed
+    it since. The transaction still compares its mod_revision."""
+
+    LIMIT = 4096
+
+    def __init__(self):
+        self._records: dict[str, Versioned] = {}
+
+    def get(self, migration_id: str, instance_revision: int) -> Versioned | None:
+        found = self._records.get(migration_id)
+        return found if found is not None and found.mod_revision == instance_revision else None
+
+    def wrote(self, record: R.MigrationRecord, revision: int) -> None:
+        mid = record.migration.id
+        self._records.pop(mid, None)
+        if record.migration.status in FINAL:
+            return
+        self._records[mid] = Versioned(record, revision)
+        while len(self._records) > self.LIMIT:   # the oldest first (dicts keep order)
+            self._records.pop(next(iter(self._records)))
+
+    def forget(self, migration_id: str) -> None:
+        self._records.pop(migration_id, None)

@@ -68,6 +68,10 @@ class ComputeAgent:
         self.servers: dict[str, C.Server] = {}
         self.revisions: dict[str, int] = {}   # etcd mod_revision of self.servers[id]
         self.contexts: dict[str, records_pb2.MigrationContext] = {}   # servers moving
+        # Moving servers deleted while a step of theirs ran here: that step
+        # may still write files (a destination fetching disks), so our copy
+        # is removed when it ends.
+        self._clean_after_step: set[str] = set()
         self.build_inputs: dict[str, build.BuildInputs] = {}
         self.force_config_drive = False
         self.power_sync_interval = 10.0
@@ -159,7 +163,9 @@ class ComputeAgent:
                     elif event.type == Event.EVENT_TYPE_DELETED:
                         moving = event.server.id in self.contexts
                         self._forget(event.server.id)
-                        if moving and not self.busy(event.server.id):
+                        if moving and self.busy(event.server.id):
+                            self._clean_after_step.add(event.server.id)
+                        elif moving:
                             # The other host of a move finished the delete: our copy goes too.
                             self._spawn(delete.cleanup(self, event.server.id))
                     else:
@@ -275,6 +281,10 @@ class ComputeAgent:
             return
         del self._work[instance_id]
         started_at = self._started_at.pop(instance_id, 0)
+        if instance_id in self._clean_after_step:
+            self._clean_after_step.discard(instance_id)
+            self._spawn(delete.cleanup(self, instance_id))
+            return
         if task.cancelled():
             return
         if task.exception() is None:

@@ -140,12 +140,13 @@ class ResizeActions:
             _set_task(rec, states.ACTIONS[action].sets)
             frag.add(*_action(self.store, rec, action, who))
             # The source's allocation is the migration's while the server moves.
-            source = await self.store.get(keys.allocation(server.host, server_id), R.Allocation)
+            handed = {(server.host, server_id): None, (server.host, migration_id): None}
+            got = await migrations.read(self.store, migrations.allocation_keys(handed))
+            source = got[keys.allocation(server.host, server_id)]
             if source is not None:
-                frag.add(*(await migrations.allocations(self.store, {
-                    (server.host, server_id): None,
-                    (server.host, migration_id): source.msg.resources},
-                    project_id=server.project_id)).astuple())
+                handed[(server.host, migration_id)] = source.msg.resources
+                frag.add(*(await migrations.allocations(
+                    self.store, handed, project_id=server.project_id, known=got)).astuple())
             mkey, ikey = keys.migration(migration_id), keys.instance(server_id)
             resp = await self.store.txn(
                 [self.store.mod_is(ikey, found.mod_revision), self.store.mod_is(mkey, 0),

@@ -60,6 +60,7 @@ class Conductor:
         self.quota_locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
         self.consoles = ConsoleRelay()
         self.disks = DiskRelay(self.consoles.streams)
+        self.recent_migrations = migrations.Recent()   # what moves wrote last
 
     def cached(self, instance_id: str) -> Versioned | None:
         return self.instances.items.get(keys.instance(instance_id))
@@ -75,7 +76,12 @@ class Conductor:
         if not rec.request_id:
             return [], []
         akey = keys.action(rec.server.id, rec.request_id)
-        action = await self.store.get(akey, records_pb2.InstanceAction)
+        return self.event_ops(akey, await self.store.get(akey, records_pb2.InstanceAction),
+                              event, result, host, start, details)
+
+    def event_ops(self, akey: str, action: Versioned | None, event: str, result: str,
+                  host: str, start, details: str = "") -> tuple[list, list]:
+        """action_event's (compares, ops) for an action already read."""
         if action is None:
             return [], []
         action.msg.events.add(event=event, start_time=start, finish_time=now(), result=result,
@@ -479,7 +485,7 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServiceServicer):
 
     async def FetchDisks(self, request, context):
         auth.require_service()
-        current = await self.store.get(keys.instance(request.instance_id), records_pb2.InstanceRecord)
+        current = await self.c.current(request.instance_id)
         if current is None:
             raise errors.NotFound("server", request.instance_id)
         async for chunk in self.c.disks.fetch(current.msg, request.host):

@@ -151,7 +151,8 @@ class MigrationController:
     # ---- the destination -----------------------------------------------------
 
     async def place(self, instance_id: str) -> None:
-        current = await self.c.store.get(keys.instance(instance_id), R.InstanceRecord)
+        # The informer's copy woke us; a stale one only loses the claim's race.
+        current = await self.c.current(instance_id)
         if current is None or not needs_destination(current.msg):
             return
         rec, ctx = current.msg, current.msg.migration_context
@@ -168,7 +169,8 @@ class MigrationController:
                                                            timeout=30)
         selection = response.selections[0]
         for host in selection.hosts:
-            node = await self.c.store.get(keys.node(host), R.NodeRecord)
+            node = self.c.nodes.items.get(keys.node(host)) or await self.c.store.get(
+                keys.node(host), R.NodeRecord)
             if node is None or node.msg.disabled:
                 continue
             for _ in range(CLAIM_RACES):
@@ -192,22 +194,29 @@ class MigrationController:
         rec = R.InstanceRecord()
         rec.CopyFrom(current.msg)
         ctx = rec.migration_context
+        store = self.c.store
+        changes = {(host, rec.server.id): resources.for_flavor(ctx.new_flavor)}
+        mkey = keys.migration(ctx.migration_id)
+        got = await migrations.read(store, {**migrations.allocation_keys(changes),
+                                            mkey: R.MigrationRecord})
+        if got[mkey] is None:
+            return LOST_RACE   # deleted meanwhile: the caller reads the instance again
         try:
-            frag = await migrations.allocations(
-                self.c.store, {(host, rec.server.id): resources.for_flavor(ctx.new_flavor)},
-                nodes={host: node}, project_id=rec.server.project_id)
+            frag = await migrations.allocations(store, changes, nodes={host: node},
+                                                project_id=rec.server.project_id, known=got)
         except migrations.NoRoom:
             return NO_ROOM
-        mig = await migrations.get(self.c.store, ctx.migration_id)
-        mfrag, _ = migrations.with_status(self.c.store, mig, "pre-migrating", dest_host=host)
+        mfrag, mig = migrations.with_status(store, got[mkey], "pre-migrating", dest_host=host)
         ctx.dest_host = host
         rec.server.updated_at.CopyFrom(now())
         ikey = keys.instance(rec.server.id)
-        store = self.c.store
         resp = await store.txn(
             [store.mod_is(ikey, current.mod_revision), *frag.compares, *mfrag.compares],
             [store.put(ikey, rec), *frag.ops, *mfrag.ops])
-        return CLAIMED if resp.succeeded else LOST_RACE
+        if not resp.succeeded:
+            return LOST_RACE
+        self.c.recent_migrations.wrote(mig, resp.header.revision)
+        return CLAIMED
 
     async def _no_valid_host(self, current: Versioned, message: str) -> None:
         """Everything as it was before the resize, the migration in error."""
@@ -251,11 +260,18 @@ STEPS = {
 
 
 async def advance(conductor, request) -> tuple[R.InstanceRecord, int]:
-    """Apply one host's finished step, everything in one transaction."""
+    """Apply one host's finished step, everything in one transaction. The
+    records it changes are read in one round trip at most: the instance
+    from the informer (etcd's when that copy is behind: an agent reporting
+    two steps in a row, or a lost race), the migration from what this
+    process wrote last when that is provably current (migrations.Recent)."""
     store = conductor.store
     ikey = keys.instance(request.instance_id)
+    current, fresh = conductor.cached(request.instance_id), False
     for _ in range(5):
-        current = await store.get(ikey, R.InstanceRecord)
+        if not fresh and (current is None or current.msg.server.task_state
+                          != request.from_task_state):
+            current, fresh = await store.get(ikey, R.InstanceRecord), True
         if current is None:
             raise errors.NotFound("server", request.instance_id)
         rec = R.InstanceRecord()
@@ -264,12 +280,11 @@ async def advance(conductor, request) -> tuple[R.InstanceRecord, int]:
         if server.task_state != request.from_task_state or ctx is None:
             raise errors.UnexpectedTaskState(server.id, states.task_state_name(server.task_state),
                                              [states.task_state_name(request.from_task_state)])
-        mig = await migrations.get(store, ctx.migration_id)
-        frag = migrations.Fragment()
-        event = ""
+        # What this step changes: allocations, quota (cores, RAM), an event.
+        changes, quota_delta, event = None, (0, 0), ""
         if request.HasField("fault"):
-            role = "dest" if request.host == ctx.dest_host else "source"
-            status, task, vm = "error", NONE, C.VM_STATE_ERROR
+            role, status, task, vm = ("dest" if request.host == ctx.dest_host else "source",
+                                      "error", NONE, C.VM_STATE_ERROR)
             server.fault.CopyFrom(request.fault)
             event = states.TASKS[request.from_task_state].event or "compute_resize_instance"
         elif request.from_task_state == C.TASK_STATE_RESIZE_REVERTING and not ctx.dest_reverted:
@@ -279,8 +294,6 @@ async def advance(conductor, request) -> tuple[R.InstanceRecord, int]:
             # one key: the dict keeps the last).
             changes = {(ctx.dest_host, server.id): None, (ctx.source_host, ctx.migration_id): None,
                        (ctx.source_host, server.id): resources.for_flavor(ctx.old_flavor)}
-            frag.add(*(await migrations.allocations(store, changes,
-                                                    project_id=server.project_id)).astuple())
             role, task, status, vm = "dest", C.TASK_STATE_RESIZE_REVERTING, "reverting", server.vm_state
             ctx.dest_reverted = True
             server.host = ctx.source_host
@@ -289,8 +302,7 @@ async def advance(conductor, request) -> tuple[R.InstanceRecord, int]:
         elif request.from_task_state == C.TASK_STATE_RESIZE_REVERTING:
             # The source runs again: the move is over.
             role, task, status, vm = "source", NONE, "reverted", ctx.old_vm_state
-            frag.add(*(await migrations.quota_fragment(
-                store, server.project_id, -ctx.upsize_vcpus, -ctx.upsize_ram_mb)).astuple())
+            quota_delta = (-ctx.upsize_vcpus, -ctx.upsize_ram_mb)
             event = states.TASKS[request.from_task_state].event
         else:
             role, task, status = STEPS[request.from_task_state]
@@ -304,10 +316,8 @@ async def advance(conductor, request) -> tuple[R.InstanceRecord, int]:
             elif request.from_task_state == C.TASK_STATE_RESIZE_CONFIRMING:
                 vm = (C.VM_STATE_ACTIVE if server.power_state == C.POWER_STATE_RUNNING
                       else C.VM_STATE_STOPPED)
-                frag.add(*(await migrations.allocations(
-                    store, {(ctx.source_host, ctx.migration_id): None})).astuple())
-                frag.add(*(await migrations.quota_fragment(
-                    store, server.project_id, -ctx.downsize_vcpus, -ctx.downsize_ram_mb)).astuple())
+                changes = {(ctx.source_host, ctx.migration_id): None}
+                quota_delta = (-ctx.downsize_vcpus, -ctx.downsize_ram_mb)
                 event = states.TASKS[request.from_task_state].event
         host_of_role = ctx.source_host if role == "source" else ctx.dest_host
         if request.host != host_of_role:
@@ -316,13 +326,33 @@ async def advance(conductor, request) -> tuple[R.InstanceRecord, int]:
         if not request.HasField("fault") and not states.migration_may_go(server, task, vm):
             raise errors.FailedPrecondition(f"server {server.id}: no such step from "
                                             f"{states.task_state_name(server.task_state)}")
+        # One round trip for every record the step reads.
+        mkey = keys.migration(ctx.migration_id)
+        akey = keys.action(server.id, rec.request_id) if event and rec.request_id else ""
+        mig = conductor.recent_migrations.get(ctx.migration_id, current.mod_revision)
+        wanted = migrations.allocation_keys(changes) if changes else {}
+        if mig is None:
+            wanted[mkey] = R.MigrationRecord
+        if akey:
+            wanted[akey] = R.InstanceAction
+        got = await migrations.read(store, wanted)
+        mig = mig or got[mkey]
+        if mig is None:
+            raise errors.FailedPrecondition(f"server {server.id}: its migration is gone")
+        frag = migrations.Fragment()
+        if changes:
+            frag.add(*(await migrations.allocations(store, changes, project_id=server.project_id,
+                                                    known=got)).astuple())
+        frag.add(*(await migrations.quota_fragment(store, server.project_id,
+                                                   *quota_delta)).astuple())
         if request.power_state:
             server.power_state = request.power_state
-        if event:
-            frag.add(*(await conductor.action_event(
-                rec, event, "Error" if request.HasField("fault") else "Success", request.host,
-                rec.task_changed_at, request.fault.message)))
-        frag.add(*migrations.with_status(store, mig, status)[0].astuple())
+        if akey:
+            frag.add(*conductor.event_ops(
+                akey, got[akey], event, "Error" if request.HasField("fault") else "Success",
+                request.host, rec.task_changed_at, request.fault.message))
+        mfrag, new_mig = migrations.with_status(store, mig, status)
+        frag.add(*mfrag.astuple())
         server.vm_state, server.task_state = vm, task
         if task == NONE and vm != C.VM_STATE_RESIZED and status != "error":
             rec.ClearField("migration_context")   # the move is over
@@ -334,8 +364,10 @@ async def advance(conductor, request) -> tuple[R.InstanceRecord, int]:
         resp = await store.txn([store.mod_is(ikey, current.mod_revision), *frag.compares],
                                [store.put(ikey, rec), *frag.ops])
         if resp.succeeded:
+            conductor.recent_migrations.wrote(new_mig, resp.header.revision)
             _log.info("move advanced", instance_id=server.id, host=request.host,
                       task_state=states.task_state_name(task), migration=status)
             return rec, resp.header.revision
+        conductor.recent_migrations.forget(ctx.migration_id)
+        current, fresh = await store.get(ikey, R.InstanceRecord), True
     raise errors.Unavailable("too many concurrent changes to this server; retry")
-

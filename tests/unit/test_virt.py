@@ -5,13 +5,14 @@ drive contents, fetch_to_raw refusals."""
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 
 import pytest
 
 from nimbus.compute.v1 import compute_pb2 as C
-from nimbus.imagebackend import DiskSource, ImageError
+from nimbus.imagebackend import DiskSource, ImageError, qemu_img
 from nimbus.imagebackend.local import LocalBackend
 from nimbus.virt import configdrive
 from nimbus.virt.driver import (GuestConfig, GuestDisk, UnusableVirtType, Vif, check_virt_type,
@@ -118,9 +119,79 @@ async def test_local_backend_fetches_once_and_overlays(tmp_path):
     assert len(calls) == 1   # five concurrent builds, one download
     info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", disks[0].path],
                                      capture_output=True, check=True).stdout)
-    assert info["virtual-size"] == 1 << 30 and info["backing-filename"] == backend.cache.path("img-1")
+    assert info["virtual-size"] == 1 << 30 and info["backing-filename"] == "../_base/" + \
+        os.path.basename(backend.cache.path("img-1"))
+    assert os.path.normpath(info["full-backing-filename"]) == backend.cache.path("img-1")
     await backend.remove_disks("i0", str(dirs[0]))
     assert not os.path.exists(disks[0].path)
+
+
+@pytest.mark.parametrize("source_backing", ["relative", "absolute"])
+async def test_a_moved_root_disk_points_at_this_hosts_cache(tmp_path, source_backing):
+    """A root disk sent from another host: its relative backing name already
+    names this host's cache (no qemu-img rebase); an absolute one (the
+    source's own path, as overlays were made before) is rebased onto it."""
+    image = tmp_path / "img.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), "64M"], check=True)
+    source, dest = LocalBackend(str(tmp_path / "src")), LocalBackend(str(tmp_path / "dst"))
+    (tmp_path / "src" / "i").mkdir(parents=True)
+    disk = await source.create_root_disk("i", str(tmp_path / "src" / "i"), "img-1", "qcow2",
+                                         _download_of(image), 1)
+    if source_backing == "absolute":
+        subprocess.run(["qemu-img", "rebase", "-u", "-b", source.cache.path("img-1"), "-F",
+                        "qcow2", disk.path], check=True)
+    (tmp_path / "dst" / "i").mkdir(parents=True)
+    shutil.copyfile(disk.path, tmp_path / "dst" / "i" / "disk")
+    root, _ = await dest.moved_disks("i", str(tmp_path / "dst" / "i"), "img-1",
+                                     _download_of(image), 2, False)
+    info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", root.path],
+                                     capture_output=True, check=True).stdout)
+    assert os.path.normpath(info["full-backing-filename"]) == dest.cache.path("img-1")
+    assert info["backing-filename"].startswith("../_base/") and info["virtual-size"] == 2 << 30
+    assert qemu_img.backing_of(root.path) == (info["backing-filename"], "qcow2")
+    subprocess.run(["qemu-img", "check", "-q", root.path], check=True)
+
+
+def _qemu(*args: str) -> str:
+    return subprocess.run(args, capture_output=True, check=True, text=True).stdout
+
+
+@pytest.mark.parametrize("case, new_size, in_place", [
+    ("grow", 20 << 30, True),
+    ("grow, v2 header", 3 << 30, True),
+    ("grow past what the L1 table's cluster maps", 5 << 40, False),
+    ("same size", 1 << 30, False),
+    ("with a snapshot", 2 << 30, False),
+    ("backing longer than the overlay", 2 << 30, False),
+])
+async def test_grow_in_place_is_what_qemu_img_resize_makes(tmp_path, case, new_size, in_place):
+    """The header rewrite leaves an image equal, block for block, to qemu-img
+    resize's, consistent (qemu-img check), writable past the old end; it
+    refuses what qemu-img must do, leaving the file as it was."""
+    base, ours, theirs = (str(tmp_path / n) for n in ("base", "ours", "theirs"))
+    _qemu("qemu-img", "create", "-q", "-f", "qcow2", base, "2G" if "longer" in case else "64M")
+    _qemu("qemu-io", "-f", "qcow2", "-c", "write -P 0x11 0 1M", base)
+    _qemu("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base,
+          *(["-o", "compat=0.10"] if "v2" in case else []), ours, "1G")
+    _qemu("qemu-io", "-f", "qcow2", "-c", "write -P 0x22 512k 1M", "-c",
+          "write -P 0x33 1000M 8M", ours)
+    if "snapshot" in case:
+        _qemu("qemu-img", "snapshot", "-c", "s1", ours)
+    shutil.copyfile(ours, theirs)
+    before = open(ours, "rb").read()
+    backing_size = json.loads(_qemu("qemu-img", "info", "--output=json", base))["virtual-size"]
+    assert qemu_img.grow_in_place(ours, new_size, backing_size) is in_place
+    if not in_place:
+        assert open(ours, "rb").read() == before
+        return
+    _qemu("qemu-img", "resize", "-q", theirs, str(new_size))
+    _qemu("qemu-img", "check", "-q", ours)
+    _qemu("qemu-img", "compare", "-q", ours, theirs)   # exit 0: the same guest-visible bytes
+    assert json.loads(_qemu("qemu-img", "info", "--output=json", ours))["virtual-size"] == new_size
+    out = _qemu("qemu-io", "-f", "qcow2", "-c", f"write -P 0x44 {new_size - (1 << 20)} 1M", "-c",
+                f"read -P 0x44 {new_size - (1 << 20)} 1M", "-c", "read -P 0x22 512k 1M", ours)
+    assert "Pattern verification failed" not in out
+    _qemu("qemu-img", "check", "-q", ours)
 
 
 @pytest.mark.parametrize("make, root_gb, message", [

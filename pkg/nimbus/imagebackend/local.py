@@ -90,6 +90,14 @@ class ImageCache:
             return path, self._infos[path]
 
 
+def backing_name(base: str) -> str:
+    """How an overlay names its base: relative (`../_base/<file>`), which
+    resolves to this host's cache from any instance dir, `_resize` and
+    `_base` itself alike, so a disk moved to another host already points at
+    that host's cache (no qemu-img rebase there)."""
+    return os.path.join("..", os.path.basename(os.path.dirname(base)), os.path.basename(base))
+
+
 class LocalBackend:
     def __init__(self, instances_path: str, force_raw_images: bool = False):
         self.instances_path = instances_path
@@ -102,7 +110,8 @@ class LocalBackend:
         template = f"{base}.overlay-{size}"
         async with self.cache.locks[template]:
             if not os.path.exists(template):
-                await qemu_img.create_overlay(base, info["format"], template + ".part", size)
+                await qemu_img.create_overlay(backing_name(base), info["format"],
+                                              template + ".part", size)
                 os.replace(template + ".part", template)
         dest = os.path.join(instance_dir, ROOT_DISK)
         shutil.copyfile(template, dest)
@@ -113,12 +122,14 @@ class LocalBackend:
                           config_drive: bool) -> tuple[DiskSource, DiskSource | None]:
         """A moving server's disks on its destination, from the files sent
         into instance_dir: the root's backing file is this host's cache of
-        its image (the source's path means nothing here), grown to root_gb
-        (0: as it is)."""
+        its image (a relative name already says so; an absolute one, the
+        source's path, is rebased), grown to root_gb (0: as it is)."""
         base, info = await self.cache.fetch(image_id, download)
         root = os.path.join(instance_dir, ROOT_DISK)
-        await qemu_img.run("rebase", "-u", "-b", base, "-F", info["format"], root)
-        if root_gb:
+        want = (backing_name(base), info["format"])
+        if qemu_img.backing_of(root) != want:   # made before backing names were relative
+            await qemu_img.run("rebase", "-u", "-b", want[0], "-F", want[1], root)
+        if root_gb and not qemu_img.grow_in_place(root, root_gb * GiB, int(info["virtual-size"])):
             await qemu_img.run("resize", "-q", root, f"{root_gb}G")
         config = os.path.join(instance_dir, CONFIG_DRIVE)
         return (DiskSource(kind="file", format="qcow2", path=root),
