@@ -124,7 +124,7 @@ TABLE: dict[str, dict[str, Rule]] = {
         "WatchInstances": R, "RestartInstance": M, "ListDatabases": R, "CreateDatabase": M,
         "DeleteDatabase": M, "ListUsers": R, "CreateUser": M, "DeleteUser": M,
         "GrantAccess": M, "RevokeAccess": M, "EnableRoot": M, "IsRootEnabled": R,
-        "DetachReplica": M, "ResizeVolume": M,
+        "DetachReplica": M, "ResizeVolume": M, "ResizeInstance": M,
     },
     "nimbus.database.v1.BackupService": {
         "CreateBackup": M, "GetBackup": R, "ListBackups": R, "DeleteBackup": M,
