@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -15,7 +16,39 @@ import time
 import urllib.request
 
 
+_handed_out: set[int] = set()
+_pick = random.Random()   # seeded from os.urandom: processes pick apart
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
+    """A port on 127.0.0.1 that nothing uses now, for a listener started
+    next. It comes from below the kernel's ephemeral range: a port from
+    inside it (what bind(0) hands out) can be taken by any outgoing
+    connection between this check and the listener's bind, which CI hit
+    ("Address already in use" on a port bind(0) had just returned). A
+    port is not handed out twice by one process."""
+    low, high = _ephemeral_range()
+    first, last = (10000, low - 1) if low - 10000 >= 2000 else (high + 1, 65535)
+    for _ in range(200):
+        port = _pick.randint(first, last)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

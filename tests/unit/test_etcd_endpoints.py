@@ -33,3 +33,17 @@ def test_the_etcd_flag_and_its_variables(monkeypatch, argv, env, expected):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert config.parse(argv, "test").etcd_endpoint == expected
+
+
+def test_free_ports_are_outside_the_ephemeral_range_and_not_repeated():
+    """Listeners' ports come from below the kernel's ephemeral range, where
+    an outgoing connection cannot take them between the check and the bind."""
+    import socket
+
+    from nimbus.etcd import _ephemeral_range, free_port
+    low, high = _ephemeral_range()
+    ports = [free_port() for _ in range(300)]
+    assert len(set(ports)) == len(ports)
+    assert all(not low <= p <= high for p in ports)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", ports[-1]))
