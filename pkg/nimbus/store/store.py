@@ -23,6 +23,7 @@ import time
 from typing import Any, AsyncIterator, Callable, Iterable, TypeVar
 
 import grpc
+import structlog
 from aetcd import rpc
 from google.protobuf.message import Message
 
@@ -31,6 +32,18 @@ from nimbus.clock import now  # noqa: F401 (its callers' old home)
 from nimbus.compute.v1 import compute_pb2
 from nimbus.state.v1 import records_pb2
 from nimbus.store import keys
+
+_log = structlog.get_logger()
+_last_transport_report = [0.0]
+
+
+def _report_transport(exc: grpc.aio.AioRpcError) -> None:
+    """Say why etcd is unreachable (grpc's own words: refused, reset, GOAWAY,
+    no address), at most every 5 s per process: users get one plain
+    message, an operator needs the cause."""
+    if time.monotonic() - _last_transport_report[0] >= 5:
+        _last_transport_report[0] = time.monotonic()
+        _log.warning("etcd transport failure", detail=(exc.details() or "")[:200])
 
 M = TypeVar("M", bound=Message)
 
@@ -136,6 +149,7 @@ class _Deadlined:
                         f"the state store (etcd) did not answer within {timeout:g} s; "
                         "retry later") from exc
                 if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                    _report_transport(exc)
                     raise errors.Unavailable(
                         "the state store (etcd) is unreachable; retry later") from exc
                 if NOSPACE in (exc.details() or ""):
