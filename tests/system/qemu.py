@@ -619,9 +619,15 @@ else
     echo "@META_END@"
 fi
 # /init must never exit (the kernel would panic): the domain stays RUNNING.
-while true; do sleep 3600; done
+# It says on the console whenever its disks change (hot attach and detach).
+last=$(ls /sys/block | tr '\n' ' ')
+while true; do
+    sleep 1
+    now=$(ls /sys/block | tr '\n' ' ')
+    if [ "$now" != "$last" ]; then echo "NIMBUS-BLOCK-DEVICES $now"; last=$now; fi
+done
 """
-BUILD_RECIPE_VERSION = "1"
+BUILD_RECIPE_VERSION = "2"
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 RBD volume (real single-node Ceph) attached at boot sees it as /dev/vdb of
 the right size (its kernel prints the size on the serial console); a hot
 attach of a second volume shows up in the guest the same way, and a hot
-detach takes it off the running domain. Attach/detach times are printed."""
+detach takes it off the running domain and out of the guest's /sys/block. Attach/detach times are printed."""
 
 import asyncio
 import os
@@ -24,6 +24,20 @@ TIMINGS: dict[str, float] = {}
 def blocks_line(device: str):
     """The guest kernel's line for a virtio disk: '[vdb] 2097152 512-byte logical blocks'."""
     return re.compile(rf"\[{device}\] (\d+) 512-byte logical blocks")
+
+
+def guest_devices(lines) -> list[list[str]]:
+    """Each block-device listing the guest printed, oldest first."""
+    return [l.split("NIMBUS-BLOCK-DEVICES", 1)[1].split() for l in lines
+            if "NIMBUS-BLOCK-DEVICES" in l] or [[]]
+
+
+def gone_in_guest(device: str):
+    """The guest listed `device` once and its latest listing has it no more."""
+    def seen(lines) -> bool:
+        listings = guest_devices(lines)
+        return any(device in l for l in listings) and device not in listings[-1]
+    return seen
 
 
 async def console_has(path: str, pattern, timeout: float = 90) -> re.Match:
@@ -71,6 +85,8 @@ async def test_real_guest_sees_its_rbd_volumes(etcd, tmp_path_factory, libvirtd,
         seen = await console_has(console, blocks_line("vdc"), timeout=60)
         TIMINGS["hot attach: AttachVolume -> the guest's kernel sees vdc"] = time.monotonic() - started
         assert int(seen.group(1)) * 512 == 2 << 30
+        await asyncio.to_thread(qemu.wait_for_console, console,
+                                lambda ls: "vdc" in guest_devices(ls)[-1], 30)
         live = await agent.driver._call(agent.driver.disk_targets, server.id, False)
         assert live["vdc"] == f"volumes/volume-{hot.id}"
 
@@ -85,6 +101,10 @@ async def test_real_guest_sees_its_rbd_volumes(etcd, tmp_path_factory, libvirtd,
             await asyncio.sleep(0.2)
         TIMINGS["hot detach: DetachVolume -> gone from the running domain"] = time.monotonic() - started
         assert "vdc" not in await agent.driver._call(agent.driver.disk_targets, server.id, True)
+        # ...and from the guest: its init lists /sys/block whenever it changes.
+        await asyncio.to_thread(qemu.wait_for_console, console, gone_in_guest("vdc"), 60)
+        TIMINGS["hot detach: DetachVolume -> the guest's /sys/block has no vdc"] = \
+            time.monotonic() - started
 
         await s.api.DeleteServer(C.DeleteServerRequest(id=server.id), metadata=me)
         await s.wait_for(server.id, lambda srv: srv is None, timeout=60)
