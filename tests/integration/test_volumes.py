@@ -225,10 +225,12 @@ async def test_volume_types(stack):
     assert vol.volume_type == name
 
 
-async def test_concurrent_creates_never_exceed_the_quota(stack):
+@pytest.mark.parametrize("limit", [{"volumes": 3}, {"gigabytes": 7}])
+async def test_concurrent_creates_never_exceed_the_quota(stack, limit):
+    """Ten concurrent 2 GB creates against 3 volumes, or against 7 GB: three win."""
     project = new_project()
     await stack.quotas.UpdateQuotas(quotas_pb2.UpdateQuotasRequest(
-        project_id=project, quota_set=quotas_pb2.QuotaSet(volumes=3)), metadata=ADMIN)
+        project_id=project, quota_set=quotas_pb2.QuotaSet(**limit)), metadata=ADMIN)
     me = user("gina", project)
     results = await asyncio.gather(
         *(stack.volumes.CreateVolume(V.CreateVolumeRequest(size_gb=2), metadata=me)

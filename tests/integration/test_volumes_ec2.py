@@ -27,8 +27,9 @@ async def stack(etcd, tmp_path_factory, qcow2_image):
         yield s
 
 
-@pytest.mark.parametrize("delete_on_termination", [None, False])
-async def test_run_instances_with_snap_and_vol_mappings(stack, delete_on_termination):
+# volume_size 0: not given, the snapshot's size (1 GB).
+@pytest.mark.parametrize("delete_on_termination, volume_size", [(None, 2), (False, 0)])
+async def test_run_instances_with_snap_and_vol_mappings(stack, delete_on_termination, volume_size):
     me = user("yan", f"ec2-{uuid.uuid4().hex[:6]}")
     source = await create(stack, me, size_gb=1)
     await wait_status(stack, source.id, VS.VOLUME_STATUS_AVAILABLE)
@@ -48,9 +49,10 @@ async def test_run_instances_with_snap_and_vol_mappings(stack, delete_on_termina
         E.DescribeImagesRequest(), metadata=me)).images if i.name == "cirros")
 
     dot = {} if delete_on_termination is None else {"delete_on_termination": delete_on_termination}
+    size = {"volume_size": volume_size} if volume_size else {}
     resp = await stack.ec2.RunInstances(E.RunInstancesRequest(
         image_id=ami, instance_type="m1.tiny", block_device_mapping=[
-            M(device_name="/dev/vdb", ebs=Ebs(snapshot_id=ec2_snap.snapshot_id, volume_size=2, **dot)),
+            M(device_name="/dev/vdb", ebs=Ebs(snapshot_id=ec2_snap.snapshot_id, **size, **dot)),
             M(device_name="/dev/vdc", ebs=Ebs(volume_id=vols[spare.id].volume_id, **dot)),
             M(device_name="/dev/vdd", no_device=True)]), metadata=me)
     [inst] = resp.instances
@@ -60,7 +62,7 @@ async def test_run_instances_with_snap_and_vol_mappings(stack, delete_on_termina
         C.ListVolumeAttachmentsRequest(server_id=inst.uuid), metadata=me)).attachments}
     assert set(attached) == {"vdb", "vdc"} and attached["vdc"] == spare.id
     from_snap = await wait_status(stack, attached["vdb"], VS.VOLUME_STATUS_IN_USE)
-    assert from_snap.snapshot_id == snap.id and from_snap.size_gb == 2
+    assert from_snap.snapshot_id == snap.id and from_snap.size_gb == (volume_size or 1)
     await wait_status(stack, spare.id, VS.VOLUME_STATUS_IN_USE)
     agent = stack.agents.agents[0]
     disks = agent.driver.disk_targets(inst.uuid)
