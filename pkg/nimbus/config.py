@@ -59,7 +59,8 @@ class Config:
     # Image backend for instance disks: qcow2 (local files) or rbd (Ceph).
     image_backend: str = "qcow2"
     ceph_conf: str = ""
-    # The cephx user the image store connects as, without "client." ("": admin).
+    # The cephx user the image store (API) and the rbd volume backend connect
+    # as, without "client." ("": admin); each process has its own.
     rbd_user: str = ""
     rbd_images_pool: str = "images"
     rbd_vms_pool: str = "vms"

@@ -28,7 +28,7 @@ class VolumeManagerProcess(process.ServiceProcess):
         backend_name = cfg.volume_backend
         backend = volumebackend.make(backend_name, root=os.path.join(cfg.state_dir, "volumes"),
                                      ceph_conf=cfg.ceph_conf, volumes_pool=cfg.rbd_volumes_pool,
-                                     images_pool=cfg.rbd_images_pool)
+                                     images_pool=cfg.rbd_images_pool, rbd_user=cfg.rbd_user)
         if hasattr(backend, "close"):
             async def close_backend():
                 backend.close()   # waits for librados calls in flight

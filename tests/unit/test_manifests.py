@@ -45,7 +45,7 @@ RUNS_AS_ROOT = {"agent": "drives the host's libvirtd (a root socket) and writes 
 SINGLE_REPLICA = {"database": "a guest's commands reach it only through the replica holding "
                               "the guest's stream (docs/design-notes.md)"}
 NOT_IN_CLUSTER = {"guestagent": "runs inside the database servers, from the guest image"}
-USER_FACING = ("compute", "conductor", "scheduler", "database")
+USER_FACING = ("compute", "conductor", "scheduler", "database", "volume")
 
 
 @functools.cache
@@ -327,6 +327,21 @@ def image_store_is_shared(overlay: str) -> None:
     assert compute.replicas == 1 or "ReadWriteMany" in modes, modes
 
 
+def volumes_are_shared(overlay: str) -> None:
+    """Volumes every host can reach and that outlive a pod: in production the
+    rbd backend with its own cephx user; the file backend (single machine)
+    only on one replica owning its claim."""
+    (volume,) = [w for w in workloads(overlay) if w.name == "volume"]
+    (c,) = volume.pod["containers"]
+    env = {k: v.get("value") for k, v in env_of(c).items()}
+    if overlay == "production":
+        assert env["NIMBUS_VOLUME_BACKEND"] == "rbd", env
+        assert env["NIMBUS_CEPH_CONF"].startswith("/etc/ceph/") and env["NIMBUS_RBD_USER"]
+        assert not [v for v in volume.pod["volumes"] if "persistentVolumeClaim" in v]
+    else:
+        assert env["NIMBUS_VOLUME_BACKEND"] == "file" and volume.replicas == 1
+
+
 RULES = [
     (no_inline_secrets, OVERLAYS),
     (probes_on_declared_ports, OVERLAYS),
@@ -341,6 +356,7 @@ RULES = [
     (every_process_runs, OVERLAYS),
     (etcd_is_pinned_to_a_safe_version, OVERLAYS),
     (image_store_is_shared, OVERLAYS),
+    (volumes_are_shared, OVERLAYS),
 ]
 
 

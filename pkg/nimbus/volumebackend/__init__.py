@@ -64,7 +64,7 @@ async def fetch_to_raw(image, chunks, fetched: str, raw: str, size_gb: int) -> N
 
 
 def make(kind: str, *, root: str = "", ceph_conf: str = "", volumes_pool: str = "volumes",
-         images_pool: str = "images"):
+         images_pool: str = "images", rbd_user: str = ""):
     if kind == "file":
         from nimbus.volumebackend.file import FileBackend
         return FileBackend(root)
@@ -73,5 +73,5 @@ def make(kind: str, *, root: str = "", ceph_conf: str = "", volumes_pool: str = 
         if not ceph_conf:
             raise SystemExit("volume backend rbd needs --ceph-conf")
         return RbdBackend(ceph_conf, volumes_pool=volumes_pool, images_pool=images_pool,
-                          cache_dir=root)
+                          cache_dir=root, user=rbd_user)
     raise SystemExit(f"volume backend must be one of {', '.join(BACKENDS)}, not {kind!r}")

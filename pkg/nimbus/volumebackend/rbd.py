@@ -112,10 +112,10 @@ class RbdBackend:
     kind = "rbd"
 
     def __init__(self, conf_path: str, volumes_pool: str = "volumes", images_pool: str = "images",
-                 *, cache_dir: str):
+                 *, cache_dir: str, user: str = ""):
         self.pool = volumes_pool
         self.images_pool = images_pool
-        self.cluster = _Cluster(conf_path)
+        self.cluster = _Cluster(conf_path, user=user)   # user: the cephx name without "client."
         self.cache_dir = cache_dir   # where an image is fetched to before its import
         os.makedirs(cache_dir, exist_ok=True)
 
