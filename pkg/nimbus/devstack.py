@@ -36,7 +36,7 @@ DEFAULT_FLAVORS = [  # name, vCPUs, RAM MB, disk GB (Nova's classic m1 set)
     ("m1.large", 4, 8192, 80)]
 DEFAULT_IMAGE = "cirros"
 # The processes serving Prometheus /metrics under `make run`, in --metrics-ports order.
-METRICS_PROCESSES = ("compute", "conductor", "scheduler", "agent")
+METRICS_PROCESSES = ("compute", "conductor", "scheduler", "agent", "volume", "database")
 ADMIN = (("authorization", "Bearer admin:admin"),)
 
 
@@ -258,8 +258,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--api", default=config.DEFAULT_API_ADDRESS)
     parser.add_argument("--conductor", default=config.DEFAULT_CONDUCTOR_ADDRESS)
     parser.add_argument("--scheduler", default=config.DEFAULT_SCHEDULER_ADDRESS)
-    parser.add_argument("--metrics-ports", default="9774,9775,9776,9777",
-                        help="Prometheus /metrics ports of compute,conductor,scheduler,agent")
+    parser.add_argument("--metrics-ports", default="9774,9775,9776,9777,9778,9779",
+                        help="Prometheus /metrics ports of compute,conductor,scheduler,agent,"
+                             "volume,database (the manifests' ports)")
     parser.add_argument("--database-address",
                         default=os.environ.get("NIMBUS_DATABASE_ADDRESS", config.DEFAULT_DATABASE_ADDRESS))
     parser.add_argument("--volume-address", help="the volume manager's health port",

@@ -34,6 +34,9 @@ RETRIES = Counter("nimbus_retries", "Work tried again after a failure, by compon
                   ["component", "reason"])
 QUEUE_DEPTH = Histogram("nimbus_queue_depth", "Items waiting when a group commit starts",
                         ["queue"], buckets=(1, 2, 4, 8, 16, 32, 64, 128))
+CONTROLLER_RETRIES = Counter("nimbus_controller_retries",
+                             "Keys a controller runs again after their work failed, by controller",
+                             ["controller"])
 
 
 Reader = Callable[[], Iterable[tuple[str, dict[str, float]]]]
@@ -62,6 +65,52 @@ HOST_DOMAINS = _PerHost("nimbus_host_domains", "libvirt domains on each compute 
                         "state")
 for _family in (HOST_ALLOCATED, HOST_DOMAINS):
     REGISTRY.register(_family)
+
+
+class _ControllerQueues(Collector):
+    """nimbus_controller_queued_keys, read at scrape time: each running
+    controller's count, summed by name (one agent process runs a controller
+    per simulated host)."""
+
+    def __init__(self):
+        self.controllers: list["ControllerMetrics"] = []
+
+    def collect(self):
+        family = GaugeMetricFamily("nimbus_controller_queued_keys",
+                                   "Keys a controller has work for (waiting, running or in backoff)",
+                                   labels=["controller"])
+        totals: dict[str, int] = {}
+        for c in list(self.controllers):
+            totals[c.name] = totals.get(c.name, 0) + c.queued()
+        for name, total in sorted(totals.items()):
+            family.add_metric([name], total)
+        yield family
+
+
+CONTROLLER_QUEUES = _ControllerQueues()
+REGISTRY.register(CONTROLLER_QUEUES)
+
+
+class ControllerMetrics:
+    """What every controller reports, in one place: its queued keys (read
+    from the controller at scrape time by `queued`, so the controller's hot
+    path pays nothing) and its retries. `start` when it begins leading,
+    `stop` when it ends (a stopped controller's leftovers are not counted)."""
+
+    def __init__(self, name: str, queued: Callable[[], int]):
+        self.name, self.queued = name, queued
+        self._retries = CONTROLLER_RETRIES.labels(name)
+
+    def start(self) -> None:
+        if self not in CONTROLLER_QUEUES.controllers:
+            CONTROLLER_QUEUES.controllers.append(self)
+
+    def stop(self) -> None:
+        if self in CONTROLLER_QUEUES.controllers:
+            CONTROLLER_QUEUES.controllers.remove(self)
+
+    def retried(self, keys: int = 1) -> None:
+        self._retries.inc(keys)
 
 
 def add_source(family: _PerHost, read: Reader) -> Callable[[], Awaitable[None]]:

@@ -70,10 +70,23 @@ def paginate(items: Sequence[T], key: Callable[[T], list], *, page_size: int, pa
     return page, token
 
 
+def _request_scope(request, query: tuple) -> str:
+    return query_scope(type(request).__name__, *query)
+
+
 def page_of(request, items: Sequence[T], key: Callable[[T], list], *query: Any,
             descending: bool = False) -> tuple[list[T], str]:
     """`paginate` for a List request with page_size/page_token: the token is
     bound to the request's type (the RPC) and `query` (the caller and the
     filters), so it cannot be replayed on another list."""
     return paginate(items, key, page_size=request.page_size, page_token=request.page_token,
-                    scope=query_scope(type(request).__name__, *query), descending=descending)
+                    scope=_request_scope(request, query), descending=descending)
+
+
+def check(request, *query: Any) -> None:
+    """The checks `page_of` makes on page_size and page_token, before the
+    items are fetched: a list that asks a guest for them refuses a bad
+    token without the round trip. Same `query` as the page_of call."""
+    page_size_of(request.page_size)
+    if request.page_token:
+        _decode(request.page_token, _request_scope(request, query))

@@ -19,7 +19,7 @@ import os
 
 import grpc
 
-from nimbus import backoff, log, states
+from nimbus import backoff, log, metrics, states
 from nimbus.compute.v1 import compute_pb2, compute_pb2_grpc
 from nimbus.conductor.v1 import conductor_pb2, conductor_pb2_grpc
 from nimbus.imagebackend import Backend
@@ -81,6 +81,8 @@ class ComputeAgent:
         self.backoff = backoff.PerKey()
         self._work: dict[str, asyncio.Task] = {}
         self._retries: dict[str, asyncio.TimerHandle] = {}
+        self.metrics = metrics.ControllerMetrics(
+            "agent", lambda: len(self._work.keys() | self._retries.keys()))
         self._side: set[asyncio.Task] = set()
         self.volume_work: set[tuple] = set()   # volume attaches/detaches in flight
         self.server_volumes: dict[str, list] = {}   # InstanceVolumes from the stream
@@ -92,10 +94,12 @@ class ComputeAgent:
     # ---- connection loops ------------------------------------------------
 
     async def run(self) -> None:
+        self.metrics.start()
         try:
             await asyncio.gather(self._report_forever(), self._stream_forever(),
                                  self._sync_power_forever())
         finally:
+            self.metrics.stop()
             # Stopping: work in flight stops too (a restart's replay finishes
             # or reschedules it), before the driver closes.
             for handle in self._retries.values():
@@ -295,6 +299,7 @@ class ComputeAgent:
         delay = self.backoff.failure(instance_id)
         self.log.error("step failed, trying again later", instance_id=instance_id,
                        step=task.get_name(), retry_in=round(delay, 3), exc_info=task.exception())
+        self.metrics.retried()
         self._retries[instance_id] = asyncio.get_running_loop().call_later(
             delay, self._redispatch, instance_id)
 

@@ -277,9 +277,8 @@ class AggregateServicer(aggregates_pb2_grpc.AggregateServiceServicer):
         nodes, _ = await self.store.list(keys.NODES, records_pb2.NodeRecord)
         up = {v.msg.host for _, v in nodes if not v.msg.disabled}
         members = zone_hosts((v.msg for v in aggregates), (v.msg.host for _, v in nodes))
-        out = A.ListAvailabilityZonesResponse()
-        for name in sorted(members):
-            zone = out.zones.add(name=name, available=bool(members[name] & up))
-            if who.is_admin:
-                zone.hosts.extend(sorted(members[name]))
-        return out
+        zones = [A.AvailabilityZone(name=name, available=bool(members[name] & up),
+                                    hosts=sorted(members[name]) if who.is_admin else [])
+                 for name in members]
+        page, token = pagination.page_of(request, zones, lambda z: [z.name], who.is_admin)
+        return A.ListAvailabilityZonesResponse(zones=page, next_page_token=token)

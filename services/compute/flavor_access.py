@@ -4,7 +4,7 @@ Records: flavor-access/<flavor id>/<project id> (empty values)."""
 
 from __future__ import annotations
 
-from nimbus import errors
+from nimbus import errors, pagination
 from nimbus.compute.v1 import compute_pb2 as C
 from nimbus.rpc import auth
 from nimbus.store import keys
@@ -56,4 +56,6 @@ class FlavorAccess:
 
     async def ListFlavorAccess(self, request, context):
         flavor = await self._private_flavor(request.flavor_ref, None)
-        return C.ListFlavorAccessResponse(project_ids=await projects(self.store, flavor.id))
+        page, token = pagination.page_of(request, await projects(self.store, flavor.id),
+                                         lambda p: [p], flavor.id)
+        return C.ListFlavorAccessResponse(project_ids=page, next_page_token=token)

@@ -565,12 +565,23 @@ class ComputeServicer(ServerActions, ResizeActions, flavor_access.FlavorAccess,
         image = record.image
         if image.owner != who.project_id and not who.is_admin:
             raise errors.PermissionDenied(f"image {image.id} belongs to another project")
-        building = [v.msg.server.id for v in list(self.instances.items.values())
-                    if v.msg.server.image_ref == image.id
-                    and v.msg.server.vm_state == C.VM_STATE_BUILDING]
+        users = [v.msg.server for v in list(self.instances.items.values())
+                 if v.msg.server.image_ref == image.id]
+        building = [s.id for s in users if s.vm_state == C.VM_STATE_BUILDING]
         if building:
             raise errors.FailedPrecondition(
                 f"image {image.id} is being fetched by building server {building[0]}")
+        # A server's root disk is an overlay on its host's copy of the image,
+        # and a move fetches that copy again on the destination: without the
+        # image the move fails and the server ends in ERROR. A server that
+        # never got a host, or is going away, has no such disk.
+        backed = [s.id for s in users if s.host and s.task_state != C.TASK_STATE_DELETING
+                  and s.vm_state != C.VM_STATE_DELETED]
+        if backed:
+            raise errors.FailedPrecondition(
+                f"image {image.id} backs the root disk of server {backed[0]}"
+                + (f" and {len(backed) - 1} more" if len(backed) > 1 else "")
+                + ": a resize or migration of it needs the image; delete the servers first")
         if record.location:
             await self.images.delete(record.location)   # Ceph refuses while disks are clones
         await self.store.txn([], [self.store.delete(keys.image(image.id)),

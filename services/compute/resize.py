@@ -173,8 +173,10 @@ class ResizeActions:
     async def ListServerMigrations(self, request, context):
         who = auth.identity()
         await self._server(request.id, who)
-        return C.ListServerMigrationsResponse(
-            migrations=await list_migrations(self.store, server_id=request.id))
+        found = await list_migrations(self.store, server_id=request.id)
+        page, token = pagination.page_of(
+            request, found, lambda m: [m.created_at.ToNanoseconds(), m.id], request.id)
+        return C.ListServerMigrationsResponse(migrations=page, next_page_token=token)
 
 
 async def list_migrations(store: Store, host: str = "", status: str = "",

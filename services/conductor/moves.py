@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from nimbus import crashpoints, errors, log, migrations, resources, states
+from nimbus import crashpoints, errors, log, metrics, migrations, resources, states
 from nimbus.clock import now
 from nimbus.compute.v1 import compute_pb2
 from nimbus.conductor.v1 import conductor_pb2
@@ -63,6 +63,7 @@ class MigrationController:
         self.sweep_interval = sweep_interval
         self.pending: set[str] = set()
         self.wake = asyncio.Event()
+        self.metrics = metrics.ControllerMetrics("moves", lambda: len(self.pending))
         # The build scheduler's view of which hosts are down (set by main).
         self.host_down = lambda host, clock: False
 
@@ -75,6 +76,7 @@ class MigrationController:
         await self.c.instances.synced.wait()
         self.c.instances.add_listener(self._on_instance)
         sweeper = asyncio.create_task(self._sweep_forever())
+        self.metrics.start()
         try:
             self.pending.update(v.msg.server.id for v in self.c.instances.items.values()
                                 if needs_destination(v.msg))
@@ -94,12 +96,14 @@ class MigrationController:
                         except Exception as exc:  # noqa: BLE001 - keep it pending, try again
                             _log.warning("placing a move failed, retrying",
                                          instance_id=instance_id, error=str(exc))
+                            self.metrics.retried()
                             self.pending.add(instance_id)
                 await asyncio.gather(*(place(i) for i in batch))
                 if self.pending:
                     await asyncio.sleep(0.5)
                     self.wake.set()
         finally:
+            self.metrics.stop()
             self.c.instances.remove_listener(self._on_instance)
             sweeper.cancel()
 

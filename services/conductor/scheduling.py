@@ -12,7 +12,7 @@ import time
 
 import grpc
 
-from nimbus import crashpoints, errors, ipam, log, migrations, resources, states
+from nimbus import crashpoints, errors, ipam, log, metrics, migrations, resources, states
 from nimbus.compute.v1 import compute_pb2
 from nimbus.scheduler.v1 import scheduler_pb2
 from nimbus.services.conductor.claims import InstanceChanged
@@ -51,6 +51,7 @@ class BuildScheduler:
         self.sweep_interval = sweep_interval
         self.pending: set[str] = set()
         self.wake = asyncio.Event()
+        self.metrics = metrics.ControllerMetrics("builds", lambda: len(self.pending))
         # host -> when this leader first saw it without a live node record.
         self._missing_since: dict[str, float] = {}
         self._sweeps = 0
@@ -65,6 +66,7 @@ class BuildScheduler:
         await self.c.nodes.synced.wait()
         self.c.instances.add_listener(self._on_instance)
         sweeper = asyncio.create_task(self._sweep_forever())
+        self.metrics.start()
         try:
             for versioned in list(self.c.instances.items.values()):
                 if needs_scheduling(versioned.msg.server):
@@ -80,10 +82,12 @@ class BuildScheduler:
                     raise
                 except Exception as exc:  # noqa: BLE001 - retry the batch, never drop it
                     _log.warning("scheduling failed, retrying", error=str(exc), servers=len(batch))
+                    self.metrics.retried(len(batch))
                     self.pending |= batch
                     await asyncio.sleep(0.5)
                     self.wake.set()
         finally:
+            self.metrics.stop()
             self.c.instances.remove_listener(self._on_instance)
             sweeper.cancel()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 
-from nimbus import errors
+from nimbus import errors, pagination
 from nimbus.database.v1 import backups_pb2 as B
 from nimbus.database.v1 import backups_pb2_grpc
 from nimbus.database.v1 import records_pb2 as R
@@ -71,11 +71,13 @@ class BackupServicer(backups_pb2_grpc.BackupServiceServicer):
     async def ListBackups(self, request, context):
         visible = self._visible(request.all_projects)
         items, _ = await self.store.list(keys.DB_BACKUPS, R.BackupRecord)
-        return B.ListBackupsResponse(backups=sorted(
-            (v.msg.backup for _, v in items if visible(v.msg)
-             and request.instance_id in ("", v.msg.backup.instance_id)
-             and request.datastore in ("", v.msg.backup.datastore.type)),
-            key=lambda b: (b.created_at.ToNanoseconds(), b.id)))
+        found = [v.msg.backup for _, v in items if visible(v.msg)
+                 and request.instance_id in ("", v.msg.backup.instance_id)
+                 and request.datastore in ("", v.msg.backup.datastore.type)]
+        page, token = pagination.page_of(
+            request, found, lambda b: [b.created_at.ToNanoseconds(), b.id], caller().project_id,
+            request.all_projects, request.instance_id, request.datastore)
+        return B.ListBackupsResponse(backups=page, next_page_token=token)
 
     async def DeleteBackup(self, request, context):
         got = await self._get(request.id)

@@ -1,7 +1,9 @@
 """A small controller queue (client-go's workqueue): keys are reconciled one
 at a time each, a key marked again while it runs is run again after, a
 failure requeues it with exponential backoff and jitter (5 ms doubling to
-30 s), and `reconcile` may ask to be called again after a delay."""
+30 s), and `reconcile` may ask to be called again after a delay. Queued
+keys (running or waiting for a timer) and retries go to Prometheus through
+nimbus.metrics.ControllerMetrics, as every controller's do."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import asyncio
 import random
 from typing import Awaitable, Callable
 
-from nimbus import log
+from nimbus import log, metrics
 
 _log = log.get("nimbus.controller")
 BASE, CAP = 0.005, 30.0
@@ -25,6 +27,9 @@ class Controller:
         self.timers: dict[str, asyncio.TimerHandle] = {}
         self.interrupted: set[str] = set()
         self.stopping = False
+        self.metrics = metrics.ControllerMetrics(
+            name, lambda: len(self.running.keys() | self.timers.keys()))
+        self.metrics.start()
 
     def enqueue(self, key: str) -> None:
         task = self.running.get(key)
@@ -50,7 +55,11 @@ class Controller:
         old = self.timers.pop(key, None)
         if old is not None:
             old.cancel()
-        self.timers[key] = asyncio.get_running_loop().call_later(delay, self.enqueue, key)
+        self.timers[key] = asyncio.get_running_loop().call_later(delay, self._timer_fired, key)
+
+    def _timer_fired(self, key: str) -> None:
+        self.timers.pop(key, None)   # only pending timers are kept (and counted as queued)
+        self.enqueue(key)
 
     def cancel(self, key: str) -> None:
         """Stop the key's reconcile now (a delete overtaking a build)."""
@@ -76,6 +85,7 @@ class Controller:
             except Exception as exc:  # noqa: BLE001 - requeued with backoff
                 n = self.failures.get(key, 0)
                 self.failures[key] = n + 1
+                self.metrics.retried()
                 delay = min(CAP, BASE * 2 ** n) * (0.5 + random.random() / 2)
                 _log.warning("reconcile failed, retrying", controller=self.name, key=key,
                              error=str(exc) or type(exc).__name__, retry_in=round(delay, 3))
@@ -85,6 +95,7 @@ class Controller:
 
     async def stop(self) -> None:
         self.stopping = True
+        self.metrics.stop()
         for timer in self.timers.values():
             timer.cancel()
         tasks = list(self.running.values())

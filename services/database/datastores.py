@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from nimbus import errors
+from nimbus import errors, pagination
 from nimbus.database.v1 import datastores_pb2 as S
 from nimbus.database.v1 import datastores_pb2_grpc
 from nimbus.rpc import auth
@@ -95,7 +95,8 @@ class DatastoreServicer(datastores_pb2_grpc.DatastoreServiceServicer):
 
     async def ListDatastores(self, request, context):
         items, _ = await self.store.list(keys.DB_DATASTORES, S.Datastore)
-        return S.ListDatastoresResponse(datastores=[v.msg for _, v in items])
+        page, token = pagination.page_of(request, [v.msg for _, v in items], lambda d: [d.name])
+        return S.ListDatastoresResponse(datastores=page, next_page_token=token)
 
     async def DeleteDatastore(self, request, context):
         auth.require_admin()

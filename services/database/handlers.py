@@ -8,7 +8,7 @@ import random
 import uuid
 from datetime import timedelta
 
-from nimbus import errors
+from nimbus import errors, pagination
 from nimbus.database.v1 import database_pb2 as D
 from nimbus.database.v1 import database_pb2_grpc
 from nimbus.database.v1 import guest_pb2 as G
@@ -144,11 +144,13 @@ class DatabaseServicer(database_pb2_grpc.DatabaseServiceServicer):
         return lambda rec: all_projects or rec.instance.project_id == who.project_id
 
     async def ListInstances(self, request, context):
-        visible = self._visible(caller(), request.all_projects)
+        who = caller()
+        visible = self._visible(who, request.all_projects)
         items, _ = await self.store.list(keys.DB_INSTANCES, R.InstanceRecord)
-        return D.ListInstancesResponse(instances=sorted(
-            (v.msg.instance for _, v in items if visible(v.msg)),
-            key=lambda i: (i.created_at.ToNanoseconds(), i.id)))
+        page, token = pagination.page_of(
+            request, [v.msg.instance for _, v in items if visible(v.msg)],
+            lambda i: [i.created_at.ToNanoseconds(), i.id], who.project_id, request.all_projects)
+        return D.ListInstancesResponse(instances=page, next_page_token=token)
 
     async def DeleteInstance(self, request, context):
         got = await self._get(request.id)
@@ -197,8 +199,11 @@ class DatabaseServicer(database_pb2_grpc.DatabaseServiceServicer):
         return D.RestartInstanceResponse(instance=(await self._get(request.id)).msg.instance)
 
     async def ListDatabases(self, request, context):
+        pagination.check(request, request.instance_id)
         result = await self._command(request.instance_id, list_databases=G.ListRequest())
-        return D.ListDatabasesResponse(databases=result.databases)
+        page, token = pagination.page_of(request, result.databases, lambda d: [d.name],
+                                         request.instance_id)
+        return D.ListDatabasesResponse(databases=page, next_page_token=token)
 
     async def CreateDatabase(self, request, context):
         rec = await self._ready(request.instance_id)
@@ -218,8 +223,11 @@ class DatabaseServicer(database_pb2_grpc.DatabaseServiceServicer):
         return D.DeleteDatabaseResponse()
 
     async def ListUsers(self, request, context):
+        pagination.check(request, request.instance_id)
         result = await self._command(request.instance_id, list_users=G.ListRequest())
-        return D.ListUsersResponse(users=result.users)
+        page, token = pagination.page_of(request, result.users, lambda u: [u.name, u.host],
+                                         request.instance_id)
+        return D.ListUsersResponse(users=page, next_page_token=token)
 
     async def CreateUser(self, request, context):
         rec = await self._ready(request.instance_id)

@@ -355,10 +355,10 @@ class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
 
     async def ListVolumeTypes(self, request, context):
         items, _ = await self.store.list(keys.VOLUME_TYPES, V.VolumeType)
-        types = sorted((v.msg for _, v in items), key=lambda t: t.name)
+        types, token = pagination.page_of(request, [v.msg for _, v in items], lambda t: [t.name])
         for t in types:
             t.is_default = t.name == self.default_volume_type
-        return V.ListVolumeTypesResponse(volume_types=types)
+        return V.ListVolumeTypesResponse(volume_types=types, next_page_token=token)
 
 
 async def _stream(informer: Informer, match):

@@ -110,8 +110,9 @@ def find_instance(session: Session, ref: str) -> D.Instance:
     except grpc.RpcError as err:
         if err.code() != grpc.StatusCode.NOT_FOUND:
             raise
-        found = [i for i in client.call(client.databases.ListInstances,
-                                        D.ListInstancesRequest()).instances if i.name == ref]
+        found = [i for i in client.list_all(client.databases.ListInstances,
+                                            D.ListInstancesRequest(), "instances")
+                 if i.name == ref]
         if len(found) != 1:
             raise
         return found[0]

@@ -161,11 +161,17 @@ class AvailabilityZone(_message.Message):
     def __init__(self, name: _Optional[str] = ..., available: _Optional[bool] = ..., hosts: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListAvailabilityZonesRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListAvailabilityZonesResponse(_message.Message):
-    __slots__ = ("zones",)
+    __slots__ = ("zones", "next_page_token")
     ZONES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     zones: _containers.RepeatedCompositeFieldContainer[AvailabilityZone]
-    def __init__(self, zones: _Optional[_Iterable[_Union[AvailabilityZone, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, zones: _Optional[_Iterable[_Union[AvailabilityZone, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

@@ -493,16 +493,22 @@ class MigrateServerResponse(_message.Message):
     def __init__(self, server: _Optional[_Union[Server, _Mapping]] = ..., migration: _Optional[_Union[Migration, _Mapping]] = ...) -> None: ...
 
 class ListServerMigrationsRequest(_message.Message):
-    __slots__ = ("id",)
+    __slots__ = ("id", "page_size", "page_token")
     ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     id: str
-    def __init__(self, id: _Optional[str] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListServerMigrationsResponse(_message.Message):
-    __slots__ = ("migrations",)
+    __slots__ = ("migrations", "next_page_token")
     MIGRATIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     migrations: _containers.RepeatedCompositeFieldContainer[Migration]
-    def __init__(self, migrations: _Optional[_Iterable[_Union[Migration, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, migrations: _Optional[_Iterable[_Union[Migration, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class Migration(_message.Message):
     __slots__ = ("id", "server_id", "project_id", "source_host", "dest_host", "old_flavor_id", "new_flavor_id", "status", "migration_type", "created_at", "updated_at")
@@ -671,16 +677,22 @@ class RemoveFlavorAccessResponse(_message.Message):
     def __init__(self, project_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListFlavorAccessRequest(_message.Message):
-    __slots__ = ("flavor_ref",)
+    __slots__ = ("flavor_ref", "page_size", "page_token")
     FLAVOR_REF_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     flavor_ref: str
-    def __init__(self, flavor_ref: _Optional[str] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, flavor_ref: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListFlavorAccessResponse(_message.Message):
-    __slots__ = ("project_ids",)
+    __slots__ = ("project_ids", "next_page_token")
     PROJECT_IDS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     project_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, project_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, project_ids: _Optional[_Iterable[str]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class CreateFlavorResponse(_message.Message):
     __slots__ = ("flavor",)

@@ -26,15 +26,15 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from nimbus.database.v1 import database_pb2 as nimbus_dot_database_dot_v1_dot_database__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n nimbus/database/v1/backups.proto\x12\x12nimbus.database.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!nimbus/database/v1/database.proto\"\xf7\x02\n\x06\x42\x61\x63kup\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x12\n\nproject_id\x18\x04 \x01(\t\x12\x13\n\x0binstance_id\x18\x05 \x01(\t\x12\x33\n\tdatastore\x18\x06 \x01(\x0b\x32 .nimbus.database.v1.DatastoreRef\x12\x30\n\x06status\x18\x07 \x01(\x0e\x32 .nimbus.database.v1.BackupStatus\x12\x12\n\nsize_bytes\x18\x08 \x01(\x03\x12\x17\n\x0f\x63hecksum_sha256\x18\t \x01(\t\x12\x13\n\x0b\x66\x61il_reason\x18\n \x01(\t\x12\x0c\n\x04tool\x18\x0b \x01(\t\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"e\n\x13\x43reateBackupRequest\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x16\n\x0eincremental_of\x18\x04 \x01(\t\"B\n\x14\x43reateBackupResponse\x12*\n\x06\x62\x61\x63kup\x18\x01 \x01(\x0b\x32\x1a.nimbus.database.v1.Backup\"\x1e\n\x10GetBackupRequest\x12\n\n\x02id\x18\x01 \x01(\t\"?\n\x11GetBackupResponse\x12*\n\x06\x62\x61\x63kup\x18\x01 \x01(\x0b\x32\x1a.nimbus.database.v1.Backup\"R\n\x12ListBackupsRequest\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12\x11\n\tdatastore\x18\x02 \x01(\t\x12\x14\n\x0c\x61ll_projects\x18\x03 \x01(\x08\"B\n\x13ListBackupsResponse\x12+\n\x07\x62\x61\x63kups\x18\x01 \x03(\x0b\x32\x1a.nimbus.database.v1.Backup\"!\n\x13\x44\x65leteBackupRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteBackupResponse\"7\n\x13WatchBackupsRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x61ll_projects\x18\x02 \x01(\x08\"\xf3\x01\n\x14WatchBackupsResponse\x12@\n\x04type\x18\x01 \x01(\x0e\x32\x32.nimbus.database.v1.WatchBackupsResponse.EventType\x12*\n\x06\x62\x61\x63kup\x18\x02 \x01(\x0b\x32\x1a.nimbus.database.v1.Backup\"m\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11\x45VENT_TYPE_UPSERT\x10\x01\x12\x16\n\x12\x45VENT_TYPE_DELETED\x10\x02\x12\x15\n\x11\x45VENT_TYPE_SYNCED\x10\x03*\x97\x01\n\x0c\x42\x61\x63kupStatus\x12\x1d\n\x19\x42\x41\x43KUP_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11\x42\x41\x43KUP_STATUS_NEW\x10\x01\x12\x1a\n\x16\x42\x41\x43KUP_STATUS_BUILDING\x10\x02\x12\x1b\n\x17\x42\x41\x43KUP_STATUS_COMPLETED\x10\x03\x12\x18\n\x14\x42\x41\x43KUP_STATUS_FAILED\x10\x04\x32\xf4\x03\n\rBackupService\x12\x61\n\x0c\x43reateBackup\x12\'.nimbus.database.v1.CreateBackupRequest\x1a(.nimbus.database.v1.CreateBackupResponse\x12X\n\tGetBackup\x12$.nimbus.database.v1.GetBackupRequest\x1a%.nimbus.database.v1.GetBackupResponse\x12^\n\x0bListBackups\x12&.nimbus.database.v1.ListBackupsRequest\x1a\'.nimbus.database.v1.ListBackupsResponse\x12\x61\n\x0c\x44\x65leteBackup\x12\'.nimbus.database.v1.DeleteBackupRequest\x1a(.nimbus.database.v1.DeleteBackupResponse\x12\x63\n\x0cWatchBackups\x12\'.nimbus.database.v1.WatchBackupsRequest\x1a(.nimbus.database.v1.WatchBackupsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n nimbus/database/v1/backups.proto\x12\x12nimbus.database.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!nimbus/database/v1/database.proto\"\xf7\x02\n\x06\x42\x61\x63kup\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x12\n\nproject_id\x18\x04 \x01(\t\x12\x13\n\x0binstance_id\x18\x05 \x01(\t\x12\x33\n\tdatastore\x18\x06 \x01(\x0b\x32 .nimbus.database.v1.DatastoreRef\x12\x30\n\x06status\x18\x07 \x01(\x0e\x32 .nimbus.database.v1.BackupStatus\x12\x12\n\nsize_bytes\x18\x08 \x01(\x03\x12\x17\n\x0f\x63hecksum_sha256\x18\t \x01(\t\x12\x13\n\x0b\x66\x61il_reason\x18\n \x01(\t\x12\x0c\n\x04tool\x18\x0b \x01(\t\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"e\n\x13\x43reateBackupRequest\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x16\n\x0eincremental_of\x18\x04 \x01(\t\"B\n\x14\x43reateBackupResponse\x12*\n\x06\x62\x61\x63kup\x18\x01 \x01(\x0b\x32\x1a.nimbus.database.v1.Backup\"\x1e\n\x10GetBackupRequest\x12\n\n\x02id\x18\x01 \x01(\t\"?\n\x11GetBackupResponse\x12*\n\x06\x62\x61\x63kup\x18\x01 \x01(\x0b\x32\x1a.nimbus.database.v1.Backup\"y\n\x12ListBackupsRequest\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12\x11\n\tdatastore\x18\x02 \x01(\t\x12\x14\n\x0c\x61ll_projects\x18\x03 \x01(\x08\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"[\n\x13ListBackupsResponse\x12+\n\x07\x62\x61\x63kups\x18\x01 \x03(\x0b\x32\x1a.nimbus.database.v1.Backup\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x13\x44\x65leteBackupRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteBackupResponse\"7\n\x13WatchBackupsRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x61ll_projects\x18\x02 \x01(\x08\"\xf3\x01\n\x14WatchBackupsResponse\x12@\n\x04type\x18\x01 \x01(\x0e\x32\x32.nimbus.database.v1.WatchBackupsResponse.EventType\x12*\n\x06\x62\x61\x63kup\x18\x02 \x01(\x0b\x32\x1a.nimbus.database.v1.Backup\"m\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11\x45VENT_TYPE_UPSERT\x10\x01\x12\x16\n\x12\x45VENT_TYPE_DELETED\x10\x02\x12\x15\n\x11\x45VENT_TYPE_SYNCED\x10\x03*\x97\x01\n\x0c\x42\x61\x63kupStatus\x12\x1d\n\x19\x42\x41\x43KUP_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11\x42\x41\x43KUP_STATUS_NEW\x10\x01\x12\x1a\n\x16\x42\x41\x43KUP_STATUS_BUILDING\x10\x02\x12\x1b\n\x17\x42\x41\x43KUP_STATUS_COMPLETED\x10\x03\x12\x18\n\x14\x42\x41\x43KUP_STATUS_FAILED\x10\x04\x32\xf4\x03\n\rBackupService\x12\x61\n\x0c\x43reateBackup\x12\'.nimbus.database.v1.CreateBackupRequest\x1a(.nimbus.database.v1.CreateBackupResponse\x12X\n\tGetBackup\x12$.nimbus.database.v1.GetBackupRequest\x1a%.nimbus.database.v1.GetBackupResponse\x12^\n\x0bListBackups\x12&.nimbus.database.v1.ListBackupsRequest\x1a\'.nimbus.database.v1.ListBackupsResponse\x12\x61\n\x0c\x44\x65leteBackup\x12\'.nimbus.database.v1.DeleteBackupRequest\x1a(.nimbus.database.v1.DeleteBackupResponse\x12\x63\n\x0cWatchBackups\x12\'.nimbus.database.v1.WatchBackupsRequest\x1a(.nimbus.database.v1.WatchBackupsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'nimbus.database.v1.backups_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_BACKUPSTATUS']._serialized_start=1285
-  _globals['_BACKUPSTATUS']._serialized_end=1436
+  _globals['_BACKUPSTATUS']._serialized_start=1349
+  _globals['_BACKUPSTATUS']._serialized_end=1500
   _globals['_BACKUP']._serialized_start=125
   _globals['_BACKUP']._serialized_end=500
   _globals['_CREATEBACKUPREQUEST']._serialized_start=502
@@ -46,19 +46,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETBACKUPRESPONSE']._serialized_start=705
   _globals['_GETBACKUPRESPONSE']._serialized_end=768
   _globals['_LISTBACKUPSREQUEST']._serialized_start=770
-  _globals['_LISTBACKUPSREQUEST']._serialized_end=852
-  _globals['_LISTBACKUPSRESPONSE']._serialized_start=854
-  _globals['_LISTBACKUPSRESPONSE']._serialized_end=920
-  _globals['_DELETEBACKUPREQUEST']._serialized_start=922
-  _globals['_DELETEBACKUPREQUEST']._serialized_end=955
-  _globals['_DELETEBACKUPRESPONSE']._serialized_start=957
-  _globals['_DELETEBACKUPRESPONSE']._serialized_end=979
-  _globals['_WATCHBACKUPSREQUEST']._serialized_start=981
-  _globals['_WATCHBACKUPSREQUEST']._serialized_end=1036
-  _globals['_WATCHBACKUPSRESPONSE']._serialized_start=1039
-  _globals['_WATCHBACKUPSRESPONSE']._serialized_end=1282
-  _globals['_WATCHBACKUPSRESPONSE_EVENTTYPE']._serialized_start=1173
-  _globals['_WATCHBACKUPSRESPONSE_EVENTTYPE']._serialized_end=1282
-  _globals['_BACKUPSERVICE']._serialized_start=1439
-  _globals['_BACKUPSERVICE']._serialized_end=1939
+  _globals['_LISTBACKUPSREQUEST']._serialized_end=891
+  _globals['_LISTBACKUPSRESPONSE']._serialized_start=893
+  _globals['_LISTBACKUPSRESPONSE']._serialized_end=984
+  _globals['_DELETEBACKUPREQUEST']._serialized_start=986
+  _globals['_DELETEBACKUPREQUEST']._serialized_end=1019
+  _globals['_DELETEBACKUPRESPONSE']._serialized_start=1021
+  _globals['_DELETEBACKUPRESPONSE']._serialized_end=1043
+  _globals['_WATCHBACKUPSREQUEST']._serialized_start=1045
+  _globals['_WATCHBACKUPSREQUEST']._serialized_end=1100
+  _globals['_WATCHBACKUPSRESPONSE']._serialized_start=1103
+  _globals['_WATCHBACKUPSRESPONSE']._serialized_end=1346
+  _globals['_WATCHBACKUPSRESPONSE_EVENTTYPE']._serialized_start=1237
+  _globals['_WATCHBACKUPSRESPONSE_EVENTTYPE']._serialized_end=1346
+  _globals['_BACKUPSERVICE']._serialized_start=1503
+  _globals['_BACKUPSERVICE']._serialized_end=2003
 # @@protoc_insertion_point(module_scope)

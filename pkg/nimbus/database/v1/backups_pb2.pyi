@@ -85,20 +85,26 @@ class GetBackupResponse(_message.Message):
     def __init__(self, backup: _Optional[_Union[Backup, _Mapping]] = ...) -> None: ...
 
 class ListBackupsRequest(_message.Message):
-    __slots__ = ("instance_id", "datastore", "all_projects")
+    __slots__ = ("instance_id", "datastore", "all_projects", "page_size", "page_token")
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     DATASTORE_FIELD_NUMBER: _ClassVar[int]
     ALL_PROJECTS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     instance_id: str
     datastore: str
     all_projects: bool
-    def __init__(self, instance_id: _Optional[str] = ..., datastore: _Optional[str] = ..., all_projects: _Optional[bool] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, instance_id: _Optional[str] = ..., datastore: _Optional[str] = ..., all_projects: _Optional[bool] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListBackupsResponse(_message.Message):
-    __slots__ = ("backups",)
+    __slots__ = ("backups", "next_page_token")
     BACKUPS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     backups: _containers.RepeatedCompositeFieldContainer[Backup]
-    def __init__(self, backups: _Optional[_Iterable[_Union[Backup, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, backups: _Optional[_Iterable[_Union[Backup, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class DeleteBackupRequest(_message.Message):
     __slots__ = ("id",)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#nimbus/database/v1/datastores.proto\x12\x12nimbus.database.v1\"\xcd\x01\n\x10\x44\x61tastoreVersion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07manager\x18\x02 \x01(\t\x12\r\n\x05image\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tive\x18\x04 \x01(\x08\x12\x0f\n\x07\x66lavors\x18\x05 \x03(\t\x12\x16\n\x0evolume_support\x18\x06 \x01(\x08\x12 \n\x18max_accepted_volume_size\x18\x07 \x01(\x05\x12\x16\n\x0ewarm_pool_size\x18\x08 \x01(\x05\x12\x18\n\x10warm_pool_flavor\x18\t \x01(\t\"j\n\tDatastore\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\x0f\x64\x65\x66\x61ult_version\x18\x02 \x01(\t\x12\x36\n\x08versions\x18\x03 \x03(\x0b\x32$.nimbus.database.v1.DatastoreVersion\"J\n\x16\x43reateDatastoreRequest\x12\x30\n\tdatastore\x18\x01 \x01(\x0b\x32\x1d.nimbus.database.v1.Datastore\"K\n\x17\x43reateDatastoreResponse\x12\x30\n\tdatastore\x18\x01 \x01(\x0b\x32\x1d.nimbus.database.v1.Datastore\"#\n\x13GetDatastoreRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"H\n\x14GetDatastoreResponse\x12\x30\n\tdatastore\x18\x01 \x01(\x0b\x32\x1d.nimbus.database.v1.Datastore\"\x17\n\x15ListDatastoresRequest\"K\n\x16ListDatastoresResponse\x12\x31\n\ndatastores\x18\x01 \x03(\x0b\x32\x1d.nimbus.database.v1.Datastore\"&\n\x16\x44\x65leteDatastoreRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x19\n\x17\x44\x65leteDatastoreResponse\"]\n\x11PutVersionRequest\x12\x11\n\tdatastore\x18\x01 \x01(\t\x12\x35\n\x07version\x18\x02 \x01(\x0b\x32$.nimbus.database.v1.DatastoreVersion\"F\n\x12PutVersionResponse\x12\x30\n\tdatastore\x18\x01 \x01(\x0b\x32\x1d.nimbus.database.v1.Datastore\":\n\x14\x44\x65leteVersionRequest\x12\x11\n\tdatastore\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"I\n\x15\x44\x65leteVersionResponse\x12\x30\n\tdatastore\x18\x01 \x01(\x0b\x32\x1d.nimbus.database.v1.Datastore\">\n\x18SetDefaultVersionRequest\x12\x11\n\tdatastore\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"M\n\x19SetDefaultVersionResponse\x12\x30\n\tdatastore\x18\x01 \x01(\x0b\x32\x1d.nimbus.database.v1.Datastore2\xeb\x05\n\x10\x44\x61tastoreService\x12j\n\x0f\x43reateDatastore\x12*.nimbus.database.v1.CreateDatastoreRequest\x1a+.nimbus.database.v1.CreateDatastoreResponse\x12\x61\n\x0cGetDatastore\x12\'.nimbus.database.v1.GetDatastoreRequest\x1a(.nimbus.database.v1.GetDatastoreResponse\x12g\n\x0eListDatastores\x12).nimbus.database.v1.ListDatastoresRequest\x1a*.nimbus.database.v1.ListDatastoresResponse\x12j\n\x0f\x44\x65leteDatastore\x12*.nimbus.database.v1.DeleteDatastoreRequest\x1a+.nimbus.database.v1.DeleteDatastoreResponse\x12[\n\nPutVersion\x12%.nimbus.database.v1.PutVersionRequest\x1a&.nimbus.database.v1.PutVersionResponse\x12\x64\n\rDeleteVersion\x12(.nimbus.database.v1.DeleteVersionRequest\x1a).nimbus.database.v1.DeleteVersionResponse\x12p\n\x11SetDefaultVersion\x12,.nimbus.database.v1.SetDefaultVersionRequest\x1a-.nimbus.database.v1.SetDefaultVersionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#nimbus/database/v1/datastores.proto\x12\x12nimbus.database.v1\"\xcd\x01\n\x10\x44\x61tastoreVersion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07manager\x18\x02 \x01(\t\x12\r\n\x05image\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tive\x18\x04 \x01(\x08\x12\x0f\n\x07\x66lavors\x18\x05 \x03(\t\x12\x16\n\x0evolume_support\x18\x06 \x01(\x08\x12 \n\x18max_accepted_volume_size\x18\x07 \x01(\x05\x12\x16\n\x0ewarm_pool_size\x18\x08 \x01(\x05\x12\x18\n\x10warm_pool_flavor\x18\t \x01(\t\"j\n\tDatastore\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\x0f\x64\x65\x66\x61ult_version\x18\x02 \x01(\t\x12\x36\n\x08versions\x18\x03 \x03(\x0b\x32$.nimbus.database.v1.DatastoreVersion\"J\n\x16\x43reateDatastoreRequest\x12\x30\n\tdatastore\x18\x01 \x01(\x0b\x32\x1d.nimbus.database.v1.Datastore\"K\n\x17\x43reateDatastoreResponse\x12\x30\n\tdatastore\x18\x01 \x01(\x0b\x32\x1d.nimbus.database.v1.Datastore\"#\n\x13GetDatastoreRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"H\n\x14GetDatastoreResponse\x12\x30\n\tdatastore\x18\x01 \x01(\x0b\x32\x1d.nimbus.database.v1.Datastore\">\n\x15ListDatastoresRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"d\n\x16ListDatastoresResponse\x12\x31\n\ndatastores\x18\x01 \x03(\x0b\x32\x1d.nimbus.database.v1.Datastore\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"&\n\x16\x44\x65leteDatastoreRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x19\n\x17\x44\x65leteDatastoreResponse\"]\n\x11PutVersionRequest\x12\x11\n\tdatastore\x18\x01 \x01(\t\x12\x35\n\x07version\x18\x02 \x01(\x0b\x32$.nimbus.database.v1.DatastoreVersion\"F\n\x12PutVersionResponse\x12\x30\n\tdatastore\x18\x01 \x01(\x0b\x32\x1d.nimbus.database.v1.Datastore\":\n\x14\x44\x65leteVersionRequest\x12\x11\n\tdatastore\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"I\n\x15\x44\x65leteVersionResponse\x12\x30\n\tdatastore\x18\x01 \x01(\x0b\x32\x1d.nimbus.database.v1.Datastore\">\n\x18SetDefaultVersionRequest\x12\x11\n\tdatastore\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"M\n\x19SetDefaultVersionResponse\x12\x30\n\tdatastore\x18\x01 \x01(\x0b\x32\x1d.nimbus.database.v1.Datastore2\xeb\x05\n\x10\x44\x61tastoreService\x12j\n\x0f\x43reateDatastore\x12*.nimbus.database.v1.CreateDatastoreRequest\x1a+.nimbus.database.v1.CreateDatastoreResponse\x12\x61\n\x0cGetDatastore\x12\'.nimbus.database.v1.GetDatastoreRequest\x1a(.nimbus.database.v1.GetDatastoreResponse\x12g\n\x0eListDatastores\x12).nimbus.database.v1.ListDatastoresRequest\x1a*.nimbus.database.v1.ListDatastoresResponse\x12j\n\x0f\x44\x65leteDatastore\x12*.nimbus.database.v1.DeleteDatastoreRequest\x1a+.nimbus.database.v1.DeleteDatastoreResponse\x12[\n\nPutVersion\x12%.nimbus.database.v1.PutVersionRequest\x1a&.nimbus.database.v1.PutVersionResponse\x12\x64\n\rDeleteVersion\x12(.nimbus.database.v1.DeleteVersionRequest\x1a).nimbus.database.v1.DeleteVersionResponse\x12p\n\x11SetDefaultVersion\x12,.nimbus.database.v1.SetDefaultVersionRequest\x1a-.nimbus.database.v1.SetDefaultVersionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,25 +44,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETDATASTORERESPONSE']._serialized_start=565
   _globals['_GETDATASTORERESPONSE']._serialized_end=637
   _globals['_LISTDATASTORESREQUEST']._serialized_start=639
-  _globals['_LISTDATASTORESREQUEST']._serialized_end=662
-  _globals['_LISTDATASTORESRESPONSE']._serialized_start=664
-  _globals['_LISTDATASTORESRESPONSE']._serialized_end=739
-  _globals['_DELETEDATASTOREREQUEST']._serialized_start=741
-  _globals['_DELETEDATASTOREREQUEST']._serialized_end=779
-  _globals['_DELETEDATASTORERESPONSE']._serialized_start=781
-  _globals['_DELETEDATASTORERESPONSE']._serialized_end=806
-  _globals['_PUTVERSIONREQUEST']._serialized_start=808
-  _globals['_PUTVERSIONREQUEST']._serialized_end=901
-  _globals['_PUTVERSIONRESPONSE']._serialized_start=903
-  _globals['_PUTVERSIONRESPONSE']._serialized_end=973
-  _globals['_DELETEVERSIONREQUEST']._serialized_start=975
-  _globals['_DELETEVERSIONREQUEST']._serialized_end=1033
-  _globals['_DELETEVERSIONRESPONSE']._serialized_start=1035
-  _globals['_DELETEVERSIONRESPONSE']._serialized_end=1108
-  _globals['_SETDEFAULTVERSIONREQUEST']._serialized_start=1110
-  _globals['_SETDEFAULTVERSIONREQUEST']._serialized_end=1172
-  _globals['_SETDEFAULTVERSIONRESPONSE']._serialized_start=1174
-  _globals['_SETDEFAULTVERSIONRESPONSE']._serialized_end=1251
-  _globals['_DATASTORESERVICE']._serialized_start=1254
-  _globals['_DATASTORESERVICE']._serialized_end=2001
+  _globals['_LISTDATASTORESREQUEST']._serialized_end=701
+  _globals['_LISTDATASTORESRESPONSE']._serialized_start=703
+  _globals['_LISTDATASTORESRESPONSE']._serialized_end=803
+  _globals['_DELETEDATASTOREREQUEST']._serialized_start=805
+  _globals['_DELETEDATASTOREREQUEST']._serialized_end=843
+  _globals['_DELETEDATASTORERESPONSE']._serialized_start=845
+  _globals['_DELETEDATASTORERESPONSE']._serialized_end=870
+  _globals['_PUTVERSIONREQUEST']._serialized_start=872
+  _globals['_PUTVERSIONREQUEST']._serialized_end=965
+  _globals['_PUTVERSIONRESPONSE']._serialized_start=967
+  _globals['_PUTVERSIONRESPONSE']._serialized_end=1037
+  _globals['_DELETEVERSIONREQUEST']._serialized_start=1039
+  _globals['_DELETEVERSIONREQUEST']._serialized_end=1097
+  _globals['_DELETEVERSIONRESPONSE']._serialized_start=1099
+  _globals['_DELETEVERSIONRESPONSE']._serialized_end=1172
+  _globals['_SETDEFAULTVERSIONREQUEST']._serialized_start=1174
+  _globals['_SETDEFAULTVERSIONREQUEST']._serialized_end=1236
+  _globals['_SETDEFAULTVERSIONRESPONSE']._serialized_start=1238
+  _globals['_SETDEFAULTVERSIONRESPONSE']._serialized_end=1315
+  _globals['_DATASTORESERVICE']._serialized_start=1318
+  _globals['_DATASTORESERVICE']._serialized_end=2065
 # @@protoc_insertion_point(module_scope)

@@ -430,11 +430,17 @@ class CreateVolumeTypeResponse(_message.Message):
     def __init__(self, volume_type: _Optional[_Union[VolumeType, _Mapping]] = ...) -> None: ...
 
 class ListVolumeTypesRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListVolumeTypesResponse(_message.Message):
-    __slots__ = ("volume_types",)
+    __slots__ = ("volume_types", "next_page_token")
     VOLUME_TYPES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     volume_types: _containers.RepeatedCompositeFieldContainer[VolumeType]
-    def __init__(self, volume_types: _Optional[_Iterable[_Union[VolumeType, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, volume_types: _Optional[_Iterable[_Union[VolumeType, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
