@@ -83,18 +83,15 @@ class Catalog:
         self.images = Informer(store, keys.IMAGES, records_pb2.ImageRecord)
 
     async def _find(self, informer: Informer, ref: str, name_of) -> list:
-        for _ in range(2):
-            hit = informer.items.get(informer.prefix + ref)
+        def match(items: dict) -> list:
+            hit = items.get(informer.prefix + ref)
             if hit is not None:
                 return [hit.msg]
-            named = [v.msg for v in informer.items.values() if name_of(v.msg) == ref]
-            if named:
-                return named
-            # Miss: read through (the informer may lag behind a create).
-            items, _ = await self.store.list(informer.prefix, informer.cls)
-            for key, v in items:
-                informer.items.setdefault(key, v)
-        return []
+            return [v.msg for v in items.values() if name_of(v.msg) == ref]
+        # Miss: read through, matching etcd's records (the informer may lag
+        # behind a create or a rename: its copy would still carry the old name).
+        return match(informer.items) or match(dict((await self.store.list(
+            informer.prefix, informer.cls))[0]))
 
     async def flavor(self, ref: str, field: str, who: auth.Identity | None = None) -> C.Flavor:
         """The flavor `ref` names; with `who`, NOT_FOUND unless they may use it
