@@ -30,8 +30,12 @@ class Controller:
         self.metrics = metrics.ControllerMetrics(
             name, lambda: len(self.running.keys() | self.timers.keys()))
         self.metrics.start()
+        self._stopped = False
 
     def enqueue(self, key: str) -> None:
+        if self._stopped:   # leading again after stop(): the same queue, fresh
+            self._stopped = False
+            self.metrics.start()
         task = self.running.get(key)
         if task is not None and not task.done():
             self.dirty.add(key)
@@ -103,3 +107,11 @@ class Controller:
             task.cancel()
         self.running.clear()
         await asyncio.gather(*tasks, return_exceptions=True)
+        # Reusable: a process that loses leadership and wins it again calls
+        # lead() on the same object, which enqueues into this queue again.
+        self.timers.clear()
+        self.dirty.clear()
+        self.interrupted.clear()
+        self.failures.clear()
+        self.stopping = False
+        self._stopped = True

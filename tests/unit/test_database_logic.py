@@ -122,6 +122,32 @@ async def test_controller_cancel_interrupts_and_runs_again():
     await c.stop()
 
 
+async def test_a_stopped_controller_leads_again():
+    """Leadership lost (stop) then won again: the same controller queues,
+    retries and is counted again; nothing of the old term is left over."""
+    from nimbus import metrics
+    runs, fail = [], [True]
+
+    async def reconcile(key):
+        runs.append(key)
+        if fail[0]:
+            fail[0] = False
+            raise RuntimeError("transient")
+    c = Controller("relead", reconcile)
+    c.enqueue_after("old", 30)
+    await c.stop()
+    assert not c.timers
+    assert c.metrics not in metrics.CONTROLLER_QUEUES.controllers
+    c.enqueue("k")   # the next term
+    assert c.metrics in metrics.CONTROLLER_QUEUES.controllers
+    for _ in range(200):
+        if runs == ["k", "k"]:
+            break
+        await asyncio.sleep(0.01)
+    assert runs == ["k", "k"] and not c.failures   # failed once, retried after backoff
+    await c.stop()
+
+
 async def test_controller_cancel_before_the_task_started_still_runs_again():
     """A create then an immediate delete can reach the controller in one
     informer batch: the build's task exists but has not started when the
