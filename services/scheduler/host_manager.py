@@ -23,6 +23,7 @@ from nimbus.store.store import Store
 
 DEFAULT_ZONE = "nova"   # hosts in no zoned aggregate (Nova's default_availability_zone)
 SOFT_POLICIES = ("soft-affinity", "soft-anti-affinity")
+NO_USAGE = records_pb2.Resources()   # read only
 
 
 class HostManager:
@@ -51,9 +52,10 @@ class HostManager:
         self.statuses = Informer(store, keys.COMPUTE_SERVICES, records_pb2.ComputeServiceStatus)
         self.states: dict[str, HostState] = {}           # live hosts (a node record)
         self.used: dict[str, records_pb2.Resources] = {}      # allocations' sum per host
-        self.pending: dict[str, records_pb2.Resources] = {}   # assumptions' sum per host
-        # instance id -> (host, resources, deadline), and a heap of (deadline, id).
-        self.assumed: dict[str, tuple[str, records_pb2.Resources, float]] = {}
+        self.pending: dict[str, list[int]] = {}   # assumptions' sum per host: vCPUs, MB, GB
+        # instance id -> (host, (vCPUs, MB, GB), deadline), and a heap of
+        # (deadline, id). Plain ints: a busy minute holds tens of thousands.
+        self.assumed: dict[str, tuple[str, tuple[int, int, int], float]] = {}
         self._deadlines: list[tuple[float, str]] = []
         self.allocated: set[str] = set()   # consumers with an allocation
         self.zone_of: dict[str, str] = {}  # hosts of zoned aggregates
@@ -123,11 +125,11 @@ class HostManager:
         hs = self.states.get(host)
         if hs is None:
             return
-        used = self.used.get(host) or records_pb2.Resources()
-        pending = self.pending.get(host) or records_pb2.Resources()
-        hs.used_vcpus = used.vcpus + pending.vcpus
-        hs.used_memory_mb = used.memory_mb + pending.memory_mb
-        hs.used_disk_gb = used.disk_gb + pending.disk_gb
+        used = self.used.get(host, NO_USAGE)
+        vcpus, memory_mb, disk_gb = self.pending.get(host) or (0, 0, 0)
+        hs.used_vcpus = used.vcpus + vcpus
+        hs.used_memory_mb = used.memory_mb + memory_mb
+        hs.used_disk_gb = used.disk_gb + disk_gb
         self._index(host)
 
     def _index(self, host: str) -> None:
@@ -158,20 +160,25 @@ class HostManager:
         if instance_id in self.allocated:
             return   # already placed (a late duplicate request): it is counted as is
         self._unassume(instance_id)   # a second selection replaces the first
-        kept = records_pb2.Resources()
-        kept.CopyFrom(want)
+        amount = (want.vcpus, want.memory_mb, want.disk_gb)
         deadline = time.monotonic() + self.ASSUME_SECONDS
-        self.assumed[instance_id] = (host, kept, deadline)
+        self.assumed[instance_id] = (host, amount, deadline)
         heapq.heappush(self._deadlines, (deadline, instance_id))
-        resources.add(self.pending.setdefault(host, records_pb2.Resources()), kept, +1)
-        self._recount(host)
+        self._pend(host, amount, +1)
 
     def _unassume(self, instance_id: str) -> None:
         assumed = self.assumed.pop(instance_id, None)
         if assumed is not None:
-            host, want, _ = assumed
-            resources.add(self.pending[host], want, -1)
-            self._recount(host)
+            host, amount, _ = assumed
+            self._pend(host, amount, -1)
+
+    def _pend(self, host: str, amount: tuple[int, int, int], sign: int) -> None:
+        pending = self.pending.setdefault(host, [0, 0, 0])
+        for i in range(3):
+            pending[i] += sign * amount[i]
+        if pending == [0, 0, 0]:
+            del self.pending[host]
+        self._recount(host)
 
     def expire(self) -> None:
         """Drop assumptions whose claim never came, soonest deadline first;

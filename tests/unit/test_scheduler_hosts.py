@@ -61,9 +61,9 @@ def rebuilt(hm: HostManager) -> dict:
         switch = hm.statuses.items.get(keys.compute_service(v.msg.host))
         states[v.msg.host] = HostState(v.msg.host, v.msg, *u, zone_of.get(v.msg.host, DEFAULT_ZONE),
                                        disabled=switch is not None and switch.msg.disabled)
-    for host, want, _ in hm.assumed.values():
+    for host, (vcpus, memory_mb, disk_gb), _ in hm.assumed.values():
         if host in states:
-            states[host].consume(want)
+            states[host].consume(R.Resources(vcpus=vcpus, memory_mb=memory_mb, disk_gb=disk_gb))
     return states
 
 
