@@ -10,7 +10,9 @@ into it, the scheduler started as its own OS process (`python -m
 nimbus.services.scheduler`, optionally under cProfile) and waited for until
 SERVING; then C concurrent callers send SelectDestinations (m1.tiny specs,
 `--batch` per call, one alternate) for S seconds. Reports placements/s,
-per-call p50/p99, scheduler CPU per placement, its peak RSS; with `--profile`,
+per-call p50/p99, scheduler CPU per placement, its peak RSS, and the cores
+the scheduler, this client and everything else on the machine used
+meanwhile (the client shares the machine); with `--profile`,
 the top of the scheduler's profile. Nothing is claimed (the scheduler
 never writes): its own 10 s assumptions fill the hosts a little.
 
@@ -44,7 +46,7 @@ from nimbus.state.v1 import records_pb2
 from nimbus.store import keys
 from nimbus.store.store import Store
 
-from boot_storm import cpu_seconds, peak_rss_mb, percentile  # noqa: E402 (bench/ is the script's dir)
+from boot_storm import busy_seconds, cpu_seconds, peak_rss_mb, percentile  # noqa: E402 (bench/ is the script's dir)
 
 TINY = records_pb2.Resources(vcpus=1, memory_mb=512, disk_gb=1)
 
@@ -112,6 +114,7 @@ async def one_size(hosts: int, args, workdir: str) -> dict:
                 for _ in range(args.batch)])
             await stub.SelectDestinations(request(), metadata=metadata)   # warm
             cpu0, start = cpu_seconds(proc.pid), time.perf_counter()
+            client0, busy0 = cpu_seconds(os.getpid()), busy_seconds()
             end = start + args.seconds
 
             async def caller():
@@ -124,11 +127,15 @@ async def one_size(hosts: int, args, workdir: str) -> dict:
             await asyncio.gather(*(caller() for _ in range(args.concurrency)))
             wall = time.perf_counter() - start
             cpu = cpu_seconds(proc.pid) - cpu0
+            client = cpu_seconds(os.getpid()) - client0
+            others = busy_seconds() - busy0 - cpu - client
         result = {
             "hosts": hosts, "placements_per_s": placed / wall, "calls": len(latencies),
             "batch": args.batch, "concurrency": args.concurrency,
             "call_p50_ms": percentile(latencies, 50), "call_p99_ms": percentile(latencies, 99),
             "scheduler_cpu_ms_per_placement": cpu * 1000 / max(1, placed),
+            "scheduler_cores": cpu / wall, "client_cores": client / wall,
+            "other_cores": others / wall,
             "scheduler_rss_mb": peak_rss_mb(proc.pid), "seed_s": seeded, "ready_s": ready,
         }
         return result
@@ -173,7 +180,9 @@ async def main() -> int:
                   f"{r['call_p50_ms']:.1f} ms p99 {r['call_p99_ms']:.1f} ms "
                   f"({r['calls']} calls of {args.batch}, {args.concurrency} callers), scheduler "
                   f"{r['scheduler_cpu_ms_per_placement']:.2f} ms CPU/placement, RSS "
-                  f"{r['scheduler_rss_mb']:.0f} MB, ready in {r['ready_s']:.1f} s{verdict}",
+                  f"{r['scheduler_rss_mb']:.0f} MB, ready in {r['ready_s']:.1f} s; cores used: "
+                  f"scheduler {r['scheduler_cores']:.2f}, bench client {r['client_cores']:.2f}, "
+                  f"other processes {r['other_cores']:.2f}{verdict}",
                   flush=True)
             if args.profile:
                 print(top_of_profile(os.path.join(args.profile, f"scheduler-{hosts}.prof")))

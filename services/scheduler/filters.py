@@ -85,6 +85,14 @@ FILTERS: list[Filter] = [
 ]
 
 
+def passes_all(hs: HostState, spec) -> bool:
+    """One host through every filter (the indexed scan's check)."""
+    for _, passes in FILTERS:
+        if not passes(hs, spec):
+            return False
+    return True
+
+
 def filter_hosts(hosts: list[HostState], spec) -> tuple[list[HostState], str]:
     """The hosts passing every filter, and the name of the filter that
     removed the last ones ('' when some remain)."""

@@ -6,7 +6,8 @@ from nimbus import config, process
 from nimbus.rpc import auth, tls
 from nimbus.rpc.server import Server
 from nimbus.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
-from nimbus.services.scheduler.handlers import HostManager, SchedulerServicer
+from nimbus.services.scheduler.handlers import SchedulerServicer
+from nimbus.services.scheduler.host_manager import HostManager
 from nimbus.store.store import Store
 
 
