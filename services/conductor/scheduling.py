@@ -55,6 +55,7 @@ class BuildScheduler:
         # host -> when this leader first saw it without a live node record.
         self._missing_since: dict[str, float] = {}
         self._sweeps = 0
+        self._leading_since = 0.0
 
     def _on_instance(self, kind, key, new, old) -> None:
         if kind == UPSERT and needs_scheduling(new.msg.server):
@@ -67,6 +68,7 @@ class BuildScheduler:
         self.c.instances.add_listener(self._on_instance)
         sweeper = asyncio.create_task(self._sweep_forever())
         self.metrics.start()
+        self._leading_since = time.monotonic()
         try:
             for versioned in list(self.c.instances.items.values()):
                 if needs_scheduling(versioned.msg.server):
@@ -131,9 +133,13 @@ class BuildScheduler:
                                                                timeout=30)
             by_id = {v.msg.server.id: v for v in waiting}
             tasks, retry = [], []
+            unreported = self._hosts_may_be_unreported()
             for selection in response.selections:
                 v = by_id[selection.instance_id]
-                if not selection.hosts:
+                if not selection.hosts and unreported:
+                    self._ask_again_later(v.msg.server.id, unreported)
+                    tasks.append(asyncio.sleep(0, True))   # neither placed nor failed
+                elif not selection.hosts:
                     tasks.append(self._no_valid_host(v, selection.reason))
                 else:
                     tasks.append(self._claim_first(v, list(selection.hosts)))
@@ -149,6 +155,24 @@ class BuildScheduler:
                 return
         await asyncio.gather(*(self._no_valid_host(v, "There are not enough hosts available.")
                                for v in waiting))
+
+    def _hosts_may_be_unreported(self) -> float:
+        """While no conductor led, agents could not report, so their nodes
+        may have expired; they come back within a TTL (as host_down assumes).
+        In this leader's first two TTLs, while a host with a provider record
+        has no live node, a build finding no host is asked again when they
+        are over (the seconds left), not failed. 0: decide now."""
+        left = self._leading_since + 2 * self.c.node_ttl - time.monotonic()
+        if left <= 0:
+            return 0.0
+        hosts = (key.removeprefix(keys.PROVIDERS) for key in self.c.providers.items)
+        return left if any(keys.node(h) not in self.c.nodes.items for h in hosts) else 0.0
+
+    def _ask_again_later(self, server_id: str, delay: float) -> None:
+        def again() -> None:
+            self.pending.add(server_id)
+            self.wake.set()
+        asyncio.get_running_loop().call_later(delay, again)
 
     async def _add_spec(self, request, v: Versioned, ignore: set[str]) -> None:
         """Nova's RequestSpec: resources, zone, forced host, server group

@@ -29,3 +29,25 @@ async def test_api_killed_and_restarted_during_a_storm(etcd, tmp_path, qcow2_ima
         for d in done:   # no build attempt was spent on the restart
             rec = await s.store.get(keys.instance(d.id), records_pb2.InstanceRecord)
             assert list(rec.msg.tried_hosts) == [] and not rec.msg.server.fault.message
+
+
+async def test_a_conductor_back_after_the_node_leases_expired_waits_for_the_hosts(
+        etcd, tmp_path, qcow2_image):
+    """The conductor is down longer than a node TTL: the agents cannot report,
+    their nodes expire. A server created meanwhile is not failed with "No
+    valid host" by the conductor that comes back: it waits for the agents
+    to report again (within two TTLs of taking over) and the server builds."""
+    async with Stack(etcd.endpoint, str(tmp_path), hosts=2, node_ttl=2,
+                     subprocesses=("conductor",)) as s:
+        await s.flavor("m1.tiny")
+        await s.image(qcow2_image)
+        s.conductor.kill()
+        async with asyncio.timeout(30):
+            while await s.store.count(keys.NODES):
+                await asyncio.sleep(0.2)
+        [server] = (await s.api.CreateServer(C.CreateServerRequest(
+            name="after", image_ref="cirros", flavor_ref="m1.tiny"),
+            metadata=user(project="late"))).servers
+        await s.conductor.start()
+        done = await s.wait_settled(server.id, timeout=60)
+        assert done.vm_state == C.VM_STATE_ACTIVE, done.fault.message
