@@ -114,7 +114,9 @@ class ProcessStack:
         self._spawn("volume", "--listen", self.volume, "--volume-backend", "file")
         self.wait_serving("volume", self.volume)
         if self.database:   # DatabaseService (trove); usage_timeout 5 min instead of Trove's 30
-            self._spawn("database", "--listen", self.database, "--noauth", "--usage-timeout", "300")
+            # Guests that ran before a restart run again (as the agent's servers).
+            self._spawn("database", "--listen", self.database, "--noauth", "--usage-timeout", "300",
+                        "--resume-guests-state-on-host-boot")
             self.wait_serving("database", self.database)
         return self
 

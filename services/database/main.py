@@ -76,6 +76,7 @@ class DatabaseProcess(process.ServiceProcess):
         self.taskmanager = TaskManager(self.store, self.instances, self.compute, self.hub,
                                        self.server.address, self.local,
                                        control_ca=_read_ca(cfg) if tls.server(cfg) else "")
+        self.taskmanager.resume_guests = cfg.resume_guests_state_on_host_boot
         self.warm_pools = WarmPools(self.store, self.instances, cfg.usage_timeout)
         self.election = LeaderElection(self.store, "database-taskmanager")
         for informer in informers:

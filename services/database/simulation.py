@@ -68,13 +68,26 @@ class LocalGuests:
 
     @staticmethod
     def _group_alive(pgid: int) -> bool:
+        """Does any process of the group live? Zombies do not count: a guest
+        whose parent has not reaped it yet (a DatabaseService stopped and
+        started again in one process) is gone, and killpg(0) would say not."""
         try:
             os.killpg(pgid, 0)
-            return True
         except ProcessLookupError:
             return False
         except PermissionError:
             return True
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    state, _ppid, pgrp = f.read().rsplit(")", 1)[1].split()[:3]
+            except (OSError, ValueError):
+                continue
+            if int(pgrp) == pgid and state != "Z":
+                return True
+        return False
 
     @staticmethod
     def _alive(pid: int, child: subprocess.Popen | None) -> bool:

@@ -70,6 +70,7 @@ class TaskManager:
         self.control_ca = control_ca
         self.local = local_guests
         self.controller = Controller("taskmanager", self.reconcile)
+        self.resume_guests = False   # resume_guests_state_on_host_boot (local guests)
         self.prepared: set[str] = set()   # guests that answered prepare (this leader's term)
 
     # ---- leading --------------------------------------------------------------
@@ -85,12 +86,31 @@ class TaskManager:
         await self.instances.synced.wait()
         self.instances.add_listener(self._on_change)
         try:
+            if self.resume_guests:
+                self._resume_guests()
             for key in list(self.instances.items):
                 self.controller.enqueue(key)
             await asyncio.Event().wait()
         finally:
             self.instances.remove_listener(self._on_change)
             await self.controller.stop()
+
+    def _resume_guests(self) -> None:
+        """resume_guests_state_on_host_boot for local guests: after `make run`
+        stopped them (or the machine rebooted), every built instance's guest
+        starts again, and its agent starts the prepared datastore (guestagent
+        resume). Only when leading starts: a guest that dies later stays down
+        and shows SHUTDOWN, as a crashed VM does."""
+        if self.local is None:
+            return
+        for v in list(self.instances.items.values()):
+            rec = v.msg
+            if rec.stage == R.STAGE_DONE and rec.guest_id and \
+                    rec.instance.task_status != D.TASK_STATUS_DELETING:
+                try:
+                    self.local.ensure_running(rec.guest_id)
+                except (OSError, RuntimeError) as exc:
+                    _log.warning("guest not resumed", guest_id=rec.guest_id, error=str(exc))
 
     # ---- one instance -----------------------------------------------------------
 

@@ -165,6 +165,35 @@ async def test_task_manager_restarted_mid_create_still_finishes(dbstack):
     await delete_and_check_clean(dbstack, created.id)
 
 
+async def test_guests_stopped_with_the_service_run_again_when_it_starts(dbstack):
+    """`make run` stopped, then started again: it stops every guest with
+    DatabaseService (simulation.stop_all), and DatabaseService, started with
+    resume_guests_state_on_host_boot, starts them again; the datastore comes
+    back with its data and its users."""
+    from nimbus.services.database.simulation import stop_all
+    created = (await dbstack.db.CreateInstance(create_request(), metadata=ALICE)).instance
+    done = await dbstack.wait_settled(created.id)
+    assert done.status == D.INSTANCE_STATUS_ACTIVE, done.fault
+    await dbstack.database.stop()
+    stop_all(dbstack.guest_dir)
+    assert datastore_processes(dbstack.guest_dir) == []
+    dbstack.stack.cfg.resume_guests_state_on_host_boot = True
+    try:
+        await dbstack.start_database()
+    finally:
+        dbstack.stack.cfg.resume_guests_state_on_host_boot = False
+    # (The record may still say HEALTHY from before: the heartbeat expiry is
+    # 3 s. The datastore answering is what counts.)
+    async with asyncio.timeout(60):
+        while (answer := await asyncio.to_thread(
+                CLIENTS["postgresql"], done, "app", "s3cret-Pass", "app")).returncode:
+            await asyncio.sleep(0.3)
+    assert datastore_processes(dbstack.guest_dir)
+    back = await dbstack.wait_for(created.id, lambda i: i.service_status == D.SERVICE_STATUS_HEALTHY)
+    assert back.status == D.INSTANCE_STATUS_ACTIVE and (back.host, back.port) == (done.host, done.port)
+    await delete_and_check_clean(dbstack, created.id)
+
+
 async def test_build_that_outlives_usage_timeout_is_a_visible_error(dbstack):
     await dbstack.database.stop()
     dbstack.usage_timeout = 0.5
