@@ -135,6 +135,12 @@ class Datastore:
     async def delete_database(self, name: str) -> None:
         raise NotImplementedError
 
+    async def provision(self, databases, users: list[G.GuestUser]) -> None:
+        """Prepare's databases, then its users (whose databases are among
+        them: the API checks it): plug-ins do both in one client session."""
+        await self.create_databases(databases)
+        await self.create_users(users)
+
     async def list_databases(self) -> list[D.DatabaseSpec]:
         raise NotImplementedError
 
@@ -242,8 +248,7 @@ class Datastore:
         if restore is not None and not os.path.exists(marker):
             await restore()
             open(marker, "w").close()
-        await self.create_databases(prepare.databases)
-        await self.create_users(list(prepare.users))
+        await self.provision(prepare.databases, list(prepare.users))
         if fresh:
             self._save_state()
 
