@@ -141,6 +141,10 @@ class Datastore:
         await self.create_databases(databases)
         await self.create_users(users)
 
+    async def prepare_ahead(self) -> None:
+        """After an empty prepare (a warm-pool guest's, claimed later): what a
+        later prepare's databases would wait for, done now."""
+
     async def list_databases(self) -> list[D.DatabaseSpec]:
         raise NotImplementedError
 
@@ -249,6 +253,8 @@ class Datastore:
             await restore()
             open(marker, "w").close()
         await self.provision(prepare.databases, list(prepare.users))
+        if fresh and not (prepare.databases or prepare.users or restore is not None):
+            await self.prepare_ahead()
         if fresh:
             self._save_state()
 

@@ -10,7 +10,13 @@ CPU). A copy starts with the template's admin password, which `secure`
 replaces with the instance's own before anything else happens. Copies
 share the template's system identifier (it matters for physical
 replication only).
-"""
+
+An empty prepare (a warm-pool guest's) also makes a spare database,
+`nimbus_spare`, closed to PUBLIC; the first database a later prepare asks
+for is that one renamed (a catalog update) instead of a CREATE DATABASE
+(a copy of template1 written to the WAL: 0.17 s of the server's CPU, most
+of what a claim cost). It is hidden from the API's lists and left out of
+backups."""
 
 from __future__ import annotations
 
@@ -28,7 +34,8 @@ from nimbus.verifiers import scram_sha256
 
 BIN = os.environ.get("NIMBUS_POSTGRES_BIN", "/usr/lib/postgresql/15/bin")
 ADMIN = "nimbus_admin"
-SYSTEM_DATABASES = ("postgres", "template0", "template1")
+SPARE = "nimbus_spare"
+SYSTEM_DATABASES = ("postgres", "template0", "template1", SPARE)
 
 
 def ident(name: str) -> str:
@@ -212,8 +219,19 @@ class PostgreSQL(Datastore):
         await self.sql(*self._creating_users(users))
 
     async def provision(self, databases, users) -> None:
-        """Prepare's databases and users in one psql session."""
-        await self.sql(*self._creating(databases), *self._creating_users(users))
+        """Prepare's databases and users in one psql session; the first
+        database is the spare renamed when there is one."""
+        statements = []
+        if databases:
+            first = databases[0].name
+            statements.append(
+                f"SELECT {quote_literal(f'ALTER DATABASE {ident(SPARE)} RENAME TO {ident(first)}')} "
+                f"WHERE EXISTS (SELECT FROM pg_database WHERE datname = {quote_literal(SPARE)}) "
+                f"AND NOT EXISTS (SELECT FROM pg_database WHERE datname = {quote_literal(first)}) \\gexec")
+        await self.sql(*statements, *self._creating(databases), *self._creating_users(users))
+
+    async def prepare_ahead(self) -> None:
+        await self.sql(*self._creating([D.DatabaseSpec(name=SPARE)]))
 
     @staticmethod
     def _grants(user: str, databases: list[str]) -> list[str]:
@@ -276,7 +294,7 @@ class PostgreSQL(Datastore):
         return f"host=127.0.0.1 port={self.port} user={ADMIN} dbname=postgres connect_timeout=5"
 
     async def backup_command(self) -> tuple[list[str], dict, str]:
-        return ([os.path.join(BIN, "pg_dumpall"), "-d", self._dsn()],
+        return ([os.path.join(BIN, "pg_dumpall"), "-d", self._dsn(), f"--exclude-database={SPARE}"],
                 {**os.environ, "PGPASSWORD": self._connect_password()}, "pg_dumpall")
 
     def restore_command(self) -> tuple[list[str], dict]:
