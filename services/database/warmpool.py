@@ -56,11 +56,14 @@ def ready(rec: R.InstanceRecord, key: str) -> bool:
 
 
 def claimed_record(pooled: R.InstanceRecord, who, name: str, volume: D.VolumeSpec,
-                   databases, users) -> R.InstanceRecord:
+                   databases, users, usage_timeout: float) -> R.InstanceRecord:
     rec = R.InstanceRecord()
     rec.CopyFrom(pooled)
     inst = rec.instance
     created = now()
+    # The pooled guest's deadline was for its own build, long past for a guest
+    # that waited in the pool: the claim gets a build deadline of its own.
+    rec.deadline.FromDatetime(created.ToDatetime() + timedelta(seconds=usage_timeout))
     inst.name, inst.project_id, inst.user_id = name, who.project_id, who.user_id
     inst.volume.CopyFrom(volume)
     inst.task_status = D.TASK_STATUS_BUILDING

@@ -4,6 +4,8 @@ the creates the pool cannot serve take the cold path; the pool refills;
 a claimed guest holds only its own tenant's databases."""
 
 import asyncio
+from datetime import timedelta
+from types import SimpleNamespace
 
 from nimbus.compute.v1 import compute_pb2 as C
 from nimbus.compute.v1 import quotas_pb2 as Q
@@ -14,6 +16,9 @@ from nimbus.database.v1 import datastores_pb2 as S
 from stack import ADMIN, user
 from test_database_flow import create_request
 from dbstack import CLIENTS
+from nimbus.database.v1 import records_pb2 as R
+from nimbus.services.database import warmpool
+from nimbus.store.store import now
 
 POOL = 2
 
@@ -75,3 +80,16 @@ async def test_ten_concurrent_creates_claim_each_pooled_guest_once_and_the_rest_
         assert await dbstack.wait_for(inst_id, lambda x: x is None, timeout=120) is None
     while (await dbstack.db.ListInstances(D.ListInstancesRequest(all_projects=True), metadata=ADMIN)).instances:
         await asyncio.sleep(0.2)
+
+
+def test_a_claim_gets_a_build_deadline_of_its_own():
+    """A guest that waited in the pool longer than usage_timeout is past the
+    deadline of its own build: its claim must not fail at once for that."""
+    long_ago = now()
+    long_ago.FromDatetime(now().ToDatetime() - timedelta(hours=2))
+    pooled_rec = R.InstanceRecord(instance=D.Instance(id="x", project_id="warm-pool"), deadline=long_ago,
+                                  stage=R.STAGE_DONE, pool="postgresql/15")
+    alice = SimpleNamespace(project_id="demo", user_id="alice")
+    rec = warmpool.claimed_record(pooled_rec, alice, "db", D.VolumeSpec(size_gb=1), [], [], 60)
+    left = rec.deadline.ToNanoseconds() / 1e9 - now().ToNanoseconds() / 1e9
+    assert 50 < left <= 60 and rec.stage == R.STAGE_CLAIMED and not rec.pool
