@@ -115,7 +115,7 @@ class DatabaseServicer(database_pb2_grpc.DatabaseServiceServicer):
         """One transaction: the pooled record (compared on its revision)
         becomes the tenant's, its guest record too, and the tenant's usage."""
         rec = warmpool.claimed_record(pooled.msg, who, request.name.strip(), request.volume,
-                                      request.databases, users)
+                                      request.databases, users, self.usage_timeout)
         ikey, gkey = keys.db_instance(rec.instance.id), keys.guest(rec.guest_id)
         guest = await self.store.get(gkey, R.GuestRecord)
         if guest is None:

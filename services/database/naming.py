@@ -20,7 +20,7 @@ class Rules:
 RULES = {
     "postgresql": Rules(63, 63, re.compile(r"[A-Za-z_][A-Za-z0-9_$-]*"),
                         frozenset({"postgres", "nimbus_admin"}),
-                        frozenset({"postgres", "template0", "template1"}), False),
+                        frozenset({"postgres", "template0", "template1", "nimbus_spare"}), False),
     "mariadb": Rules(64, 80, re.compile(r"[A-Za-z0-9_-]+"),
                      frozenset({"root", "nimbus_admin", "mariadb.sys", "mysql"}),
                      frozenset({"mysql", "information_schema", "performance_schema", "sys", "lost+found"}),

@@ -6,7 +6,15 @@ only has its databases and users to make.
     refill   the leader keeps, per version, as many pooled records (pool set)
              as the version asks for, creating ordinary BUILDING records
              the task manager builds like any other; extra or failed ones
-             are deleted
+             are deleted. It builds one guest of a version at a time, and
+             none while a claim (of any version) is preparing: the claims
+             are what users wait for, and the builds started at the same
+             moment (initialise, start) took the CPU they needed, on the
+             same host (bench/README.md "Warm pool"; holding back only the
+             claim's own version left the other's builds in the way).
+             Claims only come from pools, so the hold ends when they are
+             empty at the latest. Both rules read only the records: a new
+             leader applies them from its list + watch
     claim    CreateInstance, for a request with nothing a pooled guest
              cannot have (restore point, replica, locality, zone, nics) on
              the pool's flavor, rewrites one ACTIVE pooled record as the
@@ -38,6 +46,12 @@ from nimbus.store.store import Store, now
 
 _log = log.get("nimbus.database.warmpool")
 PROJECT = "warm-pool"
+# Guests of one version built at once: on a CPU-bound host one at a time
+# also gives the first ready guest soonest.
+BUILDING_AT_ONCE = 1
+# A claim prepares in about a second; one older than this (its guest does
+# not answer) no longer holds the refill back.
+CLAIM_HOLD_S = 10.0
 
 
 def pool_key(datastore: str, version: str) -> str:
@@ -55,12 +69,23 @@ def ready(rec: R.InstanceRecord, key: str) -> bool:
             and inst.service_status == D.SERVICE_STATUS_HEALTHY)
 
 
+def preparing_claim(rec: R.InstanceRecord, at: float) -> bool:
+    """A claim still making its databases and users, claimed less than
+    CLAIM_HOLD_S before `at` (now, in seconds)."""
+    inst = rec.instance
+    return (rec.stage == R.STAGE_CLAIMED and inst.task_status == D.TASK_STATUS_BUILDING
+            and at - inst.created_at.ToNanoseconds() / 1e9 < CLAIM_HOLD_S)
+
+
 def claimed_record(pooled: R.InstanceRecord, who, name: str, volume: D.VolumeSpec,
-                   databases, users) -> R.InstanceRecord:
+                   databases, users, usage_timeout: float) -> R.InstanceRecord:
     rec = R.InstanceRecord()
     rec.CopyFrom(pooled)
     inst = rec.instance
     created = now()
+    # The pooled guest's deadline was for its own build, long past for a guest
+    # that waited in the pool: the claim gets a build deadline of its own.
+    rec.deadline.FromDatetime(created.ToDatetime() + timedelta(seconds=usage_timeout))
     inst.name, inst.project_id, inst.user_id = name, who.project_id, who.user_id
     inst.volume.CopyFrom(volume)
     inst.task_status = D.TASK_STATUS_BUILDING
@@ -86,7 +111,8 @@ class WarmPools:
         self.added: dict[str, set[str]] = {}   # created, maybe not yet in the informer
 
     def _on_change(self, kind, key, new, old) -> None:
-        if (new and new.msg.pool) or (old and old.msg.pool):
+        # Pool members, and claims (the end of one may let the pools refill).
+        if any(v is not None and (v.msg.pool or v.msg.stage == R.STAGE_CLAIMED) for v in (new, old)):
             self.changed.set()
 
     async def lead(self) -> None:
@@ -111,10 +137,12 @@ class WarmPools:
         wanted = {pool_key(ds.msg.name, v.name): (ds.msg, v) for _, ds in datastores
                   for v in ds.msg.versions}
         members: dict[str, list[R.InstanceRecord]] = {}
-        for versioned in list(self.instances.items.values()):
-            rec = versioned.msg
+        records = [v.msg for v in list(self.instances.items.values())]
+        for rec in records:
             if rec.pool and rec.instance.task_status != D.TASK_STATUS_DELETING:
                 members.setdefault(rec.pool, []).append(rec)
+        at = now().ToNanoseconds() / 1e9
+        claiming = any(preparing_claim(r, at) for r in records)
         for key in set(wanted) | set(members):
             ds, version = wanted.get(key, (None, None))
             size = version.warm_pool_size if version and version.active else 0
@@ -127,10 +155,15 @@ class WarmPools:
                       if keys.db_instance(i) not in self.instances.items}
             self.added[key] = unseen
             healthy += [None] * len(unseen)
+            # The building ones go first when the pool shrinks.
+            healthy.sort(key=lambda r: r is not None and ready(r, key), reverse=True)
             extra = healthy[size:] if len(healthy) > size else []
             for rec in broken + [r for r in extra if r is not None]:
                 await self._delete(rec.instance.id)
-            for _ in range(size - len(healthy)):
+            building = sum(1 for r in healthy[:size] if r is None or not ready(r, key))
+            if claiming:
+                continue
+            for _ in range(min(size - len(healthy), BUILDING_AT_ONCE - building)):
                 self.added.setdefault(key, set()).add(await self._add(ds, version, key))
 
     async def _delete(self, instance_id: str) -> None:

@@ -135,6 +135,16 @@ class Datastore:
     async def delete_database(self, name: str) -> None:
         raise NotImplementedError
 
+    async def provision(self, databases, users: list[G.GuestUser]) -> None:
+        """Prepare's databases, then its users (whose databases are among
+        them: the API checks it): plug-ins do both in one client session."""
+        await self.create_databases(databases)
+        await self.create_users(users)
+
+    async def prepare_ahead(self) -> None:
+        """After an empty prepare (a warm-pool guest's, claimed later): what a
+        later prepare's databases would wait for, done now."""
+
     async def list_databases(self) -> list[D.DatabaseSpec]:
         raise NotImplementedError
 
@@ -242,8 +252,9 @@ class Datastore:
         if restore is not None and not os.path.exists(marker):
             await restore()
             open(marker, "w").close()
-        await self.create_databases(prepare.databases)
-        await self.create_users(list(prepare.users))
+        await self.provision(prepare.databases, list(prepare.users))
+        if fresh and not (prepare.databases or prepare.users or restore is not None):
+            await self.prepare_ahead()
         if fresh:
             self._save_state()
 

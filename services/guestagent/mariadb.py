@@ -73,6 +73,7 @@ class MariaDB(Datastore):
             return int(f.read())
 
     async def sql(self, statement: str, as_root: bool = False) -> list[list[str]]:
+        """On stdin: passwords and verifiers stay out of the process listing."""
         argv = ["mariadb", "--no-defaults", f"--socket={self.socket}", "--batch",
                 "--skip-column-names", "--connect-timeout=5"]
         env = {}
@@ -81,7 +82,7 @@ class MariaDB(Datastore):
         else:
             argv.append(f"--user={ADMIN}")
             env["MYSQL_PWD"] = self.admin_password()
-        out = await run([*argv, "-e", statement], env=env)
+        out = await run(argv, env=env, stdin=statement.encode())
         return [line.split("\t") for line in out.splitlines() if line]
 
     def ready(self) -> bool:
@@ -110,7 +111,8 @@ class MariaDB(Datastore):
     async def databases(self) -> list[str]:
         return [r[0] for r in await self.sql("SHOW DATABASES") if r[0] not in SYSTEM_DATABASES]
 
-    async def create_databases(self, databases) -> None:
+    @staticmethod
+    def _creating(databases) -> list[str]:
         statements = []
         for db in databases:
             options = ""
@@ -119,8 +121,11 @@ class MariaDB(Datastore):
             if db.collate:
                 options += f" COLLATE {lit(db.collate)}"
             statements.append(f"CREATE DATABASE IF NOT EXISTS {ident(db.name)}{options}")
-        if statements:
-            await self.sql("; ".join(statements))
+        return statements
+
+    async def create_databases(self, databases) -> None:
+        if databases:
+            await self.sql("; ".join(self._creating(databases)))
 
     async def delete_database(self, name: str) -> None:
         if name not in await self.databases():
@@ -136,6 +141,16 @@ class MariaDB(Datastore):
                 and r[0] != os.environ.get("NIMBUS_DATASTORE_USER", "nimbus-db")
                 and not r[0].startswith(REPLICATION_PREFIX)]
 
+    @staticmethod
+    def _creating_users(users) -> list[str]:
+        statements = []
+        for user in users:
+            who = account(user.name, user.host)
+            statements += [f"CREATE USER IF NOT EXISTS {who} IDENTIFIED BY PASSWORD {lit(user.verifier)}",
+                           f"ALTER USER {who} IDENTIFIED BY PASSWORD {lit(user.verifier)}",
+                           *(f"GRANT ALL PRIVILEGES ON {ident(db)}.* TO {who}" for db in user.databases)]
+        return statements
+
     async def create_users(self, users) -> None:
         if not users:
             return
@@ -143,13 +158,13 @@ class MariaDB(Datastore):
         missing = wanted - set(await self.databases()) if wanted else set()
         if missing:
             raise DatastoreError(f"database {sorted(missing)[0]!r} does not exist", "NOT_FOUND")
-        statements = []
-        for user in users:
-            who = account(user.name, user.host)
-            statements += [f"CREATE USER IF NOT EXISTS {who} IDENTIFIED BY PASSWORD {lit(user.verifier)}",
-                           f"ALTER USER {who} IDENTIFIED BY PASSWORD {lit(user.verifier)}",
-                           *(f"GRANT ALL PRIVILEGES ON {ident(db)}.* TO {who}" for db in user.databases)]
-        await self.sql("; ".join(statements))
+        await self.sql("; ".join(self._creating_users(users)))
+
+    async def provision(self, databases, users) -> None:
+        """Prepare's databases and users with one client."""
+        statements = self._creating(databases) + self._creating_users(users)
+        if statements:
+            await self.sql("; ".join(statements))
 
     async def _check(self, user: str, host: str, databases: list[str]) -> None:
         if (user, host or "%") not in await self.accounts():

@@ -9,7 +9,14 @@ template that every new instance copies (initdb was half of a create's
 CPU). A copy starts with the template's admin password, which `secure`
 replaces with the instance's own before anything else happens. Copies
 share the template's system identifier (it matters for physical
-replication only)."""
+replication only).
+
+An empty prepare (a warm-pool guest's) also makes a spare database,
+`nimbus_spare`, closed to PUBLIC; the first database a later prepare asks
+for is that one renamed (a catalog update) instead of a CREATE DATABASE
+(a copy of template1 written to the WAL: 0.17 s of the server's CPU, most
+of what a claim cost). It is hidden from the API's lists and left out of
+backups."""
 
 from __future__ import annotations
 
@@ -27,7 +34,8 @@ from nimbus.verifiers import scram_sha256
 
 BIN = os.environ.get("NIMBUS_POSTGRES_BIN", "/usr/lib/postgresql/15/bin")
 ADMIN = "nimbus_admin"
-SYSTEM_DATABASES = ("postgres", "template0", "template1")
+SPARE = "nimbus_spare"
+SYSTEM_DATABASES = ("postgres", "template0", "template1", SPARE)
 
 
 def ident(name: str) -> str:
@@ -118,15 +126,22 @@ class PostgreSQL(Datastore):
                 "-c", "wal_keep_size=64MB"]
 
     async def sql(self, *statements: str, database: str = "postgres") -> list[list[str]]:
-        """Statements (or psql meta-commands such as \\c db) in one session,
-        each on its own (CREATE DATABASE cannot run in a transaction block)."""
+        """Statements (or psql meta-commands such as \\c db, or queries ending
+        in \\gexec) in one session, each on its own (CREATE DATABASE cannot
+        run in a transaction block). The script goes on stdin: a client
+        process costs about as much as the statements (5 of them made a
+        claimed warm-pool guest's databases and users), and a verifier on
+        the command line would be in every process listing."""
         if not statements:
             return []
-        argv = ["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1",
+        argv = ["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-f", "-",
                 f"host={self._host} port={self.port} user={ADMIN} dbname={database} connect_timeout=5"]
-        for statement in statements:
-            argv += ["-c", statement]
-        out = await run(argv, env={"PGPASSWORD": self._connect_password()})
+        script = "".join(s + ("\n" if s.startswith("\\") or s.endswith("\\gexec") else ";\n")
+                         for s in statements)
+        try:
+            out = await run(argv, env={"PGPASSWORD": self._connect_password()}, stdin=script.encode())
+        except DatastoreError as exc:
+            raise DatastoreError(re.sub(r"psql:<stdin>:\d+: ", "", str(exc)), exc.code) from None
         return [line.split("\t") for line in out.splitlines() if line]
 
     @property
@@ -157,14 +172,17 @@ class PostgreSQL(Datastore):
                               "ORDER BY datname")
         return [r[0] for r in rows if r[0] not in SYSTEM_DATABASES]
 
+    @staticmethod
+    def _creating(databases) -> list[str]:
+        """Each database not there yet, made and closed to PUBLIC (one \\gexec
+        query each: no round trip to learn which exist)."""
+        return [f"SELECT {quote_literal(f'CREATE DATABASE {ident(db.name)}')}, "
+                f"{quote_literal(f'REVOKE CONNECT, TEMPORARY ON DATABASE {ident(db.name)} FROM PUBLIC')} "
+                f"WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = {quote_literal(db.name)}) \\gexec"
+                for db in databases]
+
     async def create_databases(self, databases) -> None:
-        have = set(await self.databases())
-        statements = []
-        for db in databases:
-            if db.name not in have:
-                statements += [f"CREATE DATABASE {ident(db.name)}",
-                               f"REVOKE CONNECT, TEMPORARY ON DATABASE {ident(db.name)} FROM PUBLIC"]
-        await self.sql(*statements)
+        await self.sql(*self._creating(databases))
 
     async def delete_database(self, name: str) -> None:
         if name not in await self.databases():
@@ -179,20 +197,41 @@ class PostgreSQL(Datastore):
         return [r[0] for r in rows if r[0] not in (ADMIN, self.root_user)
                 and not r[0].startswith(REPLICATION_PREFIX)]
 
+    def _creating_users(self, users) -> list[str]:
+        """CREATE ROLE, or ALTER for a tenant's login role that exists (never
+        the admin, root or a replication account: CREATE fails on those)."""
+        out = []
+        for user in users:
+            role = f"ROLE {ident(user.name)} LOGIN PASSWORD {quote_literal(user.verifier)}"
+            out.append(f"SELECT CASE WHEN EXISTS (SELECT FROM pg_roles WHERE rolname = "
+                       f"{quote_literal(user.name)} AND rolcanlogin AND NOT rolsuper AND NOT rolreplication) "
+                       f"THEN {quote_literal('ALTER ' + role)} ELSE {quote_literal('CREATE ' + role)} END \\gexec")
+            out += self._grants(user.name, list(user.databases))
+        return out
+
     async def create_users(self, users) -> None:
         if not users:
             return
-        have = set(await self.roles())
         wanted = {db for user in users for db in user.databases}
         missing = wanted - set(await self.databases()) if wanted else set()
         if missing:
             raise DatastoreError(f"database {sorted(missing)[0]!r} does not exist", "NOT_FOUND")
+        await self.sql(*self._creating_users(users))
+
+    async def provision(self, databases, users) -> None:
+        """Prepare's databases and users in one psql session; the first
+        database is the spare renamed when there is one."""
         statements = []
-        for user in users:
-            verb = "ALTER" if user.name in have else "CREATE"
-            statements.append(f"{verb} ROLE {ident(user.name)} LOGIN PASSWORD {quote_literal(user.verifier)}")
-            statements += self._grants(user.name, list(user.databases))
-        await self.sql(*statements)
+        if databases:
+            first = databases[0].name
+            statements.append(
+                f"SELECT {quote_literal(f'ALTER DATABASE {ident(SPARE)} RENAME TO {ident(first)}')} "
+                f"WHERE EXISTS (SELECT FROM pg_database WHERE datname = {quote_literal(SPARE)}) "
+                f"AND NOT EXISTS (SELECT FROM pg_database WHERE datname = {quote_literal(first)}) \\gexec")
+        await self.sql(*statements, *self._creating(databases), *self._creating_users(users))
+
+    async def prepare_ahead(self) -> None:
+        await self.sql(*self._creating([D.DatabaseSpec(name=SPARE)]))
 
     @staticmethod
     def _grants(user: str, databases: list[str]) -> list[str]:
@@ -255,7 +294,7 @@ class PostgreSQL(Datastore):
         return f"host=127.0.0.1 port={self.port} user={ADMIN} dbname=postgres connect_timeout=5"
 
     async def backup_command(self) -> tuple[list[str], dict, str]:
-        return ([os.path.join(BIN, "pg_dumpall"), "-d", self._dsn()],
+        return ([os.path.join(BIN, "pg_dumpall"), "-d", self._dsn(), f"--exclude-database={SPARE}"],
                 {**os.environ, "PGPASSWORD": self._connect_password()}, "pg_dumpall")
 
     def restore_command(self) -> tuple[list[str], dict]:

@@ -32,6 +32,7 @@ BAD = [
     (dict(databases=[D.DatabaseSpec(name="a"), D.DatabaseSpec(name="a")], users=[]), INV,
      "databases[1].name"),
     (dict(databases=[D.DatabaseSpec(name="template1")], users=[]), INV, "databases[0].name"),
+    (dict(databases=[D.DatabaseSpec(name="nimbus_spare")], users=[]), INV, "databases[0].name"),
     (dict(users=[U(name="app", password="short", databases=["app"])]), INV, "users[0].password"),
     (dict(users=[U(name="app", password="long-enough"), U(name="app", password="long-enough")]),
      INV, "users[1].name"),
