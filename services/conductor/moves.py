@@ -250,13 +250,17 @@ class MigrationController:
 # ---- a host's step done (AdvanceMigration) ----------------------------------------
 
 # from task -> (the role that reports it, the next task, the migration status).
+# The source's part (power off, keep the disks) is one report, and so is the
+# destination's (fetch, define): MIGRATING and FINISH are only left by an
+# older agent that reported each half.
 STEPS = {
-    C.TASK_STATE_RESIZE_PREP: ("source", C.TASK_STATE_RESIZE_MIGRATING, "migrating"),
+    C.TASK_STATE_RESIZE_PREP: ("source", C.TASK_STATE_RESIZE_MIGRATED, "post-migrating"),
     C.TASK_STATE_RESIZE_MIGRATING: ("source", C.TASK_STATE_RESIZE_MIGRATED, "post-migrating"),
-    C.TASK_STATE_RESIZE_MIGRATED: ("dest", C.TASK_STATE_RESIZE_FINISH, "post-migrating"),
+    C.TASK_STATE_RESIZE_MIGRATED: ("dest", NONE, "finished"),
     C.TASK_STATE_RESIZE_FINISH: ("dest", NONE, "finished"),
     C.TASK_STATE_RESIZE_CONFIRMING: ("source", NONE, "confirmed"),
 }
+FINISHED = (C.TASK_STATE_RESIZE_MIGRATED, C.TASK_STATE_RESIZE_FINISH)   # the destination's report
 
 
 async def advance(conductor, request) -> tuple[R.InstanceRecord, int]:
@@ -307,7 +311,7 @@ async def advance(conductor, request) -> tuple[R.InstanceRecord, int]:
         else:
             role, task, status = STEPS[request.from_task_state]
             vm = server.vm_state
-            if request.from_task_state == C.TASK_STATE_RESIZE_FINISH:
+            if request.from_task_state in FINISHED:
                 vm = C.VM_STATE_RESIZED
                 server.host = ctx.dest_host
                 server.flavor.CopyFrom(ctx.new_flavor)
