@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from nimbus import crashpoints, errors, log, migrations, resources, states
+from nimbus import crashpoints, errors, log, migrations, quota, resources, states
 from nimbus.clock import now
 from nimbus.compute.v1 import compute_pb2
 from nimbus.conductor.v1 import conductor_pb2
@@ -339,6 +339,8 @@ async def advance(conductor, request) -> tuple[R.InstanceRecord, int]:
             wanted[mkey] = R.MigrationRecord
         if akey:
             wanted[akey] = R.InstanceAction
+        if any(quota_delta):
+            wanted.update(quota.snapshot_keys(server.project_id))
         got = await migrations.read(store, wanted)
         mig = mig or got[mkey]
         if mig is None:
@@ -348,7 +350,7 @@ async def advance(conductor, request) -> tuple[R.InstanceRecord, int]:
             frag.add(*(await migrations.allocations(store, changes, project_id=server.project_id,
                                                     known=got)).astuple())
         frag.add(*(await migrations.quota_fragment(store, server.project_id,
-                                                   *quota_delta)).astuple())
+                                                   *quota_delta, known=got)).astuple())
         if request.power_state:
             server.power_state = request.power_state
         if akey:
