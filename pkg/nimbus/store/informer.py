@@ -177,7 +177,9 @@ class Informer:
                 # vanished). One revision earlier, any compaction that could
                 # hide an event we lack is reported, and we list instead.
                 seen = self.revision
-                async for events in self.store.watch(self.prefix, seen):
+                # Without prev_kv: every record an event names is in `items`
+                # since the list (etcd would read and send each old value).
+                async for events in self.store.watch(self.prefix, seen, prev_kv=False):
                     self._apply([ev for ev in events if ev.kv.mod_revision > seen])
                     backoff = 0.1
             except asyncio.CancelledError:
