@@ -113,11 +113,16 @@ async def source_power_off(agent, server, ctx) -> None:
     await agent.driver.power_off(server.id, agent.shutdown_timeout)
     # Powered off, disks not kept yet: a crash here redoes the whole part.
     crashpoints.reach("agent:resize:powered-off")
-    await source_migrated(agent, server, ctx)
+    await _keep_disks(agent, server)
 
 
 async def source_migrated(agent, server, ctx) -> None:
+    """MIGRATING (an older agent's first report landed): the rest of the part."""
     await agent.driver.power_off(server.id, agent.shutdown_timeout)   # idempotent
+    await _keep_disks(agent, server)
+
+
+async def _keep_disks(agent, server) -> None:
     inst, kept = agent.driver.instance_dir(server.id), _resize_dir(agent, server.id)
     if os.path.isdir(inst) and not os.path.isdir(kept):
         os.rename(inst, kept)
