@@ -371,8 +371,11 @@ async def advance(conductor, request) -> tuple[R.InstanceRecord, int]:
                                [store.put(ikey, rec), *frag.ops])
         if resp.succeeded:
             conductor.recent_migrations.wrote(new_mig, resp.header.revision)
-            _log.info("move advanced", instance_id=server.id, host=request.host,
-                      task_state=states.task_state_name(task), migration=status)
+            # A host's step report is service chatter (debug, as the agents'
+            # UpdateInstance calls); a failed step is news.
+            (_log.info if request.HasField("fault") else _log.debug)(
+                "move advanced", instance_id=server.id, host=request.host,
+                task_state=states.task_state_name(task), migration=status)
             return rec, resp.header.revision
         conductor.recent_migrations.forget(ctx.migration_id)
         current, fresh = await store.get(ikey, R.InstanceRecord), True
