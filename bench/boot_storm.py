@@ -649,6 +649,9 @@ def main(argv: list[str] | None = None) -> int:
         os.path.join(tmp, "state"), etcd_port=free_port(), etcd_peer_port=free_port(),
         api=f"127.0.0.1:{free_port()}", conductor=f"127.0.0.1:{free_port()}",
         scheduler=f"127.0.0.1:{free_port()}", database=None,
+        # Its own port, as every other process: on the default one a second
+        # stack's volume manager could not listen and the first's answered.
+        volume=f"127.0.0.1:{free_port()}",
         agent_args=["--simulate", str(args.hosts), "--host", args.host_prefix, "--vcpus", "64",
                     "--memory-mb", "262144", "--disk-gb", "10000"],
         log_dir=os.path.join(tmp, "logs"), quiet=True,

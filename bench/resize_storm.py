@@ -221,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
         os.path.join(tmp, "state"), etcd_port=free_port(), etcd_peer_port=free_port(),
         api=f"127.0.0.1:{free_port()}", conductor=f"127.0.0.1:{free_port()}",
         scheduler=f"127.0.0.1:{free_port()}",
+        # Ports of its own (not the defaults): another stack on this machine
+        # would hold them, this one's process would die and the other's answer.
+        volume=f"127.0.0.1:{free_port()}", database=f"127.0.0.1:{free_port()}",
         agent_args=["--simulate", str(args.hosts), "--host", "bench", "--vcpus", "64",
                     "--memory-mb", "262144", "--disk-gb", "10000"],
         log_dir=os.path.join(tmp, "logs"), quiet=True, profile_dir=args.profile)

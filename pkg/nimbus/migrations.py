@@ -144,10 +144,17 @@ def quota_deltas(vcpus: int, ram_mb: int) -> dict[str, int]:
     return {"cores": vcpus, "ram": ram_mb}
 
 
-async def quota_fragment(store: Store, project: str, vcpus: int, ram_mb: int) -> Fragment:
+async def quota_fragment(store: Store, project: str, vcpus: int, ram_mb: int,
+                         known: dict[str, Versioned | None] | None = None) -> Fragment:
+    """The usage change of a move, checked. `known`: the quota records
+    already read by the caller (quota.snapshot_keys), spared a round trip."""
     if not vcpus and not ram_mb:
         return Fragment()
-    plan = await quota.plan(store, project, quota_deltas(vcpus, ram_mb))
+    deltas = quota_deltas(vcpus, ram_mb)
+    if known is not None and all(k in known for k in quota.snapshot_keys(project)):
+        plan = quota.plan_of(store, quota.snapshot_of(project, known), deltas)
+    else:
+        plan = await quota.plan(store, project, deltas)
     return Fragment(list(plan.compares), list(plan.ops))
 
 

@@ -178,6 +178,21 @@ async def snapshot(store: Store, project: str) -> Snapshot:
                     ukvs[0].mod_revision if ukvs else 0, qkvs[0].mod_revision if qkvs else 0)
 
 
+def snapshot_keys(project: str) -> dict[str, type]:
+    """The records snapshot() reads, for a caller that reads them in its own
+    one round trip together with others (migrations.read)."""
+    return {keys.quota(project): quotas_pb2.QuotaSet, keys.usage(project): quotas_pb2.QuotaUsage}
+
+
+def snapshot_of(project: str, got: Mapping[str, Any]) -> Snapshot:
+    """snapshot() from records read with snapshot_keys (key -> Versioned or None)."""
+    overrides, used = got[keys.quota(project)], got[keys.usage(project)]
+    over = overrides_of(overrides.msg) if overrides else {}
+    return Snapshot(project, over, effective(over), usage_of(used.msg if used else None),
+                    used.mod_revision if used else 0,
+                    overrides.mod_revision if overrides else 0)
+
+
 async def limits(store: Store, project: str) -> dict[str, int]:
     """Every resource's limit for the project (defaults merged with overrides)."""
     found = await store.get(keys.quota(project), quotas_pb2.QuotaSet)
@@ -246,6 +261,11 @@ async def plan(store: Store, project: str, deltas: Mapping[str, int]) -> QuotaPl
     consume, negative: release). Raises errors.QuotaExceeded listing every
     resource over its limit; nothing is written."""
     return _plan(store, await snapshot(store, project), deltas)
+
+
+def plan_of(store: Store, snap: Snapshot, deltas: Mapping[str, int]) -> QuotaPlan:
+    """plan() on a snapshot the caller read (snapshot_of)."""
+    return _plan(store, snap, deltas)
 
 
 async def plan_fit(store: Store, project: str, per_item: Mapping[str, int], min_count: int,

@@ -114,19 +114,25 @@ TASKS: dict[int, Task] = {t.state: t for t in (
     _task(C.TASK_STATE_REBOOTING_HARD, "agent", "reboot", [NONE], [ACTIVE, ERROR],
           event="compute_reboot_instance"),
     # A move (resize, cold migration): the conductor claims a destination
-    # in RESIZE_PREP, then the source powers off and sends its disks
-    # (MIGRATING -> MIGRATED), the destination finishes (RESIZE_FINISH ->
-    # RESIZED). Confirm is the source's (cleanup), revert the destination's
-    # then the source's. Every step goes through AdvanceMigration, which
-    # moves the migration record and allocations with the instance; a
-    # failed step ends in ERROR with a fault. "resize" picks the host's
-    # part from the migration context (services/agent/resize.py).
-    _task(C.TASK_STATE_RESIZE_PREP, "agent", "resize", [C.TASK_STATE_RESIZE_MIGRATING], [ERROR],
+    # in RESIZE_PREP, then the source powers off and keeps its disks for
+    # sending in one step (-> MIGRATED), and the destination fetches them
+    # and defines the domain in one step (-> RESIZED). Each host reports
+    # once per part: every report is a write, a watch event for every
+    # informer and stream, and a call. Both parts can be redone from the
+    # start, so a crash inside one is recovered by the same step again.
+    # MIGRATING and FINISH (a report each, before) are kept for records an
+    # older agent left there. Confirm is the source's (cleanup), revert the
+    # destination's then the source's. Every step goes through
+    # AdvanceMigration, which moves the migration record and allocations
+    # with the instance; a failed step ends in ERROR with a fault. "resize"
+    # picks the host's part from the migration context
+    # (services/agent/resize.py).
+    _task(C.TASK_STATE_RESIZE_PREP, "agent", "resize", [C.TASK_STATE_RESIZE_MIGRATED], [ERROR],
           via="AdvanceMigration"),
     _task(C.TASK_STATE_RESIZE_MIGRATING, "agent", "resize", [C.TASK_STATE_RESIZE_MIGRATED], [ERROR],
           via="AdvanceMigration"),
-    _task(C.TASK_STATE_RESIZE_MIGRATED, "agent", "resize", [C.TASK_STATE_RESIZE_FINISH], [ERROR],
-          via="AdvanceMigration"),
+    _task(C.TASK_STATE_RESIZE_MIGRATED, "agent", "resize", [NONE], [V.VM_STATE_RESIZED, ERROR],
+          event="compute_finish_resize", via="AdvanceMigration"),
     _task(C.TASK_STATE_RESIZE_FINISH, "agent", "resize", [NONE], [V.VM_STATE_RESIZED, ERROR],
           event="compute_finish_resize", via="AdvanceMigration"),
     _task(C.TASK_STATE_RESIZE_CONFIRMING, "agent", "resize", [NONE], [ACTIVE, STOPPED, ERROR],

@@ -3,14 +3,18 @@ confirm_resize, revert_resize, finish_revert_resize). Which part is this
 host's follows from the task state and the migration context; each part
 ends with AdvanceMigration, and a failure reports a fault (ERROR).
 
-- source, RESIZE_PREP: power off (graceful, then hard), then MIGRATING:
-  the instance dir becomes `<uuid>_resize` (kept until confirm), then
-  MIGRATED: its files are ready to be sent.
-- destination, MIGRATED/RESIZE_FINISH: fetch the files from the source
-  (relayed by the conductor, each checked by size and SHA-256), point the
-  root disk at this host's image cache, grow it to the new root_gb, make
-  ephemeral and swap by the new flavor, define the domain with the new
-  flavor, power on unless the server was STOPPED.
+- source, RESIZE_PREP: power off (graceful, then hard), the instance dir
+  becomes `<uuid>_resize` (kept until confirm), one report: MIGRATED, its
+  files are ready to be sent. Redone whole after a crash (each half is
+  idempotent).
+- destination, MIGRATED: fetch the files from the source (relayed by the
+  conductor, each checked by size and SHA-256), point the root disk at
+  this host's image cache, grow it to the new root_gb, make ephemeral and
+  swap by the new flavor, define the domain with the new flavor, power on
+  unless the server was STOPPED, one report: RESIZED. Redone whole after
+  a crash (the fetch starts from an empty dir).
+  MIGRATING and RESIZE_FINISH, where an older agent reported each half,
+  run the rest of the same parts.
 - source, RESIZE_CONFIRMING: undefine the old domain (not on a same-host
   resize: it is the new one), remove `_resize` (and an RBD disk's revert
   snapshot, taken at MIGRATING before the destination grows it in place).
@@ -105,20 +109,27 @@ def _resize_dir(agent: "ComputeAgent", instance_id: str) -> str:
 # ---- the source --------------------------------------------------------------------
 
 async def source_power_off(agent, server, ctx) -> None:
+    """The source's whole part, one report (PREP -> MIGRATED)."""
     await agent.driver.power_off(server.id, agent.shutdown_timeout)
-    server = await advance(agent, server, power_state=C.POWER_STATE_SHUTDOWN)
-    await source_migrated(agent, server, ctx)
+    # Powered off, disks not kept yet: a crash here redoes the whole part.
+    crashpoints.reach("agent:resize:powered-off")
+    await _keep_disks(agent, server)
 
 
 async def source_migrated(agent, server, ctx) -> None:
-    await agent.driver.power_off(server.id, agent.shutdown_timeout)   # again: idempotent
+    """MIGRATING (an older agent's first report landed): the rest of the part."""
+    await agent.driver.power_off(server.id, agent.shutdown_timeout)   # idempotent
+    await _keep_disks(agent, server)
+
+
+async def _keep_disks(agent, server) -> None:
     inst, kept = agent.driver.instance_dir(server.id), _resize_dir(agent, server.id)
     if os.path.isdir(inst) and not os.path.isdir(kept):
         os.rename(inst, kept)
     if not os.path.isdir(kept):
         raise SpawnError(f"{kept} is missing: the server's disks are gone")
     await agent.backend.keep_revert_point(server.id)   # disks that stay put (RBD)
-    await advance(agent, server)
+    await advance(agent, server, power_state=C.POWER_STATE_SHUTDOWN)
 
 
 async def push_disks(agent: "ComputeAgent", request) -> None:
@@ -233,8 +244,7 @@ def _source_guest(xml: str, source_dir: str, inst: str):
 
 
 async def dest_finish(agent, server, ctx) -> None:
-    if server.task_state == C.TASK_STATE_RESIZE_MIGRATED:
-        server = await advance(agent, server)   # -> RESIZE_FINISH
+    """The destination's whole part, one report (MIGRATED -> RESIZED)."""
     inst = agent.driver.instance_dir(server.id)
     source_dir = await fetch_disks(agent, server.id, inst)
     flavor = ctx.new_flavor

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 
-from nimbus import errors, migrations, pagination, states
+from nimbus import errors, migrations, pagination, quota, states
 from nimbus.clock import now
 from nimbus.compute.v1 import compute_pb2, migrations_pb2, migrations_pb2_grpc
 from nimbus.rpc import auth, interceptor
@@ -125,8 +125,15 @@ class ResizeActions:
                 raise errors.InvalidArgument("host", "is the server's current host")
             up = (max(0, new.vcpus - old.vcpus), max(0, new.ram_mb - old.ram_mb))
             down = (max(0, old.vcpus - new.vcpus), max(0, old.ram_mb - new.ram_mb))
-            frag = await migrations.quota_fragment(self.store, server.project_id, *up)
             migration_id = str(uuid.uuid4())
+            # The source's allocation is the migration's while the server
+            # moves. It and the quota records are read in one round trip.
+            handed = {(server.host, server_id): None, (server.host, migration_id): None}
+            wanted = migrations.allocation_keys(handed)
+            if any(up):
+                wanted.update(quota.snapshot_keys(server.project_id))
+            got = await migrations.read(self.store, wanted)
+            frag = await migrations.quota_fragment(self.store, server.project_id, *up, known=got)
             stamp = now()
             migration = C.Migration(
                 id=migration_id, server_id=server_id, project_id=server.project_id,
@@ -139,9 +146,6 @@ class ResizeActions:
                 downsize_vcpus=down[0], downsize_ram_mb=down[1], requested_host=host))
             _set_task(rec, states.ACTIONS[action].sets)
             frag.add(*_action(self.store, rec, action, who))
-            # The source's allocation is the migration's while the server moves.
-            handed = {(server.host, server_id): None, (server.host, migration_id): None}
-            got = await migrations.read(self.store, migrations.allocation_keys(handed))
             source = got[keys.allocation(server.host, server_id)]
             if source is not None:
                 handed[(server.host, migration_id)] = source.msg.resources

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from nimbus import crashpoints, errors, log, metrics, migrations, resources, states
+from nimbus import crashpoints, errors, log, metrics, migrations, quota, resources, states
 from nimbus.clock import now
 from nimbus.compute.v1 import compute_pb2
 from nimbus.conductor.v1 import conductor_pb2
@@ -254,13 +254,17 @@ class MigrationController:
 # ---- a host's step done (AdvanceMigration) ----------------------------------------
 
 # from task -> (the role that reports it, the next task, the migration status).
+# The source's part (power off, keep the disks) is one report, and so is the
+# destination's (fetch, define): MIGRATING and FINISH are only left by an
+# older agent that reported each half.
 STEPS = {
-    C.TASK_STATE_RESIZE_PREP: ("source", C.TASK_STATE_RESIZE_MIGRATING, "migrating"),
+    C.TASK_STATE_RESIZE_PREP: ("source", C.TASK_STATE_RESIZE_MIGRATED, "post-migrating"),
     C.TASK_STATE_RESIZE_MIGRATING: ("source", C.TASK_STATE_RESIZE_MIGRATED, "post-migrating"),
-    C.TASK_STATE_RESIZE_MIGRATED: ("dest", C.TASK_STATE_RESIZE_FINISH, "post-migrating"),
+    C.TASK_STATE_RESIZE_MIGRATED: ("dest", NONE, "finished"),
     C.TASK_STATE_RESIZE_FINISH: ("dest", NONE, "finished"),
     C.TASK_STATE_RESIZE_CONFIRMING: ("source", NONE, "confirmed"),
 }
+FINISHED = (C.TASK_STATE_RESIZE_MIGRATED, C.TASK_STATE_RESIZE_FINISH)   # the destination's report
 
 
 async def advance(conductor, request) -> tuple[R.InstanceRecord, int]:
@@ -311,7 +315,7 @@ async def advance(conductor, request) -> tuple[R.InstanceRecord, int]:
         else:
             role, task, status = STEPS[request.from_task_state]
             vm = server.vm_state
-            if request.from_task_state == C.TASK_STATE_RESIZE_FINISH:
+            if request.from_task_state in FINISHED:
                 vm = C.VM_STATE_RESIZED
                 server.host = ctx.dest_host
                 server.flavor.CopyFrom(ctx.new_flavor)
@@ -339,6 +343,8 @@ async def advance(conductor, request) -> tuple[R.InstanceRecord, int]:
             wanted[mkey] = R.MigrationRecord
         if akey:
             wanted[akey] = R.InstanceAction
+        if any(quota_delta):
+            wanted.update(quota.snapshot_keys(server.project_id))
         got = await migrations.read(store, wanted)
         mig = mig or got[mkey]
         if mig is None:
@@ -348,7 +354,7 @@ async def advance(conductor, request) -> tuple[R.InstanceRecord, int]:
             frag.add(*(await migrations.allocations(store, changes, project_id=server.project_id,
                                                     known=got)).astuple())
         frag.add(*(await migrations.quota_fragment(store, server.project_id,
-                                                   *quota_delta)).astuple())
+                                                   *quota_delta, known=got)).astuple())
         if request.power_state:
             server.power_state = request.power_state
         if akey:
@@ -369,8 +375,11 @@ async def advance(conductor, request) -> tuple[R.InstanceRecord, int]:
                                [store.put(ikey, rec), *frag.ops])
         if resp.succeeded:
             conductor.recent_migrations.wrote(new_mig, resp.header.revision)
-            _log.info("move advanced", instance_id=server.id, host=request.host,
-                      task_state=states.task_state_name(task), migration=status)
+            # A host's step report is service chatter (debug, as the agents'
+            # UpdateInstance calls); a failed step is news.
+            (_log.info if request.HasField("fault") else _log.debug)(
+                "move advanced", instance_id=server.id, host=request.host,
+                task_state=states.task_state_name(task), migration=status)
             return rec, resp.header.revision
         conductor.recent_migrations.forget(ctx.migration_id)
         current, fresh = await store.get(ikey, R.InstanceRecord), True

@@ -33,7 +33,7 @@ from nimbus.services.database.controller import Controller
 from nimbus.services.volume import lifecycle as L
 from nimbus.state.v1 import records_pb2 as R
 from nimbus.store import keys
-from nimbus.store.informer import DELETED, Informer
+from nimbus.store.informer import DELETED, GAP, Deletions, Informer
 from nimbus.store.store import Store, now
 from nimbus.volume.v1 import volume_pb2 as V
 from nimbus.volumebackend import BackendBusy, BackendError
@@ -61,8 +61,9 @@ class VolumeManager:
         self.images = images          # (image_id) -> (Image, chunks factory), from the API
         self.volumes = Informer(store, keys.VOLUMES, R.VolumeRecord)
         self.snapshots = Informer(store, keys.SNAPSHOTS, R.SnapshotRecord)
-        # Servers, to release the volumes of a deleted one.
-        self.instances = Informer(store, keys.INSTANCES, R.InstanceRecord)
+        # Deleted servers, to release their volumes (only deletions: a
+        # mirror of every server would receive every step of every boot).
+        self.instances = Deletions(store, keys.INSTANCES, R.InstanceRecord)
         self.controller = Controller(f"volume-manager-{backend_name}", self.reconcile)
 
     # ---- leading ---------------------------------------------------------------
@@ -81,6 +82,12 @@ class VolumeManager:
         if kind == DELETED and old is not None:
             for iv in old.msg.volumes:
                 self.controller.enqueue(keys.volume(iv.volume_id))
+        elif kind == GAP:
+            # Deletions may have been missed: every attached volume looks
+            # at its servers again (as when leading starts).
+            for key, v in list(self.volumes.items.items()):
+                if self._mine(v.msg) and v.msg.volume.attachments:
+                    self.controller.enqueue(key)
 
     async def lead(self) -> None:
         await self.instances.synced.wait()

@@ -1,7 +1,8 @@
 """Real crashes in the middle of a resize: the agent process (both
 simulated hosts: the source and the destination) or the conductor dies by
 a crash point (nimbus.crashpoints: os._exit, as kill -9) right after a
-step's work and before its report; started again, it finishes the move.
+step's work and before its report, or inside a host's part (the source
+powered off, its disks not kept yet); started again, it finishes the move.
 Nothing stays in a task state and the allocations match the hosts."""
 
 import os
@@ -11,14 +12,16 @@ import pytest
 from nimbus.state.v1 import records_pb2
 from stack import C, Stack, user
 
+# (component, crash point): "advance:<task>" is a step's end before its
+# report (the agent's) or before its transaction (the conductor's).
 STEP_ENDS = [
-    ("agent", "RESIZE_PREP"),          # the source powered off
-    ("agent", "RESIZE_MIGRATING"),     # the source's _resize made
-    ("agent", "RESIZE_FINISH"),        # the destination's domain defined
-    ("agent", "RESIZE_CONFIRMING"),    # the source cleaned up
-    ("conductor", "RESIZE_MIGRATED"),
-    ("conductor", "RESIZE_FINISH"),
-    ("conductor", "RESIZE_CONFIRMING"),
+    ("agent", "resize:powered-off"),                   # the source powered off, no _resize yet
+    ("agent", "advance:TASK_STATE_RESIZE_PREP"),       # the source's _resize made
+    ("agent", "advance:TASK_STATE_RESIZE_MIGRATED"),   # the destination's domain defined
+    ("agent", "advance:TASK_STATE_RESIZE_CONFIRMING"),  # the source cleaned up
+    ("conductor", "advance:TASK_STATE_RESIZE_PREP"),
+    ("conductor", "advance:TASK_STATE_RESIZE_MIGRATED"),
+    ("conductor", "advance:TASK_STATE_RESIZE_CONFIRMING"),
 ]
 
 
@@ -28,7 +31,8 @@ def settled(vm_state):
 
 @pytest.mark.parametrize("component,step", STEP_ENDS)
 async def test_crash_at_a_step_end(etcd, tmp_path, qcow2_image, component, step):
-    point = f"{component}:advance:TASK_STATE_{step}"
+    point = f"{component}:{step}"
+    confirming = step.endswith("RESIZE_CONFIRMING")
     async with Stack(etcd.endpoint, str(tmp_path), hosts=2, memory_mb=4096, node_ttl=3,
                      subprocesses=(component,), crash_at=point) as s:
         await s.flavor("m1.tiny", vcpus=1, ram_mb=512, disk_gb=1)
@@ -40,14 +44,14 @@ async def test_crash_at_a_step_end(etcd, tmp_path, qcow2_image, component, step)
         await s.api.ResizeServer(C.ResizeServerRequest(id=server.id, flavor_ref="m1.small"),
                                  metadata=user(), timeout=30)
         crashed = s.agents if component == "agent" else s.conductor
-        if step == "RESIZE_CONFIRMING":
+        if confirming:
             await s.wait_for(server.id, settled(C.VM_STATE_RESIZED), timeout=60)
             await s.api.ConfirmServerResize(C.ConfirmServerResizeRequest(id=server.id),
                                             metadata=user(), timeout=30)
         assert await crashed.exited(timeout=60) == 137
         crashed.extra_env = {}
         await crashed.start(health=component == "conductor")
-        if step != "RESIZE_CONFIRMING":
+        if not confirming:
             resized = await s.wait_for(server.id, settled(C.VM_STATE_RESIZED), timeout=60)
             assert resized.flavor.name == "m1.small" and resized.host != server.host
             await s.api.ConfirmServerResize(C.ConfirmServerResizeRequest(id=server.id),

@@ -84,9 +84,12 @@ def test_agent_updates(vm, task, new_task, new_vm, ok):
 
 
 @pytest.mark.parametrize("task,new_task,new_vm,ok", [
-    (T.TASK_STATE_RESIZE_PREP, T.TASK_STATE_RESIZE_MIGRATING, A, True),
+    (T.TASK_STATE_RESIZE_PREP, T.TASK_STATE_RESIZE_MIGRATED, A, True),    # the source's one report
     (T.TASK_STATE_RESIZE_PREP, T.TASK_STATE_RESIZE_FINISH, A, False),
-    (T.TASK_STATE_RESIZE_MIGRATED, T.TASK_STATE_RESIZE_FINISH, A, True),
+    (T.TASK_STATE_RESIZE_PREP, NONE, C.VM_STATE_RESIZED, False),
+    (T.TASK_STATE_RESIZE_MIGRATED, NONE, C.VM_STATE_RESIZED, True),  # the destination's one report
+    (T.TASK_STATE_RESIZE_MIGRATED, NONE, A, False),
+    (T.TASK_STATE_RESIZE_MIGRATING, T.TASK_STATE_RESIZE_MIGRATED, A, True),   # an older agent's
     (T.TASK_STATE_RESIZE_FINISH, NONE, C.VM_STATE_RESIZED, True),
     (T.TASK_STATE_RESIZE_FINISH, NONE, A, False),
     (T.TASK_STATE_RESIZE_CONFIRMING, NONE, S, True),

@@ -124,10 +124,19 @@ def _as_nimbus_error(exc: BaseException) -> errors.NimbusError | None:
     return None
 
 
+# (service, method, code) -> the labelled counter and histogram: labels()
+# takes a lock and validates on every call, once per RPC on every server.
+_series: dict[tuple[str, str, str], tuple] = {}
+
+
 def _measure(service: str, method: str, code: str, seconds: float) -> None:
-    name = method.rsplit("/", 1)[-1]
-    metrics.RPCS.labels(service, name, code).inc()
-    metrics.RPC_SECONDS.labels(service, name).observe(seconds)
+    series = _series.get((service, method, code))
+    if series is None:
+        name = method.rsplit("/", 1)[-1]
+        series = _series[(service, method, code)] = (
+            metrics.RPCS.labels(service, name, code), metrics.RPC_SECONDS.labels(service, name))
+    series[0].inc()
+    series[1].observe(seconds)
 
 
 def _access_log(service: str, method: str, started: float) -> None:

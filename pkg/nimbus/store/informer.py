@@ -20,6 +20,7 @@ from nimbus.store.store import Compacted, Store, Versioned
 UPSERT = "upsert"
 DELETED = "deleted"
 SYNCED = "synced"
+GAP = "gap"          # Deletions: some deletions may have been missed (see there)
 
 _log = log.get("nimbus.informer")
 
@@ -176,7 +177,9 @@ class Informer:
                 # vanished). One revision earlier, any compaction that could
                 # hide an event we lack is reported, and we list instead.
                 seen = self.revision
-                async for events in self.store.watch(self.prefix, seen):
+                # Without prev_kv: every record an event names is in `items`
+                # since the list (etcd would read and send each old value).
+                async for events in self.store.watch(self.prefix, seen, prev_kv=False):
                     self._apply([ev for ev in events if ev.kv.mod_revision > seen])
                     backoff = 0.1
             except asyncio.CancelledError:
@@ -184,6 +187,78 @@ class Informer:
             except Compacted:
                 _log.info("watch compacted, listing again", informer=self.name)
                 listed = False
+            except Exception as exc:  # noqa: BLE001 - etcd away: retry with backoff
+                _log.warning("watch broken, retrying", informer=self.name, error=str(exc),
+                             retry_in=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+
+class Deletions:
+    """Only the deletions under a prefix, each with the record as it was
+    (etcd's prev_kv), for a listener that acts on nothing else and need
+    not mirror a busy prefix: etcd drops the puts before sending (NOPUT),
+    so the volume manager no longer receives and decodes every step of
+    every boot to hear of a deleted server. Listeners are called as an
+    Informer's, (DELETED, key, None, old); when deletions may have been
+    missed (the watch's revision was compacted, etcd lost its data) they
+    get (GAP, "", None, None) and look again at what they keep
+    (level-triggered, as after a list)."""
+
+    def __init__(self, store: Store, prefix: str, cls, name: str | None = None):
+        self.store = store
+        self.prefix = prefix
+        self.cls = cls
+        self.name = name or prefix.rstrip("/") + " deletions"
+        self.revision = 0
+        self.synced = asyncio.Event()
+        self._listeners: list[Listener] = []
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        self._listeners.remove(listener)
+
+    def _emit(self, kind: str, key: str, old: Versioned | None) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(kind, key, None, old)
+            except Exception:  # noqa: BLE001 - one listener must not stop the watch
+                _log.exception("listener failed", informer=self.name, key=key)
+
+    async def run(self) -> None:
+        backoff = 0.1
+        gap = False
+        while True:
+            try:
+                current = await self.store.current_revision()
+                if not self.revision or current < self.revision:
+                    gap = gap or bool(self.revision)   # an etcd that lost its data
+                    self.revision = current
+                    self.synced.set()
+                if gap:
+                    # Only once the watch's new start is known: what listeners
+                    # look at now is at least as new as it.
+                    gap = False
+                    self._emit(GAP, "", None)
+                # From the revision already seen, as the Informer does (a
+                # compaction that could hide a deletion is reported).
+                seen = self.revision
+                async for events in self.store.watch(self.prefix, seen, deletes_only=True):
+                    for ev in events:
+                        if ev.kv.mod_revision <= seen:
+                            continue
+                        if ev.type != 0 and ev.prev_kv.key:
+                            self._emit(DELETED, self.store.suffix(ev.kv.key), Versioned(
+                                self.cls.FromString(ev.prev_kv.value), ev.prev_kv.mod_revision))
+                        self.revision = ev.kv.mod_revision
+                    backoff = 0.1
+            except asyncio.CancelledError:
+                raise
+            except Compacted:
+                _log.info("watch compacted, deletions may be missed", informer=self.name)
+                self.revision, gap = 0, True
             except Exception as exc:  # noqa: BLE001 - etcd away: retry with backoff
                 _log.warning("watch broken, retrying", informer=self.name, error=str(exc),
                              retry_in=backoff)

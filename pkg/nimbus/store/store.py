@@ -478,12 +478,18 @@ class Store:
 
     # ---- watch and leases --------------------------------------------------
 
-    async def watch(self, suffix: str, start_revision: int) -> AsyncIterator[list]:
+    async def watch(self, suffix: str, start_revision: int, deletes_only: bool = False,
+                    prev_kv: bool = True) -> AsyncIterator[list]:
         """Yield lists of etcd events under a prefix from `start_revision` on.
-        Raises Compacted when that revision is gone; ends when etcd goes away."""
+        Raises Compacted when that revision is gone; ends when etcd goes away.
+        `deletes_only`: etcd leaves the puts out before sending (NOPUT).
+        `prev_kv`: each event also carries the key's previous value (etcd
+        reads it for every event and sends it: a mirror that holds every
+        record already has it)."""
         key = self.key(suffix)
         create = rpc.WatchRequest(create_request=rpc.WatchCreateRequest(
-            key=key, range_end=prefix_end(key), start_revision=start_revision, prev_kv=True))
+            key=key, range_end=prefix_end(key), start_revision=start_revision, prev_kv=prev_kv,
+            filters=[rpc.WatchCreateRequest.NOPUT] if deletes_only else []))
         done = asyncio.Event()
 
         async def requests():
