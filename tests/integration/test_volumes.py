@@ -89,7 +89,7 @@ async def test_volume_snapshot_clone_extend_delete(stack):
 
     snap = (await stack.volumes.CreateSnapshot(V.CreateSnapshotRequest(volume_id=vol.id, name="s1"),
                                                metadata=me)).snapshot
-    snap = await wait_snapshot(stack, snap.id, lambda s: s.status == SS.SNAPSHOT_STATUS_AVAILABLE)
+    snap = await wait_snapshot(stack, snap.id, lambda s: s is not None and s.status == SS.SNAPSHOT_STATUS_AVAILABLE)
     assert snap.size_gb == 2
     await expect(stack.volumes.DeleteVolume(V.DeleteVolumeRequest(id=vol.id), metadata=me),
                  Code.FAILED_PRECONDITION)
@@ -129,7 +129,7 @@ async def fixtures(stack):
         await wait_status(stack, v.id, VS.VOLUME_STATUS_AVAILABLE)
     snap = (await stack.volumes.CreateSnapshot(V.CreateSnapshotRequest(volume_id=mine.id),
                                                metadata=me)).snapshot
-    await wait_snapshot(stack, snap.id, lambda s: s.status == SS.SNAPSHOT_STATUS_AVAILABLE)
+    await wait_snapshot(stack, snap.id, lambda s: s is not None and s.status == SS.SNAPSHOT_STATUS_AVAILABLE)
     their_snap = (await stack.volumes.CreateSnapshot(V.CreateSnapshotRequest(volume_id=theirs.id),
                                                      metadata=them)).snapshot
     return dict(project=project, me=me, mine=mine.id, theirs=theirs.id, snap=snap.id,

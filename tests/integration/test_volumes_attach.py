@@ -117,7 +117,7 @@ async def test_a_forced_snapshot_of_an_in_use_volume(stack):
     await wait_status(stack, vol.id, VS.VOLUME_STATUS_IN_USE)
     snap = (await stack.volumes.CreateSnapshot(V.CreateSnapshotRequest(
         volume_id=vol.id, name="hot", force=True), metadata=me)).snapshot
-    got = await wait_snapshot(stack, snap.id, lambda s: s.status == SS.SNAPSHOT_STATUS_AVAILABLE)
+    got = await wait_snapshot(stack, snap.id, lambda s: s is not None and s.status == SS.SNAPSHOT_STATUS_AVAILABLE)
     assert got.size_gb == vol.size_gb
     assert (await stack.volumes.GetVolume(V.GetVolumeRequest(id=vol.id), metadata=me)).volume.status \
         == VS.VOLUME_STATUS_IN_USE

@@ -84,7 +84,7 @@ async def test_boot_from_an_existing_volume_and_from_a_snapshot(stack):
     made = await wait_status(stack, made.id, VS.VOLUME_STATUS_AVAILABLE)
     snap = (await stack.volumes.CreateSnapshot(V.CreateSnapshotRequest(volume_id=made.id),
                                                metadata=me)).snapshot
-    await wait_snapshot(stack, snap.id, lambda s: s.status == SS.SNAPSHOT_STATUS_AVAILABLE)
+    await wait_snapshot(stack, snap.id, lambda s: s is not None and s.status == SS.SNAPSHOT_STATUS_AVAILABLE)
 
     from_volume = await boot(stack, me, [B(source_type="volume", destination_type="volume",
                                            uuid=made.id, boot_index=0, has_boot_index=True)])

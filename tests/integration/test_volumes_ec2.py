@@ -35,7 +35,7 @@ async def test_run_instances_with_snap_and_vol_mappings(stack, delete_on_termina
     await wait_status(stack, source.id, VS.VOLUME_STATUS_AVAILABLE)
     snap = (await stack.volumes.CreateSnapshot(V.CreateSnapshotRequest(volume_id=source.id),
                                                metadata=me)).snapshot
-    await wait_snapshot(stack, snap.id, lambda s: s.status == SS.SNAPSHOT_STATUS_AVAILABLE)
+    await wait_snapshot(stack, snap.id, lambda s: s is not None and s.status == SS.SNAPSHOT_STATUS_AVAILABLE)
     spare = await create(stack, me, size_gb=1)
     await wait_status(stack, spare.id, VS.VOLUME_STATUS_AVAILABLE)
 

@@ -74,13 +74,13 @@ async def test_real_guest_sees_its_rbd_volumes(etcd, tmp_path_factory, libvirtd,
         assert int(seen.group(1)) * 512 == 1 << 30
         devices = await console_has(console, re.compile(r"NIMBUS-BLOCK-DEVICES (.*)"))
         assert "vdb" in devices.group(1).split()
-        await s.wait_volume(at_boot.id, lambda v: v.status == VS.VOLUME_STATUS_IN_USE)
+        await s.wait_volume(at_boot.id, lambda v: v is not None and v.status == VS.VOLUME_STATUS_IN_USE)
 
         hot = await available(s, me, 2)
         started = time.monotonic()
         await s.api.AttachVolume(C.AttachVolumeRequest(server_id=server.id, volume_id=hot.id),
                                  metadata=me)
-        await s.wait_volume(hot.id, lambda v: v.status == VS.VOLUME_STATUS_IN_USE, timeout=60)
+        await s.wait_volume(hot.id, lambda v: v is not None and v.status == VS.VOLUME_STATUS_IN_USE, timeout=60)
         TIMINGS["hot attach: AttachVolume -> in-use"] = time.monotonic() - started
         seen = await console_has(console, blocks_line("vdc"), timeout=60)
         TIMINGS["hot attach: AttachVolume -> the guest's kernel sees vdc"] = time.monotonic() - started
@@ -93,7 +93,7 @@ async def test_real_guest_sees_its_rbd_volumes(etcd, tmp_path_factory, libvirtd,
         started = time.monotonic()
         await s.api.DetachVolume(C.DetachVolumeRequest(server_id=server.id, volume_id=hot.id),
                                  metadata=me)
-        await s.wait_volume(hot.id, lambda v: v.status == VS.VOLUME_STATUS_AVAILABLE, timeout=60)
+        await s.wait_volume(hot.id, lambda v: v is not None and v.status == VS.VOLUME_STATUS_AVAILABLE, timeout=60)
         TIMINGS["hot detach: DetachVolume -> available"] = time.monotonic() - started
         deadline = time.monotonic() + 30
         while "vdc" in await agent.driver._call(agent.driver.disk_targets, server.id, False):
@@ -109,7 +109,7 @@ async def test_real_guest_sees_its_rbd_volumes(etcd, tmp_path_factory, libvirtd,
         await s.api.DeleteServer(C.DeleteServerRequest(id=server.id), metadata=me)
         await s.wait_for(server.id, lambda srv: srv is None, timeout=60)
         for vol in (at_boot, hot):
-            await s.wait_volume(vol.id, lambda v: v.status == VS.VOLUME_STATUS_AVAILABLE)
+            await s.wait_volume(vol.id, lambda v: v is not None and v.status == VS.VOLUME_STATUS_AVAILABLE)
             await s.volumes.DeleteVolume(V.DeleteVolumeRequest(id=vol.id), metadata=me)
             await s.wait_volume(vol.id, lambda v: v is None)
 
