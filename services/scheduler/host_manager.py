@@ -57,7 +57,9 @@ class HostManager:
         # (deadline, id). Plain ints: a busy minute holds tens of thousands.
         self.assumed: dict[str, tuple[str, tuple[int, int, int], float]] = {}
         self._deadlines: list[tuple[float, str]] = []
-        self.allocated: set[str] = set()   # consumers with an allocation
+        # consumer -> the hosts it holds allocations on (two while a move's
+        # destination claim and a source allocation both name it)
+        self.allocated: dict[str, set[str]] = {}
         self.zone_of: dict[str, str] = {}  # hosts of zoned aggregates
         # ComputeFilter and AvailabilityZoneFilter as prefilters: only hosts
         # enabled, by weight, over all zones and per zone.
@@ -92,12 +94,16 @@ class HostManager:
         if old is not None:
             resources.add(self.used.setdefault(old.msg.host, records_pb2.Resources()),
                           old.msg.resources, -1)
-            self.allocated.discard(old.msg.consumer_id)
+            hosts = self.allocated.get(old.msg.consumer_id)
+            if hosts is not None:
+                hosts.discard(old.msg.host)
+                if not hosts:
+                    del self.allocated[old.msg.consumer_id]
             self._recount(old.msg.host)
         if new is not None:
             resources.add(self.used.setdefault(new.msg.host, records_pb2.Resources()),
                           new.msg.resources, +1)
-            self.allocated.add(new.msg.consumer_id)
+            self.allocated.setdefault(new.msg.consumer_id, set()).add(new.msg.host)
             self._unassume(new.msg.consumer_id)
             self._recount(new.msg.host)
 
@@ -157,8 +163,11 @@ class HostManager:
     # ---- assumptions ----------------------------------------------------
 
     def assume(self, instance_id: str, host: str, want: records_pb2.Resources) -> None:
-        if instance_id in self.allocated:
-            return   # already placed (a late duplicate request): it is counted as is
+        if host in self.allocated.get(instance_id, ()):
+            # Already placed there (a late duplicate request): counted as is.
+            # An allocation elsewhere (a resize's source, before the informer
+            # sees it handed to the migration) does not hold this host.
+            return
         self._unassume(instance_id)   # a second selection replaces the first
         amount = (want.vcpus, want.memory_mb, want.disk_gb)
         deadline = time.monotonic() + self.ASSUME_SECONDS

@@ -162,8 +162,13 @@ def test_assumptions_count_until_the_claim_appears_or_they_expire():
     feed.put(hm.allocations, keys.allocation("b", "i1"),
              R.Allocation(consumer_id="i1", host="b", resources=R.Resources(memory_mb=1024)))
     assert (hm.states["a"].used_memory_mb, hm.states["b"].used_memory_mb) == (0, 1024)
-    hm.assume("i1", "a", R.Resources(memory_mb=1024))   # a late duplicate: already counted
-    assert hm.states["a"].used_memory_mb == 0
+    hm.assume("i1", "b", R.Resources(memory_mb=1024))   # a late duplicate: already counted
+    assert hm.states["b"].used_memory_mb == 1024
+    # Another host for a consumer allocated elsewhere (a move's destination,
+    # while the source allocation still names it) is held.
+    hm.assume("i1", "a", R.Resources(memory_mb=1024))
+    assert hm.states["a"].used_memory_mb == 1024
+    hm._unassume("i1")
     hm.assume("i2", "a", R.Resources(memory_mb=512))
     hm.assume("i2", "b", R.Resources(memory_mb=512))    # a second selection replaces the first
     assert (hm.states["a"].used_memory_mb, hm.states["b"].used_memory_mb) == (0, 1536)
