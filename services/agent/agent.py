@@ -223,8 +223,11 @@ class ComputeAgent:
         if context is not None:
             self.contexts[server.id] = context
         elif revision and server.task_state not in states.RESIZE_TASKS and (
-                server.vm_state != C.VM_STATE_RESIZED):
-            self.contexts.pop(server.id, None)   # the move is over (or never was)
+                server.vm_state != C.VM_STATE_RESIZED) and (
+                server.task_state != C.TASK_STATE_DELETING):
+            # The move is over (or never was). A moving server being deleted
+            # keeps it: this host still holds a part of it until the record goes.
+            self.contexts.pop(server.id, None)
         if self.ours(server):
             self.servers[server.id] = server
         return True
@@ -249,6 +252,11 @@ class ComputeAgent:
     def _on_server(self, server: C.Server) -> None:
         if not self.ours(server):
             self._forget(server.id)   # rescheduled or moved elsewhere
+            return
+        if server.task_state == C.TASK_STATE_DELETING and server.host != self.host:
+            # The other host of a move: the server's host deletes and finishes;
+            # our copy goes when the record does (the DELETED event), after
+            # any step of ours still writing it.
             return
         if server.vm_state != C.VM_STATE_BUILDING and server.host == self.host:
             self.tracker.claim(server, force=True)   # runs here: count it
