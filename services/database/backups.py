@@ -108,8 +108,10 @@ class Backups:
             return
         backup = got.msg.backup
         if backup.status == B.BACKUP_STATUS_BUILDING and backup.id not in self.started:
+            # Whatever the dead upload wrote goes first: FAILED then means clean
+            # (a crash in between leaves it BUILDING, and the next leader repeats).
+            await self.bytes.delete(backup.id)
             await fail(self.store, backup.id, "interrupted: DatabaseService restarted while it was taken")
-            await self.bytes.delete(backup.id)   # whatever the dead upload had written
             return
         if backup.status != B.BACKUP_STATUS_NEW:
             return

@@ -3,12 +3,16 @@ single-node Ceph and real PostgreSQL: the guest streams its dump to
 DatabaseService, which stripes it into chunk objects and writes the head
 last; nothing goes under the state directory; a restore into a new
 instance shows the rows; a delete leaves no object; a guest killed
-mid-upload leaves no visible backup and no object; a partial write that
-never got its head is invisible and goes with a delete."""
+mid-upload (a crash point, and kill -9 once chunks are in the pool)
+leaves no visible backup and no object; a restarted service fails a
+BUILDING backup and deletes its chunks; a partial write that never got its
+head is invisible and goes with a delete."""
 
+import asyncio
 import hashlib
 import json
 import os
+import signal
 import sys
 
 import pytest
@@ -18,7 +22,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 from dbstack import DbStack  # noqa: E402
 from nimbus.database.v1 import backups_pb2 as B  # noqa: E402
 from nimbus.database.v1 import database_pb2 as D  # noqa: E402
+from nimbus.database.v1 import records_pb2 as R  # noqa: E402
 from nimbus.services.database.backupstore import RadosBackupStore  # noqa: E402
+from nimbus.store import keys  # noqa: E402
+from nimbus.store.store import Store  # noqa: E402
 from test_database_backups import ROWS, completed_backup, delete_instance, sql  # noqa: E402
 from test_database_flow import ALICE  # noqa: E402
 from test_database_guest import active  # noqa: E402
@@ -91,6 +98,54 @@ async def test_a_guest_killed_mid_upload_leaves_no_backup_and_no_object(dbstack,
     assert objects(ceph) == {}                                            # nothing left
     await dbstack.backups.DeleteBackup(B.DeleteBackupRequest(id=new.id), metadata=ALICE)
     await delete_instance(dbstack, crashing.id)
+
+
+async def test_a_guest_sigkilled_with_chunks_in_the_pool_leaves_no_object(dbstack, ceph):
+    # kill -9 of the guest agent once the pool holds some of this backup's
+    # chunks (~20 MB of rows: the upload takes long enough to be caught).
+    inst = await active(dbstack, name="db-kill")
+    sql(inst, "create table big (id int, v text); "
+              "insert into big select g, repeat('x', 1000) from generate_series(1, 20000) g")
+    new = (await dbstack.backups.CreateBackup(B.CreateBackupRequest(instance_id=inst.id, name="b"),
+                                              metadata=ALICE)).backup
+    import rados
+    with rados.Rados(conffile=ceph.conf_path) as conn, conn.open_ioctx(POOL) as ioctx:
+        while len([o for o in ioctx.list_objects() if o.key.startswith(new.id + ".")]) < 2:
+            await asyncio.sleep(0.01)
+    record = await dbstack.database.store.get(keys.db_instance(inst.id), R.InstanceRecord)
+    with open(os.path.join(dbstack.guest_dir, record.msg.guest_id, "agent.pid")) as f:
+        os.kill(int(f.read()), signal.SIGKILL)
+    failed = await dbstack.wait_backup_settled(new.id)
+    assert failed.status == B.BACKUP_STATUS_FAILED, "the upload finished before the kill"
+    assert await dbstack.database.backups.bytes.size(new.id) is None
+    assert objects(ceph) == {}
+    await dbstack.backups.DeleteBackup(B.DeleteBackupRequest(id=new.id), metadata=ALICE)
+    await delete_instance(dbstack, inst.id)
+
+
+async def test_a_restarted_service_fails_a_building_backup_and_deletes_its_chunks(dbstack, ceph):
+    # What a DatabaseService that died mid-upload leaves: the record BUILDING
+    # and chunk objects without a head (written here, with the real writer,
+    # while no DatabaseService runs, as the dead one would have).
+    inst = await active(dbstack, name="db-restart")
+    await dbstack.database.stop()
+    store = RadosBackupStore(ceph.conf_path, POOL, object_size=OBJECT_SIZE)
+    part = store.open_part("stuck-backup")
+    await part.write(os.urandom(2 * OBJECT_SIZE))
+    await store.close()
+    cfg = dbstack.stack.cfg
+    etcd = await Store.connect(cfg.etcd_endpoint, cfg.etcd_prefix)
+    stuck = B.Backup(id="stuck-backup", name="b", project_id="demo", instance_id=inst.id,
+                     datastore=inst.datastore, status=B.BACKUP_STATUS_BUILDING)
+    await etcd.create(keys.db_backup(stuck.id), R.BackupRecord(backup=stuck))
+    await etcd.close()
+    assert sorted(objects(ceph)) == ["stuck-backup.00000000", "stuck-backup.00000001"]
+    await dbstack.start_database()
+    failed = await dbstack.wait_backup_settled(stuck.id)
+    assert failed.status == B.BACKUP_STATUS_FAILED and "interrupted" in failed.fail_reason
+    assert objects(ceph) == {}
+    await dbstack.backups.DeleteBackup(B.DeleteBackupRequest(id=stuck.id), metadata=ALICE)
+    await delete_instance(dbstack, inst.id)
 
 
 async def test_a_write_without_its_head_is_invisible_and_deleted(ceph, dbstack):
