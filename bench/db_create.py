@@ -446,7 +446,8 @@ def main() -> int:
     parser.add_argument("--backup-mb", type=int, default=0,
                         help="also time backup and restore of a database of about this many MB")
     parser.add_argument("--backup-store", choices=("file", "rados"), default="file",
-                        help="rados: the backups in a pool of a throwaway one-OSD Ceph (tests/system/ceph.py)")
+                        help="rados: the backups in a pool of a throwaway one-OSD Ceph "
+                             "(tests/system/ceph.py)")
     parser.add_argument("--replica-lag", type=float, default=0,
                         help="also measure a PostgreSQL replica's lag under steady writes for this many seconds")
     parser.add_argument("--warm-pool", type=int, default=0,
@@ -478,7 +479,8 @@ def main() -> int:
     ceph = None
     try:
         if args.backup_store == "rados":
-            sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "system"))
+            here = os.path.dirname(os.path.abspath(__file__))
+            sys.path.insert(0, os.path.join(here, "..", "tests", "system"))
             import ceph as ceph_harness
             ceph = ceph_harness.CephCluster(os.path.join(tmp, "ceph")).start()
             ceph.mon_command("osd pool create", pool="backups", pg_num=ceph.pg_num, pgp_num=ceph.pg_num)
