@@ -126,15 +126,26 @@ def _read_head(ioctx, location: str) -> dict | None:
         return None
 
 
-def _remove_backup(ioctx, backup_id: str) -> None:
-    """Head first, then the chunks from the last down to chunk 0."""
+def _read_chunk(ioctx, name: str, length: int) -> bytes:
     import rados
+    try:
+        return ioctx.read(name, length)
+    except rados.ObjectNotFound:
+        raise FileNotFoundError(f"backup chunk {name} is missing") from None
+
+
+def _remove_backup(ioctx, backup_id: str) -> None:
+    """Head first, then the chunks from the last down to chunk 0: the
+    head's count of them (a chunk lost to damage leaves no gap behind),
+    and beyond it as long as there are more (a partial write has no head)."""
+    import rados
+    head = _read_head(ioctx, backup_id)
     try:
         ioctx.remove_object(backup_id)
     except rados.ObjectNotFound:
         pass
-    count = 0
-    while True:   # the chunks present are always 0..count-1 (see the module's docstring)
+    count = head["chunks"] if head else 0
+    while True:   # what we wrote is always 0..count-1 (see the module's docstring)
         try:
             ioctx.stat(_chunk_name(backup_id, count))
         except rados.ObjectNotFound:
@@ -180,8 +191,7 @@ class RadosBackupStore:
             raise FileNotFoundError(f"backup {location} is not in pool {self.pool}")
         for index in range(head["chunks"]):
             # One call per object (4 MiB), yielded in CHUNK pieces (a gRPC message each).
-            data = await self._io(lambda ioctx, n: ioctx.read(n, head["object_size"]),
-                                  _chunk_name(location, index))
+            data = await self._io(_read_chunk, _chunk_name(location, index), head["object_size"])
             for offset in range(0, len(data), CHUNK):
                 yield data[offset:offset + CHUNK]
 
@@ -193,10 +203,14 @@ class RadosBackupStore:
         return None if head is None else head["size"]
 
     async def checksum(self, location: str) -> str:
-        """Of the bytes as stored (read back), not the head's record of them."""
+        """Of the bytes as stored (read back), not the head's record of
+        them; "" (matching nothing) when a chunk is missing."""
         h = hashlib.sha256()
-        async for chunk in self.read(location):
-            h.update(chunk)
+        try:
+            async for chunk in self.read(location):
+                h.update(chunk)
+        except FileNotFoundError:
+            return ""
         return h.hexdigest()
 
     async def delete(self, location: str) -> None:
@@ -254,6 +268,8 @@ def for_config(cfg) -> "BackupStore | RadosBackupStore":
     if cfg.backup_store == "rados":
         if not cfg.ceph_conf:
             raise SystemExit("--backup-store rados needs --ceph-conf")
+        if not 4096 <= cfg.rados_backups_object_size <= 64 << 20:   # osd_max_write_size: 90 MB
+            raise SystemExit("--rados-backups-object-size is 4096 to 67108864 bytes")
         return RadosBackupStore(cfg.ceph_conf, cfg.rados_backups_pool, cfg.rbd_user,
                                 cfg.rados_backups_object_size)
     raise SystemExit("--backup-store is file or rados")

@@ -151,6 +151,7 @@ async def test_a_restarted_service_fails_a_building_backup_and_deletes_its_chunk
 async def test_a_write_without_its_head_is_invisible_and_deleted(ceph, dbstack):
     # What a DatabaseService that died mid-upload leaves (its process gone
     # before commit or abort): chunk objects and no head.
+    import rados
     store = RadosBackupStore(ceph.conf_path, POOL, object_size=OBJECT_SIZE)
     try:
         part = store.open_part("left-over")
@@ -167,6 +168,9 @@ async def test_a_write_without_its_head_is_invisible_and_deleted(ceph, dbstack):
         assert await store.size("complete") == len(payload)
         assert await store.checksum("complete") == hashlib.sha256(payload).hexdigest()
         assert b"".join([c async for c in store.read("complete")]) == payload
+        with rados.Rados(conffile=ceph.conf_path) as conn, conn.open_ioctx(POOL) as ioctx:
+            ioctx.remove_object("complete.00000001")   # damage: a chunk gone
+        assert await store.checksum("complete") == ""   # a restore is refused, not an INTERNAL error
         await store.delete("complete")
         await store.delete("complete")   # idempotent
         assert objects(ceph) == {}
