@@ -35,6 +35,8 @@ for each datastore: an instance loaded with about N MB of rows, then
 CreateBackup → COMPLETED (dump on the guest, streamed to DatabaseService,
 stored) and CreateInstance with restore_point → ACTIVE (a whole create plus
 the download and the load), each as MB/s of the backup's bytes.
+`--backup-store rados` keeps the backups in a RADOS pool of a throwaway
+single-OSD Ceph (tests/system/ceph.py, in memory) instead of files.
 """
 
 from __future__ import annotations
@@ -443,6 +445,9 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=120)
     parser.add_argument("--backup-mb", type=int, default=0,
                         help="also time backup and restore of a database of about this many MB")
+    parser.add_argument("--backup-store", choices=("file", "rados"), default="file",
+                        help="rados: the backups in a pool of a throwaway one-OSD Ceph "
+                             "(tests/system/ceph.py)")
     parser.add_argument("--replica-lag", type=float, default=0,
                         help="also measure a PostgreSQL replica's lag under steady writes for this many seconds")
     parser.add_argument("--warm-pool", type=int, default=0,
@@ -471,9 +476,18 @@ def main() -> int:
                          scheduler=f"127.0.0.1:{free_port()}", database=f"127.0.0.1:{free_port()}",
                          agent_args=["--host", "bench-db"], log_dir=os.path.join(tmp, "logs"),
                          quiet=True)
+    ceph = None
     try:
+        if args.backup_store == "rados":
+            here = os.path.dirname(os.path.abspath(__file__))
+            sys.path.insert(0, os.path.join(here, "..", "tests", "system"))
+            import ceph as ceph_harness
+            ceph = ceph_harness.CephCluster(os.path.join(tmp, "ceph")).start()
+            ceph.mon_command("osd pool create", pool="backups", pg_num=ceph.pg_num, pgp_num=ceph.pg_num)
+            os.environ.update(NIMBUS_BACKUP_STORE="rados", NIMBUS_CEPH_CONF=ceph.conf_path)
         stack.start()
         result = asyncio.run(run(args, stack, guest_dir))
+        result["backup_store"] = args.backup_store
     except BaseException:
         logs = os.path.join(tempfile.gettempdir(), "nimbus-dbbench-failed")
         shutil.rmtree(logs, ignore_errors=True)
@@ -484,6 +498,8 @@ def main() -> int:
     finally:
         stack.stop()
         kill_guests(guest_dir)
+        if ceph is not None:
+            ceph.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     targets = WARM_POOL_TARGETS if args.warm_pool else TARGETS
     result["targets"] = {k: {"target_le": v, "met": result[k] <= v} for k, v in targets.items()

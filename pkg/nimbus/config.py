@@ -88,6 +88,11 @@ class Config:
     database_address: str = DEFAULT_DATABASE_ADDRESS
     usage_timeout: float = 1800.0
     agent_heartbeat_expiry: float = 60.0
+    # Where backup bytes go: file (state_dir/backups) or rados (a pool on
+    # --ceph-conf's cluster, as --rbd-user), in objects of this many bytes.
+    backup_store: str = "file"
+    rados_backups_pool: str = "backups"
+    rados_backups_object_size: int = 4 << 20
     default_datastore: str = "postgresql"
     # local: run guest agents as local processes (the libvirt test driver);
     # none: they run inside the servers (a real hypervisor).

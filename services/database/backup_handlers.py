@@ -89,8 +89,8 @@ class BackupServicer(backups_pb2_grpc.BackupServiceServicer):
                                                 "wait until it is COMPLETED or FAILED")
             # Bytes first: a crash in between leaves a record whose restore is
             # refused (bytes missing) and which deletes again, never lost bytes.
-            if got.msg.location:
-                self.backups.bytes.delete(got.msg.location)
+            # A FAILED one has no location but may have left a partial write.
+            await self.backups.bytes.delete(got.msg.location or backup.id)
             plan = await quotas.plan(self.store, backup.project_id, {"backups": -1})
             resp = await self.store.txn([self.store.mod_is(key, got.mod_revision), *plan.compares],
                                         [self.store.delete(key), *plan.ops])

@@ -25,7 +25,7 @@ from nimbus.database.v1 import database_pb2 as D
 from nimbus.database.v1 import guest_pb2 as G
 from nimbus.database.v1 import records_pb2 as R
 from nimbus.services.database import status
-from nimbus.services.database.backupstore import BackupStore
+from nimbus.services.database.backupstore import BackupStore, RadosBackupStore
 from nimbus.services.database.controller import Controller
 from nimbus.store import keys
 from nimbus.store.informer import DELETED, Informer
@@ -72,7 +72,8 @@ class Backups:
     """The backup store, the guests' upload and download, and the backup
     task (a controller the leading task manager runs)."""
 
-    def __init__(self, store: Store, backups: Informer, instances: Informer, backup_store: BackupStore,
+    def __init__(self, store: Store, backups: Informer, instances: Informer,
+                 backup_store: BackupStore | RadosBackupStore,
                  timeout: float = 3600):
         self.store = store
         self.backups = backups
@@ -107,6 +108,9 @@ class Backups:
             return
         backup = got.msg.backup
         if backup.status == B.BACKUP_STATUS_BUILDING and backup.id not in self.started:
+            # Whatever the dead upload wrote goes first: FAILED then means clean
+            # (a crash in between leaves it BUILDING, and the next leader repeats).
+            await self.bytes.delete(backup.id)
             await fail(self.store, backup.id, "interrupted: DatabaseService restarted while it was taken")
             return
         if backup.status != B.BACKUP_STATUS_NEW:
@@ -167,9 +171,9 @@ class Backups:
                 raise errors.FailedPrecondition(
                     f"the guest sent {trailer.size_bytes} bytes ({trailer.checksum_sha256[:12]}), "
                     f"{part.size} ({checksum[:12]}) arrived")
-            location = part.commit()
+            location = await part.commit()
         except BaseException as exc:
-            part.abort()
+            await part.abort()
             await fail(self.store, backup_id, f"the upload broke off: {exc.__class__.__name__} {exc}")
             raise
 
@@ -179,7 +183,7 @@ class Backups:
             rec.backup.tool = first.header.tool
             rec.location = location
         if not await set_status(self.store, backup_id, (B.BACKUP_STATUS_BUILDING,), completed):
-            self.bytes.delete(location)   # failed (or deleted) meanwhile: its bytes are no one's
+            await self.bytes.delete(location)   # failed (or deleted) meanwhile: its bytes are no one's
             raise errors.FailedPrecondition(f"backup {backup_id} is no longer BUILDING")
         _log.info("backup completed", backup_id=backup_id, size=part.size, tool=first.header.tool)
         return G.UploadBackupResponse(size_bytes=part.size, checksum_sha256=checksum)
@@ -218,7 +222,7 @@ class Backups:
         if uses_volume and too_large(backup.size_bytes, volume_gb):
             raise errors.InvalidArgument("volume.size_gb", f"BackupTooLarge: backup {ref} is "
                                          f"{backup.size_bytes / GIB:.2f} GB, the volume {volume_gb} GB")
-        if self.bytes.size(got.msg.location) != backup.size_bytes:
+        if await self.bytes.size(got.msg.location) != backup.size_bytes:
             raise errors.FailedPrecondition(f"backup {ref}: its bytes are missing from the backup store")
         if await self.bytes.checksum(got.msg.location) != backup.checksum_sha256:
             raise errors.FailedPrecondition(f"backup {ref}: its bytes do not match the recorded checksum")

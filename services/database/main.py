@@ -16,7 +16,7 @@ from nimbus.rpc import auth, tls
 from nimbus.rpc.server import Server
 from nimbus.services.database.backup_handlers import BackupServicer
 from nimbus.services.database.backups import Backups
-from nimbus.services.database.backupstore import BackupStore
+from nimbus.services.database import backupstore
 from nimbus.services.database.compute import ComputeClient
 from nimbus.services.database.datastores import DatastoreServicer
 from nimbus.services.database.guests import GuestAuthenticator, GuestHub
@@ -51,8 +51,9 @@ class DatabaseProcess(process.ServiceProcess):
                              auth.for_users(cfg, lambda **kw: GuestAuthenticator(self.guests, **kw)),
                              tls.server(cfg))
         self.hub = GuestHub(self.store, self.instances, self.guests, cfg.agent_heartbeat_expiry)
-        self.backups = Backups(self.store, self.backup_records, self.instances,
-                               BackupStore(os.path.join(cfg.state_dir, "backups")))
+        backup_store = backupstore.for_config(cfg)
+        self.closers.append(backup_store.close)
+        self.backups = Backups(self.store, self.backup_records, self.instances, backup_store)
         self.backups.hub = self.hub
         self.hub.backups = self.backups
         self.server.add(database_pb2_grpc.add_DatabaseServiceServicer_to_server,

@@ -357,3 +357,59 @@ async def test_database_instance_create_wait_connects(dbstack, clouds_file):
     assert shown["id"] == made["id"]
     ok(await run("database", "instance", "delete", "db1"))
     await dbstack.wait_for(made["id"], lambda i: i is None)
+
+
+async def test_database_backup_create_list_show_delete(dbstack, clouds_file, monkeypatch):
+    """`nimbus database backup …` against the real stack: create --wait
+    follows WatchBackups to COMPLETED, list filters, show by name, errors
+    by status, delete --wait; a backup whose guest dies ends the wait with
+    exit 11 and its reason."""
+    from test_database_backups import ROWS, sql
+    from test_database_guest import active
+
+    def run(*args, token="alice:demo"):
+        argv = ["--api", dbstack.stack.cfg.api_address, "--database-api", dbstack.address,
+                "--token", token, *args]
+        return cli_runner(argv, cli_env(clouds_file))
+
+    inst = await active(dbstack)
+    sql(inst, ROWS)
+    made = json.loads(ok(await run("database", "backup", "create", "db1", "--name", "b1",
+                                   "--description", "nightly", "--wait", "-f", "json")).stdout)
+    assert made["status"] == "BACKUP_STATUS_COMPLETED" and int(made["size_bytes"]) > 0
+    assert (made["instance_id"], made["description"], made["tool"]) == (inst.id, "nightly", "pg_dumpall")
+    for args, names in ((), ["b1"]), (("--instance", "db1"), ["b1"]), (("--instance", inst.id), ["b1"]), \
+            (("--datastore", "mariadb"), []):
+        listed = ok(await run("database", "backup", "list", *args, "-f", "value", "-c", "name")).stdout
+        assert listed.split() == names, args
+    table = ok(await run("database", "backup", "list")).stdout
+    assert "b1" in table and "COMPLETED" in table
+    shown = yaml.safe_load(ok(await run("database", "backup", "show", "b1", "-f", "yaml")).stdout)
+    assert shown["id"] == made["id"] and shown["checksum_sha256"] == made["checksum_sha256"]
+    assert ok(await run("database", "backup", "show", made["id"], "-f", "value", "-c", "status")
+              ).stdout.strip() == "COMPLETED"
+
+    for args, token, code, words in [
+        (("show", "nope"), "alice:demo", 4, "NOT_FOUND"),
+        (("show", "b1"), "bob:other", 4, "NOT_FOUND"),            # another project's
+        (("create", "db1", "--name", " "), "alice:demo", 3, "name: 1 to 255 characters"),
+        (("create", "db1", "--name", "x"), "bob:other", 4, "NOT_FOUND"),
+        (("list", "--all-projects"), "alice:demo", 7, "PERMISSION_DENIED"),
+    ]:
+        refused = await run("database", "backup", *args, token=token)
+        assert refused.exit_code == code and words in refused.stderr, (args, refused.stderr)
+
+    ok(await run("database", "backup", "delete", "b1", "--wait"))
+    assert ok(await run("database", "backup", "list", "-f", "json")).stdout.strip() == "[]"
+    assert os.listdir(dbstack.backup_dir) == []
+    await dbstack.db.DeleteInstance(D.DeleteInstanceRequest(id=inst.id), metadata=user("alice", "demo"))
+    await dbstack.wait_for(inst.id, lambda i: i is None)
+
+    # The guest agent exits for real (os._exit) mid-upload: FAILED ends the wait.
+    monkeypatch.setenv("NIMBUS_CRASH_AT", "guestagent.backup.streaming")
+    crashing = await active(dbstack, name="db-crash")
+    failed = await run("database", "backup", "create", "db-crash", "--name", "b2", "--wait")
+    assert failed.exit_code == 11 and "is FAILED" in failed.stderr, failed.stderr
+    ok(await run("database", "backup", "delete", "b2", "--wait"))
+    await dbstack.db.DeleteInstance(D.DeleteInstanceRequest(id=crashing.id), metadata=user("alice", "demo"))
+    await dbstack.wait_for(crashing.id, lambda i: i is None)

@@ -342,6 +342,16 @@ def volumes_are_shared(overlay: str) -> None:
         assert env["NIMBUS_VOLUME_BACKEND"] == "file" and volume.replicas == 1
 
 
+def backups_outlive_the_pod(overlay: str) -> None:
+    """Production keeps database backups in Ceph as DatabaseService's own
+    cephx user: its state directory is an emptyDir a restart empties."""
+    (database,) = [w for w in workloads(overlay) if w.name == "database"]
+    (c,) = database.pod["containers"]
+    env = {k: v.get("value") for k, v in env_of(c).items()}
+    assert env["NIMBUS_BACKUP_STORE"] == "rados", env
+    assert env["NIMBUS_CEPH_CONF"].startswith("/etc/ceph/") and env["NIMBUS_RBD_USER"]
+
+
 RULES = [
     (no_inline_secrets, OVERLAYS),
     (probes_on_declared_ports, OVERLAYS),
@@ -357,6 +367,7 @@ RULES = [
     (etcd_is_pinned_to_a_safe_version, OVERLAYS),
     (image_store_is_shared, OVERLAYS),
     (volumes_are_shared, OVERLAYS),
+    (backups_outlive_the_pod, ("production",)),
 ]
 
 

@@ -10,7 +10,7 @@ import grpc
 
 from nimbus.cli.clouds import Cloud, ConfigError
 from nimbus.compute.v1 import compute_pb2_grpc, keypairs_pb2_grpc, networks_pb2_grpc, quotas_pb2_grpc
-from nimbus.database.v1 import database_pb2_grpc
+from nimbus.database.v1 import backups_pb2_grpc, database_pb2_grpc
 
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 16 << 20)]
 
@@ -40,6 +40,7 @@ class Client:
         self.networks = networks_pb2_grpc.NetworkServiceStub(self.channel)
         self.quotas = quotas_pb2_grpc.QuotaServiceStub(self.channel)
         self.databases = database_pb2_grpc.DatabaseServiceStub(self.database_channel)
+        self.backups = backups_pb2_grpc.BackupServiceStub(self.database_channel)
 
     def call(self, method, request):
         """A unary (or client-streaming) call with the token and the deadline."""

@@ -13,7 +13,7 @@
 | 8 | RESOURCE_EXHAUSTED (quota) |
 | 9 | FAILED_PRECONDITION, ABORTED (the resource is in the wrong state) |
 | 10 | UNAVAILABLE, DEADLINE_EXCEEDED, and a --wait that timed out |
-| 11 | a --wait ended with the server in ERROR (its fault is printed) |
+| 11 | a --wait ended with the server in ERROR (its fault is printed) or a backup FAILED |
 """
 
 from __future__ import annotations

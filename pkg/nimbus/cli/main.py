@@ -75,8 +75,9 @@ def cli(ctx: click.Context, api, token, cacert, database_api, cloud, timeout):
 
 
 def _register() -> None:
-    from nimbus.cli import databases, flavors, images, keypairs, networks, quotas, servers, volumes
-    for module in (servers, images, flavors, keypairs, networks, quotas, databases, volumes):
+    from nimbus.cli import (backups, databases, flavors, images, keypairs, networks, quotas, servers,
+                            volumes)
+    for module in (servers, images, flavors, keypairs, networks, quotas, databases, backups, volumes):
         for group in module.GROUPS:
             cli.add_command(group)
 
