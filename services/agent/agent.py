@@ -196,8 +196,10 @@ class ComputeAgent:
         them, disks included."""
         leftovers = await self.driver.instance_ids() - set(self.servers)
         if os.path.isdir(self.driver.instances_path):
-            leftovers |= {name for name in os.listdir(self.driver.instances_path)
-                          if len(name) == 36 and name not in self.servers}
+            # <uuid> and a move's source copy <uuid>_resize (cleanup takes both)
+            leftovers |= {name.removesuffix("_resize") for name in os.listdir(self.driver.instances_path)
+                          if len(name.removesuffix("_resize")) == 36}
+            leftovers -= set(self.servers)
         for instance_id in leftovers - set(self._work):
             self.log.info("removing leftover instance", instance_id=instance_id)
             await delete.cleanup(self, instance_id)

@@ -562,8 +562,9 @@ class ComputeServicer(ServerActions, ResizeActions, flavor_access.FlavorAccess,
         image = record.image
         if image.owner != who.project_id and not who.is_admin:
             raise errors.PermissionDenied(f"image {image.id} belongs to another project")
-        users = [v.msg.server for v in list(self.instances.items.values())
-                 if v.msg.server.image_ref == image.id]
+        records = [v.msg for v in list(self.instances.items.values())
+                   if v.msg.server.image_ref == image.id]
+        users = [r.server for r in records]
         building = [s.id for s in users if s.vm_state == C.VM_STATE_BUILDING]
         if building:
             raise errors.FailedPrecondition(
@@ -571,9 +572,12 @@ class ComputeServicer(ServerActions, ResizeActions, flavor_access.FlavorAccess,
         # A server's root disk is an overlay on its host's copy of the image,
         # and a move fetches that copy again on the destination: without the
         # image the move fails and the server ends in ERROR. A server that
-        # never got a host, or is going away, has no such disk.
-        backed = [s.id for s in users if s.host and s.task_state != C.TASK_STATE_DELETING
-                  and s.vm_state != C.VM_STATE_DELETED]
+        # never got a host, or is going away, has no such disk, nor has one
+        # whose root (vda) is a volume (booted from an image to a volume).
+        backed = [r.server.id for r in records if r.server.host
+                  and r.server.task_state != C.TASK_STATE_DELETING
+                  and r.server.vm_state != C.VM_STATE_DELETED
+                  and not any(iv.device == "vda" for iv in r.volumes)]
         if backed:
             raise errors.FailedPrecondition(
                 f"image {image.id} backs the root disk of server {backed[0]}"

@@ -65,6 +65,7 @@ class BuildScheduler:
     async def lead(self) -> None:
         await self.c.instances.synced.wait()
         await self.c.nodes.synced.wait()
+        await self.c.providers.synced.wait()   # _hosts_may_be_unreported reads it
         self.c.instances.add_listener(self._on_instance)
         sweeper = asyncio.create_task(self._sweep_forever())
         self.metrics.start()

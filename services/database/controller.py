@@ -100,6 +100,8 @@ class Controller:
     async def stop(self) -> None:
         self.stopping = True
         self.metrics.stop()
+        # A key cancel() interrupted would otherwise run once more here.
+        self.interrupted.clear()
         for timer in self.timers.values():
             timer.cancel()
         tasks = list(self.running.values())
@@ -109,6 +111,9 @@ class Controller:
         await asyncio.gather(*tasks, return_exceptions=True)
         # Reusable: a process that loses leadership and wins it again calls
         # lead() on the same object, which enqueues into this queue again.
+        # Timers set while the tasks ended are cancelled too.
+        for timer in self.timers.values():
+            timer.cancel()
         self.timers.clear()
         self.dirty.clear()
         self.interrupted.clear()

@@ -144,3 +144,19 @@ async def test_volumes_over_quota_refuse_the_boot(stack):
             source_type="image", destination_type="volume", uuid=stack.cirros.id, boot_index=0,
             has_boot_index=True, volume_size=4)]), metadata=me), Code.RESOURCE_EXHAUSTED)
     assert not (await stack.volumes.ListVolumes(V.ListVolumesRequest(), metadata=me)).volumes
+
+
+async def test_an_image_copied_to_a_boot_volume_can_be_deleted(stack, qcow2_image):
+    """The server's root is the volume (a copy): DeleteImage does not wait
+    for the server, as it does for servers whose root is an overlay on it."""
+    me = user("una", f"bfv-{uuid.uuid4().hex[:6]}")
+    spare = await stack.image(qcow2_image, name=f"spare-{uuid.uuid4().hex[:6]}")
+    server = await boot(stack, me, [
+        B(source_type="image", destination_type="volume", uuid=spare.id, boot_index=0,
+          has_boot_index=True, volume_size=1, delete_on_termination=True)])
+    assert server.vm_state == C.VM_STATE_ACTIVE, server.fault
+    await stack.api.DeleteImage(C.DeleteImageRequest(ref=spare.id), metadata=ADMIN)
+    await expect(stack.api.GetImage(C.GetImageRequest(ref=spare.id), metadata=ADMIN),
+                 grpc.StatusCode.NOT_FOUND, "image")
+    await stack.api.DeleteServer(C.DeleteServerRequest(id=server.id), metadata=me)
+    assert await stack.wait_for(server.id, lambda s: s is None) is None
