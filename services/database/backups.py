@@ -83,6 +83,9 @@ class Backups:
         self.hub = None
         self.controller = Controller("backups", self.reconcile)
         self.started: set[str] = set()   # taken by this leader's term
+        # Uploads in progress in this process, set when each ends (cleaned
+        # up and FAILED, or COMPLETED): the guest's answer waits for it.
+        self.uploads: dict[str, asyncio.Event] = {}
 
     # ---- the task (leader only) ---------------------------------------------
 
@@ -133,7 +136,15 @@ class Backups:
         except errors.Unavailable as exc:
             result = G.Result(ok=False, error=str(exc))
         if not result.ok:
-            await fail(self.store, backup.id, f"the guest agent could not take it: {result.error}")
+            # A broken upload cleans up and fails itself; FAILED is set only
+            # once no chunk of it is left (or, no upload here, now).
+            upload = self.uploads.get(backup.id)
+            if upload is not None:
+                await upload.wait()
+            current = await self.store.get(keys.db_backup(backup.id), R.BackupRecord)
+            if current is not None and current.msg.backup.status == B.BACKUP_STATUS_BUILDING:
+                await self.bytes.delete(backup.id)
+                await fail(self.store, backup.id, f"the guest agent could not take it: {result.error}")
             return
         # The guest answers only after UploadBackup returned: COMPLETED by now.
         await fail(self.store, backup.id, "the guest agent answered but stored no bytes")
@@ -153,6 +164,14 @@ class Backups:
         if got.msg.backup.status != B.BACKUP_STATUS_BUILDING:
             raise errors.FailedPrecondition(f"backup {backup_id} is "
                                             f"{status_name(got.msg.backup.status)}, not BUILDING")
+        ended = self.uploads[backup_id] = asyncio.Event()
+        try:
+            return await self._receive(backup_id, first, requests)
+        finally:
+            self.uploads.pop(backup_id, None)
+            ended.set()
+
+    async def _receive(self, backup_id: str, first, requests) -> G.UploadBackupResponse:
         part = self.bytes.open_part(backup_id)
         trailer = None
         try:

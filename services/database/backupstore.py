@@ -134,6 +134,9 @@ def _read_chunk(ioctx, name: str, length: int) -> bytes:
         raise FileNotFoundError(f"backup chunk {name} is missing") from None
 
 
+GAP_PROBE = 32   # chunks looked for past the last one found
+
+
 def _remove_backup(ioctx, backup_id: str) -> None:
     """Head first, then the chunks from the last down to chunk 0: the
     head's count of them (a chunk lost to damage leaves no gap behind),
@@ -145,13 +148,19 @@ def _remove_backup(ioctx, backup_id: str) -> None:
     except rados.ObjectNotFound:
         pass
     count = head["chunks"] if head else 0
-    while True:   # what we wrote is always 0..count-1 (see the module's docstring)
+    # One writer leaves 0..count-1 (see the module's docstring). A gap is
+    # possible when an old leader's upload went on writing after a new one
+    # removed its first chunks: look past a gap for GAP_PROBE chunks more.
+    present, index, misses = list(range(count)), count, 0
+    while misses < GAP_PROBE:
         try:
-            ioctx.stat(_chunk_name(backup_id, count))
+            ioctx.stat(_chunk_name(backup_id, index))
+            present.append(index)
+            misses = 0
         except rados.ObjectNotFound:
-            break
-        count += 1
-    for index in reversed(range(count)):
+            misses += 1
+        index += 1
+    for index in reversed(present):
         try:
             ioctx.remove_object(_chunk_name(backup_id, index))
         except rados.ObjectNotFound:
@@ -232,10 +241,18 @@ class RadosPartWriter:
         self.size = 0
         self.chunks = 0
         self.buffer = bytearray()
+        self._inflight: asyncio.Task | None = None
+
+    async def _put(self, name: str, data: bytes) -> None:
+        """One object, written to the end even when the upload is cancelled
+        meanwhile (its thread would finish the write anyway): abort waits
+        for it, so a delete never runs before a write it must see."""
+        self._inflight = asyncio.ensure_future(
+            self.store._io(lambda ioctx: ioctx.write_full(name, data)))
+        await asyncio.shield(self._inflight)
 
     async def _flush(self, block: bytes) -> None:
-        name = _chunk_name(self.backup_id, self.chunks)
-        await self.store._io(lambda ioctx: ioctx.write_full(name, block))
+        await self._put(_chunk_name(self.backup_id, self.chunks), block)
         self.chunks += 1
 
     async def write(self, data: bytes) -> None:
@@ -254,10 +271,12 @@ class RadosPartWriter:
             self.buffer.clear()
         head = json.dumps({"size": self.size, "sha256": self.hash.hexdigest(), "chunks": self.chunks,
                            "object_size": self.store.object_size}).encode()
-        await self.store._io(lambda ioctx: ioctx.write_full(self.backup_id, head))
+        await self._put(self.backup_id, head)
         return self.backup_id
 
     async def abort(self) -> None:
+        if self._inflight is not None:
+            await asyncio.gather(self._inflight, return_exceptions=True)
         await self.store.delete(self.backup_id)
 
 
