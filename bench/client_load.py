@@ -203,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     stack = LoadStack(tmp, etcd_port=free_port(), etcd_peer_port=free_port(),
                       api=f"127.0.0.1:{free_port()}", conductor=f"127.0.0.1:{free_port()}",
                       scheduler=f"127.0.0.1:{free_port()}", quiet=True,
+                      # Ports of their own (a second stack on the machine must not answer).
+                      database=None, volume=f"127.0.0.1:{free_port()}",
                       agent_args=["--simulate", str(args.hosts), "--host", "load"])
     try:
         stack.start()

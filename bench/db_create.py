@@ -474,6 +474,7 @@ def main() -> int:
     stack = ProcessStack(state, etcd_port=free_port(), etcd_peer_port=free_port(),
                          api=f"127.0.0.1:{free_port()}", conductor=f"127.0.0.1:{free_port()}",
                          scheduler=f"127.0.0.1:{free_port()}", database=f"127.0.0.1:{free_port()}",
+                         volume=f"127.0.0.1:{free_port()}",   # not the default: another stack's
                          agent_args=["--host", "bench-db"], log_dir=os.path.join(tmp, "logs"),
                          quiet=True)
     ceph = None

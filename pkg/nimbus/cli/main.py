@@ -82,8 +82,14 @@ def _register() -> None:
             cli.add_command(group)
 
 
-_register()
-
-
 def main() -> None:
     cli(prog_name="nimbus")
+
+
+if __name__ == "__main__":
+    # `python -m nimbus.cli.main`: this file runs as __main__, a second copy
+    # the command modules do not import; run the package's own module.
+    from nimbus.cli.main import main as package_main
+    package_main()
+else:
+    _register()

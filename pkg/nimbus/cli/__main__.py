@@ -1,0 +1,5 @@
+"""python -m nimbus.cli: the nimbus command."""
+
+from nimbus.cli.main import main
+
+main()
