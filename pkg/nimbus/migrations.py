@@ -46,21 +46,6 @@ class Fragment:
         return self.compares, self.ops
 
 
-async def read(store: Store, wanted: dict[str, type]) -> dict[str, Versioned | None]:
-    """Several records in ONE round trip (a read-only transaction): each
-    key of `wanted` -> its record (None: absent), all at one revision."""
-    if not wanted:
-        return {}
-    names = list(wanted)
-    resp = await store.txn([], [store.get_op(name) for name in names])
-    found = {}
-    for name, each in zip(names, resp.responses):
-        kvs = each.response_range.kvs
-        found[name] = (Versioned(wanted[name].FromString(kvs[0].value), kvs[0].mod_revision)
-                       if kvs else None)
-    return found
-
-
 def allocation_keys(changes) -> dict[str, type]:
     """What allocations() reads for `changes`: for read() to fetch in the
     caller's one round trip, together with the caller's own records."""
@@ -80,7 +65,7 @@ async def allocations(store: Store, changes: dict[tuple[str, str], R.Resources |
     one round trip. Every record read is compared on its mod_revision."""
     wanted = allocation_keys(changes)
     known = dict(known or {})
-    known.update(await read(store, {k: cls for k, cls in wanted.items() if k not in known}))
+    known.update(await store.get_many({k: cls for k, cls in wanted.items() if k not in known}))
     frag = Fragment()
     # host -> [vcpus, memory_mb, disk_gb, consumers], signed (Resources clamps at 0).
     deltas: dict[str, list[int]] = {}

@@ -169,18 +169,12 @@ class Snapshot:
 
 async def snapshot(store: Store, project: str) -> Snapshot:
     """Overrides and usage in one round trip (a read-only txn: one revision)."""
-    resp = await store.txn([], [store.get_op(keys.quota(project)), store.get_op(keys.usage(project))])
-    qkvs = resp.responses[0].response_range.kvs
-    ukvs = resp.responses[1].response_range.kvs
-    over = overrides_of(quotas_pb2.QuotaSet.FromString(qkvs[0].value)) if qkvs else {}
-    used = usage_of(quotas_pb2.QuotaUsage.FromString(ukvs[0].value) if ukvs else None)
-    return Snapshot(project, over, effective(over), used,
-                    ukvs[0].mod_revision if ukvs else 0, qkvs[0].mod_revision if qkvs else 0)
+    return snapshot_of(project, await store.get_many(snapshot_keys(project)))
 
 
 def snapshot_keys(project: str) -> dict[str, type]:
     """The records snapshot() reads, for a caller that reads them in its own
-    one round trip together with others (migrations.read)."""
+    one round trip together with others (Store.get_many)."""
     return {keys.quota(project): quotas_pb2.QuotaSet, keys.usage(project): quotas_pb2.QuotaUsage}
 
 

@@ -132,7 +132,7 @@ class ResizeActions:
             wanted = migrations.allocation_keys(handed)
             if any(up):
                 wanted.update(quota.snapshot_keys(server.project_id))
-            got = await migrations.read(self.store, wanted)
+            got = await self.store.get_many(wanted)
             frag = await migrations.quota_fragment(self.store, server.project_id, *up, known=got)
             stamp = now()
             migration = C.Migration(

@@ -201,8 +201,8 @@ class MigrationController:
         store = self.c.store
         changes = {(host, rec.server.id): resources.for_flavor(ctx.new_flavor)}
         mkey = keys.migration(ctx.migration_id)
-        got = await migrations.read(store, {**migrations.allocation_keys(changes),
-                                            mkey: R.MigrationRecord})
+        got = await store.get_many({**migrations.allocation_keys(changes),
+                                    mkey: R.MigrationRecord})
         if got[mkey] is None:
             return LOST_RACE   # deleted meanwhile: the caller reads the instance again
         try:
@@ -345,7 +345,7 @@ async def advance(conductor, request) -> tuple[R.InstanceRecord, int]:
             wanted[akey] = R.InstanceAction
         if any(quota_delta):
             wanted.update(quota.snapshot_keys(server.project_id))
-        got = await migrations.read(store, wanted)
+        got = await store.get_many(wanted)
         mig = mig or got[mkey]
         if mig is None:
             raise errors.FailedPrecondition(f"server {server.id}: its migration is gone")

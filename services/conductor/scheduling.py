@@ -133,19 +133,22 @@ class BuildScheduler:
             response = await self.scheduler.SelectDestinations(request, metadata=self.metadata,
                                                                timeout=30)
             by_id = {v.msg.server.id: v for v in waiting}
-            tasks, retry = [], []
+            selections = list(response.selections)
             unreported = self._hosts_may_be_unreported()
-            for selection in response.selections:
+            if unreported:   # no host now: neither placed nor failed, asked again later
+                for selection in selections:
+                    if not selection.hosts:
+                        self._ask_again_later(selection.instance_id, unreported)
+                selections = [s for s in selections if s.hosts]
+            tasks, retry = [], []
+            for selection in selections:
                 v = by_id[selection.instance_id]
-                if not selection.hosts and unreported:
-                    self._ask_again_later(v.msg.server.id, unreported)
-                    tasks.append(asyncio.sleep(0, True))   # neither placed nor failed
-                elif not selection.hosts:
+                if not selection.hosts:
                     tasks.append(self._no_valid_host(v, selection.reason))
                 else:
                     tasks.append(self._claim_first(v, list(selection.hosts)))
             results = await asyncio.gather(*tasks)
-            for selection, placed in zip(response.selections, results):
+            for selection, placed in zip(selections, results):
                 if selection.hosts and not placed:
                     # The scheduler's view lagged behind the claims: ask again
                     # without those hosts.

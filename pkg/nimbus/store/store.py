@@ -23,17 +23,16 @@ import time
 from typing import Any, AsyncIterator, Callable, Iterable, TypeVar
 
 import grpc
-import structlog
 from aetcd import rpc
 from google.protobuf.message import Message
 
-from nimbus import errors, metrics
+from nimbus import errors, log, metrics
 from nimbus.clock import now  # noqa: F401 (its callers' old home)
 from nimbus.compute.v1 import compute_pb2
 from nimbus.state.v1 import records_pb2
 from nimbus.store import keys
 
-_log = structlog.get_logger()
+_log = log.get("nimbus.store")
 _last_transport_report = [0.0]
 
 
@@ -342,6 +341,20 @@ class Store:
             return None
         kv = resp.kvs[0]
         return Versioned(cls.FromString(kv.value), kv.mod_revision)
+
+    async def get_many(self, wanted: dict[str, type]) -> dict[str, Versioned | None]:
+        """Several records in ONE round trip (a read-only transaction): each
+        key of `wanted` -> its record (None: absent), all at one revision."""
+        if not wanted:
+            return {}
+        names = list(wanted)
+        resp = await self.txn([], [self.get_op(name) for name in names])
+        found = {}
+        for name, each in zip(names, resp.responses):
+            kvs = each.response_range.kvs
+            found[name] = (Versioned(wanted[name].FromString(kvs[0].value), kvs[0].mod_revision)
+                           if kvs else None)
+        return found
 
     async def get_raw(self, suffix: str) -> int | None:
         """The key's mod_revision, None when absent."""
